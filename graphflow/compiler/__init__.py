@@ -1,0 +1,1 @@
+"""Graph to program, passes, fusion and code generation."""

@@ -1,0 +1,1 @@
+"""Compiler passes: each a function Program -> Program that appends what it did to a report."""

@@ -1,0 +1,142 @@
+"""The compiler's own immutable program: nodes in topological order over value refs.
+
+The user's Graph is never changed by compilation. `lower_graph` copies what a run needs
+into a Program: each fed tensor becomes a `Feed` node (cutting off its upstream), ops built
+inside `gf.cond` branches become sub-programs of their Cond node, and every other op
+becomes one Node. Passes return new Programs.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Mapping
+
+from ..ops.registry import OpDef, OpKind, TensorSpec, get_op_def, register
+
+Ref = tuple  # (node id, output index)
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    """One op application in a Program. `inputs` are (node id, output index) refs."""
+
+    id: int
+    op: str
+    inputs: tuple
+    attrs: Mapping
+    specs: tuple
+    name: str
+    control: tuple = ()
+    source: str | None = None
+
+    @property
+    def op_def(self) -> OpDef:
+        return get_op_def(self.op)
+
+    def with_(self, **changes) -> "Node":
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, eq=False)
+class Program:
+    """Nodes in topological order; `outputs` are the fetched refs, `targets` the node ids
+    run only for their effects, `feeds` the Feed node ids in feed order."""
+
+    nodes: tuple
+    outputs: tuple
+    targets: tuple = ()
+    feeds: tuple = ()
+    _index: dict = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "_index", {n.id: n for n in self.nodes})
+
+    def node(self, node_id: int) -> Node:
+        return self._index[node_id]
+
+    def has(self, node_id: int) -> bool:
+        return node_id in self._index
+
+    def spec(self, ref: Ref) -> TensorSpec:
+        return self._index[ref[0]].specs[ref[1]]
+
+    def consumers(self) -> dict[int, list[Node]]:
+        """node id -> the nodes that read one of its outputs."""
+        out: dict[int, list[Node]] = {}
+        for n in self.nodes:
+            for r in n.inputs:
+                out.setdefault(r[0], []).append(n)
+        return out
+
+    def with_nodes(self, nodes: Iterable[Node], outputs=None, targets=None, feeds=None) -> "Program":
+        return Program(tuple(nodes), self.outputs if outputs is None else tuple(outputs),
+                       self.targets if targets is None else tuple(targets),
+                       self.feeds if feeds is None else tuple(feeds))
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+
+register(OpDef(type="Feed", default_name="Feed", kind=OpKind.SOURCE, kernel=None,
+               infer=lambda specs, attrs: attrs["spec"]))
+
+
+class _Lowering:
+    """Copies graph ops into Nodes, numbering them as it goes."""
+
+    def __init__(self):
+        self.ids = itertools.count()
+
+    def program(self, ops, feeds, outputs, targets=()) -> Program:
+        """`feeds`: tensors that become Feed nodes; `outputs`: tensors to fetch;
+        `targets`: operations run for their effects."""
+        nodes: list[Node] = []
+        ref_of: dict = {}
+        node_of_op: dict = {}
+        feed_ids = []
+        for i, t in enumerate(feeds):
+            if t in ref_of:
+                raise ValueError(f"tensor '{t.name}' is fed twice")
+            nid = next(self.ids)
+            nodes.append(Node(nid, "Feed", (), {"index": i, "spec": TensorSpec(t.shape, t.dtype)},
+                              (TensorSpec(t.shape, t.dtype),), t.name))
+            ref_of[t] = (nid, 0)
+            feed_ids.append(nid)
+        for op in ops:
+            inputs = []
+            for t in op.inputs:
+                r = ref_of.get(t)
+                if r is None:
+                    raise ValueError(f"'{op.name}' uses '{t.name}', which was built inside a gf.cond "
+                                     "branch; use the cond's outputs outside the branch instead")
+                inputs.append(r)
+            nid = next(self.ids)
+            attrs = op.attrs
+            if op.op_def.extra.get("has_branches"):
+                attrs = dict(attrs, branches=tuple(self.branch(b) for b in attrs["graph_branches"]))
+            control = tuple(node_of_op[c] for c in op.control_inputs if c in node_of_op)
+            nodes.append(Node(nid, op.type, tuple(inputs), attrs,
+                              tuple(TensorSpec(t.shape, t.dtype) for t in op.outputs), op.name, control, op.source))
+            node_of_op[op] = nid
+            for t in op.outputs:
+                ref_of.setdefault(t, (nid, t.value_index))
+        outs = []
+        for t in outputs:
+            if t not in ref_of:
+                raise RuntimeError(f"internal: fetch '{t.name}' was not lowered")
+            outs.append(ref_of[t])
+        tgts = tuple(node_of_op[o] for o in targets)
+        return Program(tuple(nodes), tuple(outs), tgts, tuple(feed_ids))
+
+    def branch(self, branch) -> Program:
+        from ..ops.cond import branch_closure
+
+        ops, captures, _ = branch_closure(branch.outputs, branch.parent)
+        return self.program(ops, captures, branch.outputs)
+
+
+def lower_graph(graph, outputs, targets, feeds) -> Program:
+    """The Program for fetching `outputs` (tensors) and running `targets` (operations)
+    with `feeds` (tensors) fed. Includes every op of the graph; `prune` removes the rest."""
+    ops = [op for op in list(graph._ops) if op.cond_context is None]
+    return _Lowering().program(ops, feeds, outputs, targets)

@@ -1,0 +1,1 @@
+"""Running compiled programs: sessions, plans, state and threads."""

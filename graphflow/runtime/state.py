@@ -1,0 +1,77 @@
+"""Session state (variable values, random streams) and each run's private view of it.
+
+A run reads through an overlay and writes only into it; `commit` applies the overlay
+under the store's lock once the whole run has succeeded, so a failed run changes nothing
+and concurrent runs each apply their updates atomically.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ..errors import FailedPreconditionError
+
+
+class VariableStore:
+    """The values of a session's variables and the position of each random stream."""
+
+    def __init__(self):
+        self.values: dict[str, np.ndarray] = {}
+        self.random_counters: dict[tuple, int] = {}
+        self.lock = threading.Lock()
+
+    def set(self, name: str, value: np.ndarray) -> None:
+        value = np.array(value, copy=True)
+        value.setflags(write=False)
+        with self.lock:
+            self.values[name] = value
+
+
+class RunState:
+    """One run's view of the store: reads see this run's own writes first."""
+
+    __slots__ = ("store", "writes", "randoms")
+
+    def __init__(self, store: VariableStore):
+        self.store = store
+        self.writes: dict[str, np.ndarray] = {}
+        self.randoms: dict[tuple, int] = {}
+
+    def run_program(self, program, inputs) -> list:
+        """Run a sub-program (a gf.cond branch) against this run's state."""
+        from .interpreter import interpreter_for
+
+        return interpreter_for(program).run(list(inputs), self)
+
+    def read_variable(self, name: str) -> np.ndarray:
+        v = self.writes.get(name)
+        if v is None:
+            v = self.store.values.get(name)
+            if v is None:
+                raise FailedPreconditionError(
+                    f"attempting to use the uninitialized variable '{name}' ('{name}:0'); run "
+                    "gf.global_variables_initializer() (or the variable's initializer) first", name)
+        return v
+
+    def write_variable(self, name: str, value: np.ndarray) -> None:
+        value = np.array(value, copy=True)
+        value.setflags(write=False)
+        self.writes[name] = value
+
+    def random_stream(self, seeds: tuple) -> np.random.Generator:
+        """A generator for the next draw of the random op seeded by `seeds`: the same
+        (graph seed, op seed) gives the same sequence of draws in every new session."""
+        n = self.randoms.get(seeds)
+        if n is None:
+            n = self.store.random_counters.get(seeds, 0)
+        self.randoms[seeds] = n + 1
+        return np.random.default_rng([seeds[0], seeds[1], n])
+
+    def commit(self) -> None:
+        if not self.writes and not self.randoms:
+            return
+        with self.store.lock:
+            self.store.values.update(self.writes)
+            for k, n in self.randoms.items():
+                self.store.random_counters[k] = max(n, self.store.random_counters.get(k, 0))
