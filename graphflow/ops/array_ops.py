@@ -137,7 +137,9 @@ def _like_kernel(value):
 for _t, _v in [("ZerosLike", 0), ("OnesLike", 1)]:
     register(OpDef(type=_t, default_name=_t, kind=OpKind.ELEMENTWISE, sample=("real",), dtypes=_dt.ALL,
                    infer=lambda specs, attrs: TensorSpec(specs[0].shape, attrs.get("dtype") or specs[0].dtype),
-                   kernel=_like_kernel(_v), grad=lambda op, dy: [None]))
+                   kernel=_like_kernel(_v), grad=lambda op, dy: [None],
+                   scalar=(lambda v: lambda b, x, *, dtype=None: b.const(v, dtype or b.dtype(x)))(_v),
+                   extra={"shape_only_inputs": (0,)}))
 
 
 def zeros_like(x, dtype=None, name=None):

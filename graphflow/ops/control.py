@@ -10,9 +10,11 @@ from .registry import OpDef, OpKind, TensorSpec, register
 
 register(OpDef(type="Identity", default_name="Identity", kind=OpKind.ELEMENTWISE, dtypes=_dt.ALL,
                infer=lambda specs, attrs: specs[0], kernel=lambda x: x, grad=lambda op, dy: [dy],
+               scalar=lambda b, x: x,
                sample=("real",)))
 register(OpDef(type="StopGradient", default_name="StopGradient", kind=OpKind.ELEMENTWISE, dtypes=_dt.ALL,
                infer=lambda specs, attrs: specs[0], kernel=lambda x: x, grad=lambda op, dy: [None],
+               scalar=lambda b, x: x,
                sample=("real",)))
 register(OpDef(type="NoOp", default_name="NoOp", kind=OpKind.OPAQUE,
                infer=lambda specs, attrs: (), kernel=lambda: ()))

@@ -53,10 +53,34 @@ def _nary_infer(allowed, out_dtype=None, first_bool=False):
     return infer
 
 
+def _method(name):
+    """The scalar program that applies builder method `name` to the op's inputs."""
+    return lambda b, *args, **attrs: getattr(b, name)(*args)
+
+
+# op type -> scalar builder method (see ops/scalar.py)
+_SCALAR_METHOD = {
+    "Neg": "neg", "Abs": "abs", "Exp": "exp", "Log": "log", "Log1p": "log1p", "Expm1": "expm1",
+    "Sqrt": "sqrt", "Rsqrt": "rsqrt", "Sin": "sin", "Cos": "cos", "Tanh": "tanh", "Sigmoid": "sigmoid",
+    "Erf": "erf", "Sign": "sign", "Floor": "floor", "Ceil": "ceil", "Round": "round",
+    "LogicalNot": "not_", "IsNan": "isnan", "IsFinite": "isfinite",
+    "Add": "add", "Sub": "sub", "Mul": "mul", "RealDiv": "div", "FloorDiv": "floordiv", "FloorMod": "mod",
+    "Pow": "pow", "Maximum": "max", "Minimum": "min",
+    "Equal": "eq", "NotEqual": "ne", "Less": "lt", "LessEqual": "le", "Greater": "gt", "GreaterEqual": "ge",
+    "LogicalAnd": "and_", "LogicalOr": "or_", "Select": "select",
+}
+_SCALAR_SPECIAL = {
+    "Square": lambda b, x: b.mul(x, x),
+    "Reciprocal": lambda b, x: b.div(b.const(1, b.dtype(x)), x),
+}
+
+
 def _ew(op_type, name, kernel, grad, allowed, n_in, out_dtype=None, sample=None, first_bool=False):
     infer = _unary_infer(allowed, out_dtype) if n_in == 1 else _nary_infer(allowed, out_dtype, first_bool)
+    scalar = _SCALAR_SPECIAL.get(op_type) or _method(_SCALAR_METHOD[op_type])
     return register(OpDef(type=op_type, default_name=name, infer=infer, kernel=kernel, grad=grad,
-                          kind=OpKind.ELEMENTWISE, sample=sample or ("real",) * n_in, dtypes=allowed))
+                          kind=OpKind.ELEMENTWISE, sample=sample or ("real",) * n_in, dtypes=allowed,
+                          scalar=scalar))
 
 
 # ---- gradient helpers (built from the public ops; imported lazily to avoid cycles) ----
@@ -236,7 +260,7 @@ def _cast_grad(op, dy):
 
 
 register(OpDef(type="Cast", default_name="Cast", infer=_cast_infer, kernel=_cast_kernel, grad=_cast_grad,
-               kind=OpKind.ELEMENTWISE, sample=("real",), dtypes=ALL,
+               kind=OpKind.ELEMENTWISE, scalar=lambda b, x, *, dtype: b.cast(x, dtype), sample=("real",), dtypes=ALL,
                attrs_for_test=({"dtype": _dt.float32}, {"dtype": _dt.int32}, {"dtype": _dt.bool},
                                {"dtype": _dt.float64}, {"dtype": _dt.int64})))
 

@@ -196,6 +196,7 @@ def _broadcast_to_grad(op, dy):
 
 register(OpDef(type="BroadcastTo", default_name="BroadcastTo", infer=_broadcast_to_infer, kind=OpKind.ELEMENTWISE,
                kernel=lambda x, *, shape: np.broadcast_to(x, shape), grad=_broadcast_to_grad,
+               scalar=lambda b, x, *, shape: x,
                dtypes=_dt.ALL, sample=("real",)))
 
 
@@ -220,7 +221,7 @@ def _broadcast_like_grad(op, dy):
 register(OpDef(type="BroadcastLike", default_name="BroadcastLike", infer=_broadcast_like_infer,
                kind=OpKind.ELEMENTWISE,
                kernel=lambda x, like: np.broadcast_to(x, np.broadcast_shapes(np.shape(x), np.shape(like))),
-               grad=_broadcast_like_grad, extra={"shape_only_inputs": (1,)}))
+               grad=_broadcast_like_grad, scalar=lambda b, x, like: x, extra={"shape_only_inputs": (1,)}))
 
 
 def broadcast_like(x, like, name=None):

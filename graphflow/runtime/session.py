@@ -152,7 +152,8 @@ class Session:
         with np.errstate(all="ignore"):
             outs = plan.run(feed_values, state, trace)
         state.commit()
-        return [_as_output(v, feed_values) for v in outs]
+        outs = [_as_output(v, feed_values) for v in outs]
+        return [None if i is None else outs[i] for i in plan.gather]
 
     def make_callable(self, fetches, feed_list=None, accept_options=False):
         """A function f(*feed_values) that runs `fetches` with the tensors of `feed_list` fed."""

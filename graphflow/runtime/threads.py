@@ -55,3 +55,22 @@ def resolve_num_threads(requested: int | None) -> tuple[int, str]:
             raise ValueError(f"GRAPHFLOW_NUM_THREADS must be a positive integer, got {env!r}") from None
         return n, "GRAPHFLOW_NUM_THREADS"
     return available_cpus()
+
+
+class ThreadBudget:
+    """The threads one Session may use. Kernels split work through `parallel_for`.
+
+    This is the contract fused kernels code against: `parallel_for(fn, total, grain)`
+    calls fn(start, end) over disjoint ranges covering [0, total), each at least `grain`
+    long (except possibly the last), and returns when all calls are done.
+    """
+
+    def __init__(self, num_threads: int = 1):
+        self.num_threads = num_threads
+
+    def parallel_for(self, fn, total: int, grain: int) -> None:
+        if total > 0:
+            fn(0, total)
+
+
+SERIAL = ThreadBudget(1)
