@@ -30,8 +30,10 @@ class FailedPreconditionError(OpError, RuntimeError):
     """The session is not in a state to run this (uninitialized variable, closed session)."""
 
 
-class NotFoundError(OpError, LookupError):
-    """A named tensor, operation, variable or file does not exist."""
+class NotFoundError(OpError, KeyError):
+    """A named tensor, operation, variable or file does not exist.
+
+    A KeyError (hence a LookupError), as TF1's graph lookups raise KeyError for unknown names."""
 
 
 class AlreadyExistsError(OpError, FileExistsError):

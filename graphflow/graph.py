@@ -390,7 +390,7 @@ def _as_operation(obj) -> Operation:
 
 
 def _check_name(name: str) -> None:
-    if not name or any(c in name for c in ":\n") or name.startswith("/"):
+    if not name or ":" in name or "\n" in name or name[0] == "/":
         raise ValueError(f"'{name}' is not a valid op name (no ':' and no leading '/')")
 
 
@@ -407,13 +407,27 @@ def _suggest(name: str, names) -> str:
     return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
+_SOURCE_LABELS: dict[str, str | None] = {}
+
+
+def _source_label(filename: str) -> str | None:
+    """The base name of a user's file, None for graphflow's own files (cached per file: op
+    creation is hot and `abspath` is not cheap)."""
+    try:
+        return _SOURCE_LABELS[filename]
+    except KeyError:
+        inside = os.path.abspath(filename).startswith(_PACKAGE_DIR + os.sep)
+        label = _SOURCE_LABELS[filename] = None if inside else os.path.basename(filename)
+        return label
+
+
 def _user_source() -> str | None:
     """`file:line` of the first stack frame outside graphflow (where the user built the op)."""
     frame = sys._getframe(1)
     while frame is not None:
-        fname = frame.f_code.co_filename
-        if not os.path.abspath(fname).startswith(_PACKAGE_DIR):
-            return f"{os.path.basename(fname)}:{frame.f_lineno}"
+        label = _source_label(frame.f_code.co_filename)
+        if label is not None:
+            return f"{label}:{frame.f_lineno}"
         frame = frame.f_back
     return None
 
