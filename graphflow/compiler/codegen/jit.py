@@ -1,0 +1,131 @@
+"""JIT compilation of LLVM IR text to machine code, through the kernel cache.
+
+`compile_module(ir_text)` optimizes the module with LLVM's new pass manager (speed level 3,
+loop and SLP vectorization, for the host CPU), emits an object file, and loads it into an
+MCJIT execution engine. The object code is cached in memory (same IR in one process: same
+JitModule) and on disk (see `cache`), keyed by sha256 of the IR text and the target
+fingerprint (llvmlite and LLVM versions, CPU name and features). A process that finds the
+entry on disk loads the object file directly: no IR parsing, no optimization, no codegen.
+
+Keep the JitModule alive as long as any function pointer taken from it may be called: the
+machine code lives in its execution engine.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+import llvmlite.binding as llvm
+
+from ...errors import InternalError, NotFoundError
+from . import cache
+from .target import fingerprint, target_machine
+
+
+class JitModule:
+    """Machine code of one LLVM module, loaded into its own execution engine."""
+
+    def __init__(self, ir_text: str, key: str, engine: llvm.ExecutionEngine, *,
+                 loaded_from_cache: bool, compile_seconds: float, optimized: llvm.ModuleRef | None):
+        self.ir_text = ir_text
+        self.key = key
+        self.loaded_from_cache = loaded_from_cache
+        self.compile_seconds = compile_seconds
+        self._engine = engine
+        self._optimized = optimized
+
+    def address(self, name: str) -> int:
+        """Address of the compiled function `name` (for ctypes.CFUNCTYPE)."""
+        address = self._engine.get_function_address(name)
+        if not address:
+            raise NotFoundError(f"JIT module {self.key[:12]}: no function named {name!r}; "
+                                "expected one defined (not just declared) in the IR")
+        return address
+
+    def _optimized_module(self) -> llvm.ModuleRef:
+        # A module loaded from the cache has no IR in memory: rebuild it only when asked.
+        if self._optimized is None:
+            self._optimized = optimize(parse(self.ir_text))
+        return self._optimized
+
+    @property
+    def optimized_ir(self) -> str:
+        """The module's IR after the optimization pipeline (vectorized loops show here)."""
+        return str(self._optimized_module())
+
+    @property
+    def asm(self) -> str:
+        """Host assembly of the optimized module."""
+        return target_machine().emit_assembly(self._optimized_module())
+
+
+_memory: dict[str, JitModule] = {}
+_lock = threading.Lock()
+
+
+def cache_key(ir_text: str) -> str:
+    """sha256 over the IR text and the target fingerprint."""
+    h = hashlib.sha256()
+    h.update(fingerprint().encode())
+    h.update(b"\0")
+    h.update(ir_text.encode())
+    return h.hexdigest()
+
+
+def parse(ir_text: str) -> llvm.ModuleRef:
+    """Parses and verifies IR text, retargeted at the host machine."""
+    try:
+        module = llvm.parse_assembly(ir_text)
+        module.verify()
+    except RuntimeError as e:
+        raise InternalError(f"generated LLVM IR does not verify: {e}") from e
+    tm = target_machine()
+    module.triple = tm.triple
+    module.data_layout = str(tm.target_data)
+    return module
+
+
+def optimize(module: llvm.ModuleRef) -> llvm.ModuleRef:
+    """Runs the O3 pipeline with loop and SLP vectorization in place; returns `module`."""
+    pto = llvm.create_pipeline_tuning_options(speed_level=3)
+    pto.loop_vectorization = True
+    pto.slp_vectorization = True
+    pb = llvm.create_pass_builder(target_machine(), pto)
+    pb.getModulePassManager().run(module, pb)
+    return module
+
+
+def _load_object(object_code: bytes) -> llvm.ExecutionEngine:
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target_machine())
+    engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
+    engine.finalize_object()
+    return engine
+
+
+def compile_module(ir_text: str) -> JitModule:
+    """Machine code for `ir_text`, from the memory cache, the disk cache, or LLVM."""
+    key = cache_key(ir_text)
+    with _lock:
+        hit = _memory.get(key)
+        if hit is not None:
+            return hit
+        start = time.perf_counter()
+        object_code = cache.load(key)
+        optimized = None
+        loaded = object_code is not None
+        if not loaded:
+            optimized = optimize(parse(ir_text))
+            object_code = target_machine().emit_object(optimized)
+            cache.store(key, object_code)
+        engine = _load_object(object_code)
+        module = JitModule(ir_text, key, engine, loaded_from_cache=loaded,
+                           compile_seconds=time.perf_counter() - start, optimized=optimized)
+        _memory[key] = module
+        return module
+
+
+def clear_memory_cache() -> None:
+    """Forgets in-process modules (their code stays valid while callers hold them)."""
+    with _lock:
+        _memory.clear()
