@@ -31,6 +31,7 @@ from .ops.reduction import (argmax, argmin, reduce_logsumexp, reduce_max, reduce
 from .ops.shape_ops import broadcast_to, expand_dims, gather, reshape, shape, squeeze, transpose
 from .ops import state_ops as _state_ops  # noqa: F401 - registers variable ops
 from . import random
+from . import train
 from .gradients import gradients
 from .runtime.session import Session, get_default_session
 from .runtime.trace import RunMetadata, RunOptions

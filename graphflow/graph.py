@@ -237,9 +237,8 @@ class Graph:
                                  "build every op of a computation in one graph")
         state = self._state
         base = name if name else op_def.default_name
-        _check_name(base)
         with self._lock:
-            full = self.unique_name(state.scope + base)
+            full = self._op_name(state.scope, base)
             try:
                 specs = op_def.infer([TensorSpec(t.shape, t.dtype) for t in inputs], attrs)
             except (ValueError, TypeError) as exc:
@@ -264,6 +263,20 @@ class Graph:
                 state.cond.ops.append(op)
             self.version += 1
         return op
+
+    def _op_name(self, scope: str, base: str) -> str:
+        """`scope + base` made unique; a name ending in "/" (what `name_scope` yields) is
+        taken as the exact, absolute op name, as in TF1."""
+        if base.endswith("/"):
+            full = base[:-1]
+            _check_name(full)
+            if full in self._ops_by_name:
+                raise ValueError(f"an operation named '{full}' already exists; names ending in '/' are used "
+                                 "exactly and must be new")
+            self._used_names.setdefault(full, 0)
+            return full
+        _check_name(base)
+        return self.unique_name(scope + base)
 
     def finalize(self) -> None:
         """Make the graph read-only: adding an op afterwards raises RuntimeError."""
