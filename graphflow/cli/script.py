@@ -1,0 +1,179 @@
+"""Run a user's model script and find what the CLI should compile in it.
+
+The script runs as `__main__` would (runpy, from its own directory, with that directory on
+`sys.path`), so it can import its neighbours and read files next to it. What to compile is
+taken, in order, from `--fetch` names, a module-level `model` (a `gf.keras` model: its
+inference outputs, fed through its inputs), or module-level `outputs` (with optional
+`inputs`). Without `inputs`, the feeds are the placeholders the fetches depend on.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import runpy
+import sys
+import traceback
+from dataclasses import dataclass
+
+from ..graph import Graph, Operation, Tensor, get_default_graph
+
+
+class UsageError(Exception):
+    """Bad input from the command line user: reported as one line, exit status 2."""
+
+
+def rejected(action: str, target: "Target", exc: Exception) -> UsageError:
+    """The UsageError for a graph that graphflow refuses to compile or run (first line of why)."""
+    first = str(exc).strip().splitlines()
+    return UsageError(f"cannot {action} {', '.join(t.name for t in target.fetches)}: "
+                      f"{first[0] if first else type(exc).__name__}")
+
+
+@dataclass
+class Target:
+    """What one CLI command compiles: `fetches` computed from `feeds` in `graph`."""
+
+    graph: Graph
+    fetches: list
+    feeds: list
+    origin: str  # how the fetches were found, for the report header
+
+
+def run_script(path: str) -> dict:
+    """Execute the script at `path` and return its module globals."""
+    if not os.path.isfile(path):
+        raise UsageError(f"no such file: {path}")
+    path = os.path.abspath(path)
+    script_dir = os.path.dirname(path)
+    with _script_environment(script_dir):
+        try:
+            return runpy.run_path(path, run_name="__graphflow_script__")
+        except SystemExit as exc:
+            if exc.code in (0, None):
+                raise UsageError(f"{os.path.basename(path)} called sys.exit() before defining what to compile") \
+                    from None
+            raise UsageError(f"{os.path.basename(path)} exited with status {exc.code}") from None
+        except Exception as exc:
+            raise UsageError(f"{os.path.basename(path)} raised {_describe(exc, path)}") from exc
+
+
+@contextlib.contextmanager
+def _script_environment(script_dir: str):
+    """cwd and sys.path[0] at the script's directory; its prints go to stderr, so stdout
+    holds only the report (JSON output stays parseable)."""
+    old_cwd, old_path = os.getcwd(), list(sys.path)
+    os.chdir(script_dir)
+    sys.path.insert(0, script_dir)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        os.chdir(old_cwd)
+        sys.path[:] = old_path
+
+
+def _describe(exc: BaseException, path: str) -> str:
+    """`ValueError at model.py:12: message`: the script's own innermost line, if any."""
+    where = ""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if os.path.abspath(frame.filename) == path:
+            where = f" at {os.path.basename(path)}:{frame.lineno}"
+            break
+    message = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}{where}: {message[0] if message else '(no message)'}"
+
+
+def find_target(namespace: dict, fetch_names: list[str] | None) -> Target:
+    """The fetches and feeds to compile from a script's globals (see the module docstring)."""
+    model = namespace.get("model")
+    outputs = namespace.get("outputs")
+    if fetch_names:
+        graph = _graph_of_script(namespace, model, outputs)
+        fetches = [_resolve_fetch(graph, name) for name in fetch_names]
+        return Target(graph, fetches, needed_placeholders(fetches), "--fetch " + " ".join(fetch_names))
+    if model is not None:
+        return _model_target(model)
+    if outputs is not None:
+        fetches = _tensor_list(outputs, "outputs")
+        graph = fetches[0].graph
+        inputs = namespace.get("inputs")
+        feeds = _tensor_list(inputs, "inputs") if inputs is not None else needed_placeholders(fetches)
+        for t in fetches + feeds:
+            if t.graph is not graph:
+                raise UsageError(f"'{t.name}' belongs to another graph than '{fetches[0].name}'")
+        return Target(graph, fetches, feeds, "module-level `outputs`")
+    raise UsageError("nothing to compile: the script defines no module-level `model` or `outputs`; "
+                     "define one of them or pass --fetch NAME")
+
+
+def _model_target(model) -> Target:
+    """A gf.keras model's inference graph: its outputs fed through its inputs."""
+    try:
+        outputs, inputs, graph = model.outputs, model.inputs, model.graph
+    except AttributeError as exc:
+        raise UsageError(f"module-level `model` is a {type(model).__name__}, not a gf.keras model "
+                         f"({exc})") from None
+    if not outputs:
+        raise UsageError("module-level `model` has no outputs yet: build it (call it on an Input, or give "
+                         "its first layer input_shape=) before compiling")
+    fetches = _tensor_list(outputs, "model.outputs")
+    feeds = _tensor_list(inputs, "model.inputs") if inputs else needed_placeholders(fetches)
+    if fetches[0].graph is not graph:
+        raise UsageError("module-level `model`: its outputs are not in model.graph")
+    return Target(graph, fetches, feeds, f"module-level `model` ({type(model).__name__})")
+
+
+def _tensor_list(value, what: str) -> list:
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not items:
+        raise UsageError(f"`{what}` is empty")
+    out = []
+    for item in items:
+        if hasattr(item, "_as_graph_element"):
+            item = item._as_graph_element()
+        if not isinstance(item, Tensor):
+            raise UsageError(f"`{what}` must hold gf tensors, got {type(item).__name__}")
+        out.append(item)
+    return out
+
+
+def _graph_of_script(namespace: dict, model, outputs) -> Graph:
+    """The graph --fetch names refer to: the model's or outputs', else the one Graph the
+    script defines at module level, else the default graph."""
+    if model is not None and isinstance(getattr(model, "graph", None), Graph):
+        return model.graph
+    if outputs is not None:
+        return _tensor_list(outputs, "outputs")[0].graph
+    graphs = {id(v): v for v in namespace.values() if isinstance(v, Graph)}
+    return next(iter(graphs.values())) if len(graphs) == 1 else get_default_graph()
+
+
+def _resolve_fetch(graph: Graph, name: str) -> Tensor:
+    """A fetch name is a tensor name ('add:0') or an op name ('add', meaning its first output)."""
+    try:
+        element = graph.as_graph_element(name)
+    except (LookupError, ValueError) as exc:
+        raise UsageError(f"unknown fetch name '{name}': {exc}") from None
+    if isinstance(element, Operation):
+        if not element.outputs:
+            raise UsageError(f"--fetch '{name}' is an operation without outputs; fetch a tensor")
+        element = element.outputs[0]
+    return element
+
+
+def needed_placeholders(fetches: list) -> list:
+    """The Placeholder tensors the fetches depend on, in graph creation order."""
+    seen: set = set()
+    stack = [t.op for t in fetches]
+    found = []
+    while stack:
+        op = stack.pop()
+        if op in seen:
+            continue
+        seen.add(op)
+        if op.type == "Placeholder":
+            found.append(op)
+        stack.extend(t.op for t in op.inputs)
+        stack.extend(op.control_inputs)
+    order = {op: i for i, op in enumerate(fetches[0].graph.get_operations())}
+    return [op.outputs[0] for op in sorted(found, key=order.__getitem__)]
