@@ -1,20 +1,153 @@
-"""The compile pipeline: lower the graph, then run the passes `opt_level` selects, in order."""
+"""The compile pipeline: lower the graph, then run the passes `opt_level` selects, in order.
+
+`PASSES` is the one ordered list of passes. Each is a function `(program, report) ->
+program`, tagged with the lowest opt_level that runs it. Consecutive passes marked
+`fixed_point` form a loop that repeats until a whole round changes nothing (every pass
+returned its input unchanged) or `MAX_ROUNDS` is reached. Any pass but `prune` (which
+decides what a run executes) can be switched off by name: `build_program(...,
+disable=("cse",))` or the env `GRAPHFLOW_DISABLE_PASSES=cse,simplify`. With
+`GRAPHFLOW_VERIFY=1` (set in the tests) the invariant checker runs after every pass;
+`GRAPHFLOW_DEBUG=1` prints a line per pass run, `2` also the program after it.
+"""
 from __future__ import annotations
 
+import os
+import sys
 import time
+from dataclasses import dataclass
+from typing import Callable
 
-from .passes.prune import check_feeds, prune
-from .program import Program, lower_graph
+from .passes.cse import cse
+from .passes.fold import fold_constants
+from .passes.prune import prune
+from .passes.simplify import simplify
+from .program import FEED, Program, lower_graph
 from .report import Report
+from .verify import verify
 
 
-def build_program(graph, outputs, targets, feeds, opt_level: int = 2) -> tuple[Program, Report]:
-    """Lower what the fetches need and optimize it; raises for unfed placeholders."""
+@dataclass(frozen=True)
+class Pass:
+    """A named pass, the lowest opt_level that runs it, and whether it is part of the
+    fixed-point loop; `stage` is where its time goes in `Report.stage_seconds`."""
+
+    name: str
+    fn: Callable
+    level: int
+    fixed_point: bool = False
+    stage: str = "passes"
+
+
+PASSES = (
+    Pass("prune", prune, 0),
+    Pass("fold_constants", fold_constants, 1, fixed_point=True),
+    Pass("cse", cse, 1, fixed_point=True),
+    Pass("simplify", simplify, 1, fixed_point=True),
+)
+
+REQUIRED = ("prune",)
+MAX_ROUNDS = 8
+
+
+def disabled_passes(disable=()) -> tuple[str, ...]:
+    """Names switched off by `disable` and GRAPHFLOW_DISABLE_PASSES; unknown names raise."""
+    env = os.environ.get("GRAPHFLOW_DISABLE_PASSES", "")
+    names = tuple(disable) + tuple(n.strip() for n in env.split(",") if n.strip())
+    known = {p.name for p in PASSES}
+    for n in names:
+        if n not in known:
+            raise ValueError(f"unknown pass '{n}' to disable; the passes are {', '.join(sorted(known))}")
+        if n in REQUIRED:
+            raise ValueError(f"pass '{n}' cannot be switched off: it decides which ops a run executes")
+    return names
+
+
+def _debug_level() -> int:
+    try:
+        return int(os.environ.get("GRAPHFLOW_DEBUG", "0") or 0)
+    except ValueError:
+        return 0
+
+
+class _Runner:
+    """Runs passes with timing, verification and debug output."""
+
+    def __init__(self, report: Report):
+        self.report = report
+        self.verify = os.environ.get("GRAPHFLOW_VERIFY", "0") not in ("", "0")
+        self.debug = _debug_level()
+
+    def __call__(self, p: Pass, program: Program, round_no: int = 0) -> Program:
+        before = program.op_count()
+        t0 = time.perf_counter()
+        out = p.fn(program, self.report)
+        dt = time.perf_counter() - t0
+        after = out.op_count()
+        self.report.timed(p.name, dt, before, after, round_no)
+        self.report.stage_seconds[p.stage] = self.report.stage_seconds.get(p.stage, 0.0) + dt
+        if self.verify and out is not program:
+            verify(out, p.name)
+        if self.debug:
+            tag = f" round {round_no}" if round_no else ""
+            print(f"[graphflow] {p.name}{tag}: {dt * 1e3:.2f} ms, ops {before} -> {after}", file=sys.stderr)
+            if self.debug >= 2 and out is not program:
+                print(out.dump(), file=sys.stderr)
+        return out
+
+
+def run_passes(program: Program, report: Report, opt_level: int, disable=()) -> Program:
+    """Run the passes of `PASSES` that `opt_level` selects and `disable` leaves on."""
+    off = disabled_passes(disable)
+    selected = [p for p in PASSES if p.level <= opt_level and p.name not in off]
+    run = _Runner(report)
+    i = 0
+    while i < len(selected):
+        if not selected[i].fixed_point:
+            program = run(selected[i], program)
+            i += 1
+            continue
+        j = i
+        while j < len(selected) and selected[j].fixed_point:
+            j += 1
+        program = _fixed_point(selected[i:j], program, report, run)
+        i = j
+    return program
+
+
+def _fixed_point(group, program: Program, report: Report, run) -> Program:
+    for round_no in range(1, MAX_ROUNDS + 1):
+        start = program
+        for p in group:
+            program = run(p, program, round_no)
+        if program is start:
+            return program
+    report.note(f"passes {', '.join(p.name for p in group)} did not reach a fixed point in {MAX_ROUNDS} rounds")
+    return program
+
+
+def fill_unfused(report: Report, program: Program, opt_level: int, disable=()) -> None:
+    """Give every op that no kernel holds a reason, unless a pass (fusion) gave one."""
+    if opt_level < 2:
+        reason = f"opt_level {opt_level}: no fusion"
+    elif not any(p.level >= 2 for p in PASSES):
+        reason = "no fusion pass in this build"
+    elif any(p.level >= 2 and p.name in disabled_passes(disable) for p in PASSES):
+        reason = "fusion switched off"
+    else:
+        reason = "not fused"
+    kernels = {k["name"] for k in report.kernels}
+    for n in program.nodes:
+        if n.op != FEED and n.name not in kernels and n.name not in report.unfused:
+            report.unfused[n.name] = reason
+
+
+def build_program(graph, outputs, targets, feeds, opt_level: int = 2, disable=()) -> tuple[Program, Report]:
+    """Lower what the fetches need and optimize it; raises for unfed placeholders (prune
+    checks them before any optimization, so every opt_level reports the same chain)."""
     report = Report()
     t0 = time.perf_counter()
     program = lower_graph(graph, outputs, targets, feeds)
-    before = len(program)
-    program = prune(program, report)
-    report.timed("prune", time.perf_counter() - t0, before, len(program))
-    check_feeds(program)
+    report.stage_seconds["lower"] = time.perf_counter() - t0
+    program = run_passes(program, report, opt_level, disable)
+    fill_unfused(report, program, opt_level, disable)
     return program, report

@@ -15,6 +15,9 @@ from ..ops.registry import OpDef, OpKind, TensorSpec, get_op_def, register
 
 Ref = tuple  # (node id, output index)
 
+FEED = "Feed"    # a fed value: the run supplies it, its upstream is cut off
+CONST = "Const"  # a value known at compile time (attrs["value"])
+
 
 @dataclass(frozen=True, eq=False)
 class Node:
@@ -76,8 +79,40 @@ class Program:
     def __len__(self) -> int:
         return len(self.nodes)
 
+    def op_count(self) -> int:
+        """Nodes that are ops of the user's program (Feed nodes stand for fed values)."""
+        return sum(1 for n in self.nodes if n.op != FEED)
 
-register(OpDef(type="Feed", default_name="Feed", kind=OpKind.SOURCE, kernel=None,
+    def dump(self) -> str:
+        """One line per node, for GRAPHFLOW_DEBUG and failing tests."""
+        lines = []
+        for n in self.nodes:
+            ins = ", ".join(f"%{r[0]}:{r[1]}" for r in n.inputs)
+            ctl = f" ^{','.join(str(c) for c in n.control)}" if n.control else ""
+            outs = ", ".join(f"{s.dtype.name}{list(s.shape) if s.shape is not None else '[?]'}" for s in n.specs)
+            lines.append(f"%{n.id} = {n.op}({ins}){ctl} -> {outs}  # {n.name}")
+        lines.append("outputs: " + ", ".join(f"%{r[0]}:{r[1]}" for r in self.outputs)
+                     + ("; targets: " + ", ".join(f"%{t}" for t in self.targets) if self.targets else ""))
+        return "\n".join(lines)
+
+
+
+def const_value(node: Node):
+    """The array a Const node holds, or None for any other node."""
+    return node.attrs["value"] if node.op == CONST else None
+
+
+def make_const(node_id: int, name: str, value, control=(), source=None) -> Node:
+    """A Const node holding `value` (made read-only: plans hand it out without copying)."""
+    import numpy as np
+
+    value = np.asarray(value)
+    value.setflags(write=False)
+    return Node(node_id, CONST, (), {"value": value}, (TensorSpec(value.shape, value.dtype),), name,
+                tuple(control), source)
+
+
+register(OpDef(type=FEED, default_name="Feed", kind=OpKind.SOURCE, kernel=None,
                infer=lambda specs, attrs: attrs["spec"]))
 
 
@@ -98,7 +133,7 @@ class _Lowering:
             if t in ref_of:
                 raise ValueError(f"tensor '{t.name}' is fed twice")
             nid = next(self.ids)
-            nodes.append(Node(nid, "Feed", (), {"index": i, "spec": TensorSpec(t.shape, t.dtype)},
+            nodes.append(Node(nid, FEED, (), {"index": i, "spec": TensorSpec(t.shape, t.dtype)},
                               (TensorSpec(t.shape, t.dtype),), t.name))
             ref_of[t] = (nid, 0)
             feed_ids.append(nid)

@@ -1,31 +1,42 @@
-"""prune: keep only what the fetches need (data inputs and control dependencies)."""
+"""prune: keep only what the fetches need (data inputs and control dependencies).
+
+Fed tensors are Feed nodes (lowering cut their upstream off), so feeds prune what only
+they needed. Control dependencies are followed like data edges: a side effect that a
+fetch waits on is never dropped. Also here: the missing-feed check, which runs on the
+pruned program before any optimization, so every opt_level reports the same chain.
+"""
 from __future__ import annotations
 
-from ..program import Program
+from ..program import FEED, Program
 
 
-def needed_ids(program: Program) -> set[int]:
-    """Ids of the nodes the outputs and targets depend on (iterative walk)."""
+def needed_ids(index: dict, outputs, targets) -> set[int]:
+    """Ids of the nodes (of `index`: id -> Node) that `outputs` and `targets` depend on."""
     keep: set[int] = set()
-    stack = [r[0] for r in program.outputs] + list(program.targets)
+    stack = [r[0] for r in outputs] + list(targets)
     while stack:
         nid = stack.pop()
         if nid in keep:
             continue
         keep.add(nid)
-        node = program.node(nid)
+        node = index[nid]
         stack.extend(r[0] for r in node.inputs)
         stack.extend(node.control)
     return keep
 
 
 def prune(program: Program, report) -> Program:
-    keep = needed_ids(program)
+    """Drop what neither the fetches nor the targets need; raise for a needed unfed placeholder."""
+    keep = needed_ids(program._index, program.outputs, program.targets)
     kept, dropped = [], []
     for n in program.nodes:
-        (kept if n.id in keep or n.op == "Feed" else dropped).append(n)
-    report.record("prune", "pruned", [n.name for n in dropped if n.op != "Feed"])
-    return program.with_nodes(kept)
+        (kept if n.id in keep or n.op == FEED else dropped).append(n)
+    out = program
+    if dropped:
+        report.record("prune", "pruned", [n.name for n in dropped])
+        out = program.with_nodes(kept)
+    check_feeds(out)
+    return out
 
 
 def check_feeds(program: Program) -> None:
@@ -70,15 +81,12 @@ def check_feeds(program: Program) -> None:
         chain.append(nid)
         nid = parent[nid]
     chain.reverse()
-    labels = [start_label[chain[0]]] if chain[0] in start_label else []
-    labels += [program.node(c).name for c in chain[1:]] if labels else [program.node(c).name for c in chain]
+    labels = [start_label[chain[0]]] + [program.node(c).name for c in chain[1:]]
+    name = program.node(found).name
     spec = program.node(found).specs[0]
     from ...graph import shape_str
 
-    labels[-1] = (f"{program.node(found).name} (placeholder, needs a feed)")
-    if len(chain) == 1:
-        labels = [f"{program.node(found).name}:0 (placeholder, needs a feed)"]
+    labels[-1] = f"{name}:0 (placeholder, needs a feed)" if len(chain) == 1 else f"{name} (placeholder, needs a feed)"
     raise InvalidArgumentError(
-        f"you must feed a value for placeholder '{program.node(found).name}:0' "
-        f"(dtype {spec.dtype.name}, shape {shape_str(spec.shape)}): " + " <- ".join(labels),
-        program.node(found).name)
+        f"you must feed a value for placeholder '{name}:0' "
+        f"(dtype {spec.dtype.name}, shape {shape_str(spec.shape)}): " + " <- ".join(labels), name)
