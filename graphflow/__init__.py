@@ -29,6 +29,10 @@ from .ops.math_api import (abs, add, cast, ceil, clip_by_value, cos, divide, equ
 from .ops.reduction import (argmax, argmin, reduce_logsumexp, reduce_max, reduce_mean, reduce_min,
                             reduce_prod, reduce_sum)
 from .ops.shape_ops import broadcast_to, expand_dims, gather, reshape, shape, squeeze, transpose
+from .ops.concat_split import concat, split, stack
+from .ops.pad_tile import pad, tile
+from .ops.one_hot import one_hot
+from . import nn
 from .ops import state_ops as _state_ops  # noqa: F401 - registers variable ops
 from . import random
 from . import train

@@ -87,7 +87,7 @@ def convert_to_tensor(value, dtype=None, name: str | None = None, graph: Graph |
     from .array_ops import constant
 
     if isinstance(value, (list, tuple)) and any(is_tensor_like(v) for v in value):
-        from .shape_ops import stack
+        from .concat_split import stack
 
         return stack([convert_to_tensor(v, dtype) for v in value], axis=0, name=name)
     with (graph.as_default() if graph is not None else _nullcontext()):

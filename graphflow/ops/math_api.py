@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 from .. import dtypes as _dt
+import numpy as np
+
 from .build import apply_op, convert_same_dtype, convert_to_tensor
+from .composite import CompositeDef, register_composite
 from .elementwise import binary, unary
 
 negative = unary("Neg")
@@ -82,6 +85,12 @@ def clip_by_value(t, clip_value_min, clip_value_max, name=None):
     """min(max(t, lo), hi) elementwise; the gradient passes where lo <= t <= hi."""
     t = convert_to_tensor(t)
     return minimum(maximum(t, clip_value_min), clip_value_max, name=name)
+
+
+register_composite(CompositeDef(
+    name="clip_by_value", build=lambda x, lo, hi: clip_by_value(x, lo, hi),
+    reference=lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi), sample=("real", "real", "real"),
+    dtypes=_dt.NUMERIC, grad_inputs=(0, 1, 2)))
 
 
 def zeros_like(x, dtype=None, name=None):

@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import dtypes as _dt
 from .build import apply_op, convert_to_tensor, normalize_axes, num_elements
+from .composite import CompositeDef, register_composite
 from .registry import OpDef, OpKind, TensorSpec, register
 
 
@@ -222,6 +223,19 @@ def reduce_logsumexp(x, axis=None, keepdims=False, name=None):
             axes = normalize_axes(axis, len(x.shape)) if x.shape is not None else None
             out = squeeze(out, axes)
         return out
+
+
+def _np_logsumexp(x, axis=None, keepdims=False):
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+register_composite(CompositeDef(
+    name="reduce_logsumexp", build=lambda x, **a: reduce_logsumexp(x, **a), reference=_np_logsumexp,
+    sample=("real",), dtypes=_dt.FLOATS, grad_inputs=(0,),
+    attrs_for_test=({"axis": None}, {"axis": -1, "keepdims": True}, {"axis": (0,)})))
 
 
 def _arg(op_type, x, axis, output_type, name):

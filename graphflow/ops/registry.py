@@ -7,6 +7,7 @@ its conformance and gradient tests, which iterate over this registry).
 from __future__ import annotations
 
 import enum
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
@@ -71,6 +72,7 @@ class OpDef:
 
 
 _REGISTRY: dict[str, OpDef] = {}
+_ORIGIN: dict[str, str] = {}
 
 
 def register(op_def: OpDef) -> OpDef:
@@ -78,7 +80,14 @@ def register(op_def: OpDef) -> OpDef:
     if op_def.type in _REGISTRY:
         raise ValueError(f"op type '{op_def.type}' is registered twice")
     _REGISTRY[op_def.type] = op_def
+    # which module defined the op: the generated op tests cover everything from graphflow.ops
+    _ORIGIN[op_def.type] = sys._getframe(1).f_globals.get("__name__", "")
     return op_def
+
+
+def op_origin(op_type: str) -> str:
+    """The module that registered `op_type` (e.g. 'graphflow.ops.elementwise')."""
+    return _ORIGIN[op_type]
 
 
 def get_op_def(op_type: str) -> OpDef:

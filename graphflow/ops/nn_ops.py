@@ -1,0 +1,296 @@
+"""Neural-network composites: softmax, log_softmax, the three cross-entropies, l2_loss,
+bias_add, moments, batch_normalization and dropout.
+
+All are expansions into primitives (max/sum reductions, exp, log, where, ...), with the
+max shift behind stop_gradient so softmax stays stable without changing its gradient.
+Their gradients therefore come from the primitives, and the fusion planner sees the
+reduce-then-elementwise patterns it turns into row kernels.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dtypes as _dt
+from .build import convert_to_tensor, is_tensor_like, normalize_axes, normalize_axis
+from .composite import CompositeDef, register_composite
+
+
+def _float_tensor(x, fn, what="logits"):
+    t = convert_to_tensor(x)
+    if t.dtype not in _dt.FLOATS:
+        raise TypeError(f"{fn}: {what} '{t.name}' must be float32 or float64, got {t.dtype.name}")
+    if t.shape is None:
+        raise ValueError(f"{fn}: the rank of {what} '{t.name}' must be known")
+    return t
+
+
+def _max_shift(x, axis):
+    """x minus its (constant-for-gradients) maximum along `axis`."""
+    from .control import stop_gradient
+    from .reduction import reduce_max
+
+    return x - stop_gradient(reduce_max(x, axis=axis, keepdims=True))
+
+
+def softmax(logits, axis=-1, name=None):
+    """exp(x) / sum(exp(x)) along `axis`, computed on x - max(x)."""
+    from .math_api import exp
+    from .reduction import reduce_sum
+
+    x = _float_tensor(logits, "softmax")
+    axis = normalize_axis(axis, len(x.shape))
+    with x.graph.name_scope(name or "Softmax"):
+        e = exp(_max_shift(x, axis))
+        return e / reduce_sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax(logits, axis=-1, name=None):
+    """x - logsumexp(x) along `axis`, computed on x - max(x)."""
+    from .math_api import exp, log
+    from .reduction import reduce_sum
+
+    x = _float_tensor(logits, "log_softmax")
+    axis = normalize_axis(axis, len(x.shape))
+    with x.graph.name_scope(name or "LogSoftmax"):
+        shifted = _max_shift(x, axis)
+        return shifted - log(reduce_sum(exp(shifted), axis=axis, keepdims=True))
+
+
+def _check_same_shape(labels, logits, fn):
+    if labels.shape is not None and len(labels.shape) != len(logits.shape):
+        raise ValueError(f"{fn}: labels '{labels.name}' has shape {labels.shape}, logits '{logits.name}' has "
+                         f"{logits.shape}; they must have the same shape")
+    if labels.shape is not None:
+        for a, b in zip(labels.shape, logits.shape):
+            if a is not None and b is not None and a != b:
+                raise ValueError(f"{fn}: labels '{labels.name}' has shape {labels.shape}, logits "
+                                 f"'{logits.name}' has {logits.shape}; they must have the same shape")
+
+
+def sparse_softmax_cross_entropy_with_logits(_sentinel=None, labels=None, logits=None, name=None):
+    """-log(softmax(logits)[label]) per row: logsumexp(logits) - logits[label].
+
+    labels: int class indices of shape logits.shape[:-1]; an index outside [0, classes)
+    matches no class (the loss is then logsumexp(logits)).
+    """
+    from .math_api import equal, exp, log, where, zeros_like
+    from .array_ops import range as range_
+    from .control import stop_gradient
+    from .reduction import reduce_max, reduce_sum
+    from .shape_ops import expand_dims, squeeze
+
+    fn = "sparse_softmax_cross_entropy_with_logits"
+    if _sentinel is not None or labels is None or logits is None:
+        raise ValueError(f"{fn}: call it with named arguments labels=..., logits=...")
+    x = _float_tensor(logits, fn)
+    y = convert_to_tensor(labels)
+    if y.dtype not in _dt.INTS:
+        raise TypeError(f"{fn}: labels '{y.name}' must be int32 or int64 class indices, got {y.dtype.name}")
+    if len(x.shape) < 1:
+        raise ValueError(f"{fn}: logits '{x.name}' must have rank >= 1, got a scalar")
+    if y.shape is not None and (len(y.shape) != len(x.shape) - 1 or any(
+            a is not None and b is not None and a != b for a, b in zip(y.shape, x.shape[:-1]))):
+        raise ValueError(f"{fn}: labels '{y.name}' has shape {y.shape}, expected logits.shape[:-1] = "
+                         f"{x.shape[:-1]} (logits '{x.name}' has shape {x.shape})")
+    depth = x.shape[-1]
+    if depth is None:
+        raise ValueError(f"{fn}: the number of classes (last dimension of '{x.name}') must be known")
+    with x.graph.name_scope(name or "SparseSoftmaxCrossEntropyWithLogits"):
+        m = stop_gradient(reduce_max(x, axis=-1, keepdims=True))
+        lse = log(reduce_sum(exp(x - m), axis=-1)) + squeeze(m, -1)
+        mask = equal(expand_dims(y, -1), range_(depth, dtype=y.dtype))
+        picked = reduce_sum(where(mask, x, zeros_like(x)), axis=-1)
+        return lse - picked
+
+
+def softmax_cross_entropy_with_logits(_sentinel=None, labels=None, logits=None, axis=-1, name=None):
+    """-sum(labels * log_softmax(logits)) along `axis` (labels: a distribution per row;
+    differentiable in both labels and logits, as TF2's v2 op)."""
+    from .reduction import reduce_sum
+
+    fn = "softmax_cross_entropy_with_logits"
+    if _sentinel is not None or labels is None or logits is None:
+        raise ValueError(f"{fn}: call it with named arguments labels=..., logits=...")
+    x = _float_tensor(logits, fn)
+    z = convert_to_tensor(labels, dtype=x.dtype) if not is_tensor_like(labels) else convert_to_tensor(labels)
+    if z.dtype != x.dtype:
+        raise TypeError(f"{fn}: labels '{z.name}' ({z.dtype.name}) and logits '{x.name}' ({x.dtype.name}) "
+                        "must have the same dtype; use gf.cast")
+    _check_same_shape(z, x, fn)
+    with x.graph.name_scope(name or "SoftmaxCrossEntropyWithLogits"):
+        return -reduce_sum(z * log_softmax(x, axis=axis), axis=axis)
+
+
+def sigmoid_cross_entropy_with_logits(_sentinel=None, labels=None, logits=None, name=None):
+    """Elementwise logistic loss max(x, 0) - x * z + log1p(exp(-|x|)) (stable for any x)."""
+    from .math_api import abs as abs_, exp, log1p, maximum
+
+    fn = "sigmoid_cross_entropy_with_logits"
+    if _sentinel is not None or labels is None or logits is None:
+        raise ValueError(f"{fn}: call it with named arguments labels=..., logits=...")
+    x = _float_tensor(logits, fn)
+    z = convert_to_tensor(labels, dtype=x.dtype) if not is_tensor_like(labels) else convert_to_tensor(labels)
+    if z.dtype != x.dtype:
+        raise TypeError(f"{fn}: labels '{z.name}' ({z.dtype.name}) and logits '{x.name}' ({x.dtype.name}) "
+                        "must have the same dtype; use gf.cast")
+    _check_same_shape(z, x, fn)
+    with x.graph.name_scope(name or "logistic_loss"):
+        return maximum(x, 0.0) - x * z + log1p(exp(-abs_(x)))
+
+
+def l2_loss(t, name=None):
+    """sum(t ** 2) / 2, a scalar."""
+    from .math_api import square
+    from .reduction import reduce_sum
+
+    x = _float_tensor(t, "l2_loss", "input")
+    with x.graph.name_scope(name or "L2Loss"):
+        return reduce_sum(square(x)) * 0.5
+
+
+def bias_add(value, bias, data_format=None, name=None):
+    """value + bias, with the 1-D `bias` along the channel axis (last, or 1 for NCHW)."""
+    from .shape_ops import reshape
+
+    x = convert_to_tensor(value)
+    b = convert_to_tensor(bias)
+    if b.dtype != x.dtype:
+        raise TypeError(f"bias_add: bias '{b.name}' ({b.dtype.name}) and value '{x.name}' ({x.dtype.name}) "
+                        "must have the same dtype")
+    if x.shape is None or len(x.shape) < 2:
+        raise ValueError(f"bias_add: value '{x.name}' must have rank >= 2, got shape {x.shape}")
+    if b.shape is None or len(b.shape) != 1:
+        raise ValueError(f"bias_add: bias '{b.name}' must be 1-D, got shape {b.shape}")
+    channels_first = data_format is not None and str(data_format).upper().startswith("NC")
+    axis = 1 if channels_first else len(x.shape) - 1
+    c = x.shape[axis]
+    if c is not None and b.shape[0] is not None and c != b.shape[0]:
+        raise ValueError(f"bias_add: bias '{b.name}' has {b.shape[0]} elements, value '{x.name}' has {c} "
+                         f"channels (shape {x.shape})")
+    with x.graph.name_scope(name or "BiasAdd"):
+        if channels_first:
+            b = reshape(b, (-1,) + (1,) * (len(x.shape) - 2))
+        return x + b
+
+
+def moments(x, axes, shift=None, keepdims=None, name=None, keep_dims=None):
+    """(mean, variance) of `x` over `axes`; the variance uses the mean as a constant
+    (the exact gradient, since the deviations sum to zero)."""
+    from .control import stop_gradient
+    from .math_api import square
+    from .reduction import reduce_mean
+    from .shape_ops import squeeze
+
+    t = _float_tensor(x, "moments", "x")
+    keep = bool(keepdims if keepdims is not None else keep_dims)
+    ax = normalize_axes(axes, len(t.shape))
+    with t.graph.name_scope(name or "moments"):
+        mean = reduce_mean(t, axis=ax, keepdims=True)
+        variance = reduce_mean(square(t - stop_gradient(mean)), axis=ax, keepdims=True)
+        if not keep:
+            mean, variance = squeeze(mean, ax), squeeze(variance, ax)
+        return mean, variance
+
+
+def batch_normalization(x, mean, variance, offset, scale, variance_epsilon, name=None):
+    """(x - mean) * scale / sqrt(variance + eps) + offset, as x * inv + (offset - mean * inv);
+    `offset` and `scale` may be None."""
+    from .math_api import rsqrt
+
+    t = _float_tensor(x, "batch_normalization", "x")
+    with t.graph.name_scope(name or "batchnorm"):
+        inv = rsqrt(variance + variance_epsilon)
+        if scale is not None:
+            inv = inv * scale
+        shift = offset - mean * inv if offset is not None else -mean * inv
+        return t * inv + shift
+
+
+def dropout(x, rate, seed=None, noise_shape=None, name=None):
+    """Zero each element with probability `rate` and scale the kept ones by 1 / (1 - rate)
+    (TF2's `rate`); `rate` = 0 returns x unchanged."""
+    from .array_ops import random_uniform
+    from .control import identity
+    from .math_api import where, zeros_like
+    from .shape_ops import shape
+
+    t = _float_tensor(x, "dropout", "x")
+    dynamic_rate = is_tensor_like(rate)
+    if not dynamic_rate:
+        rate = float(rate)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout: rate must be in [0, 1), got {rate}")
+        if rate == 0.0:
+            return identity(t, name=name)
+    with t.graph.name_scope(name or "dropout"):
+        if noise_shape is not None:
+            dims = noise_shape
+        elif all(d is not None for d in t.shape):
+            dims = t.shape
+        else:
+            dims = shape(t)
+        u = random_uniform(dims, dtype=t.dtype, seed=seed)
+        if dynamic_rate:
+            r = convert_to_tensor(rate, dtype=t.dtype)
+            scale = 1.0 / (1.0 - r)
+        else:
+            r, scale = rate, 1.0 / (1.0 - rate)
+        return where(u >= r, t * scale, zeros_like(t))
+
+
+# ---- composite definitions (the numpy references the generated tests start from) ----
+
+def _np_softmax(x, axis=-1):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _np_log_softmax(x, axis=-1):
+    s = x - np.max(x, axis=axis, keepdims=True)
+    return s - np.log(np.sum(np.exp(s), axis=axis, keepdims=True))
+
+
+def _np_sparse_xent(labels, logits):
+    lp = _np_log_softmax(logits)
+    return -np.take_along_axis(lp, np.asarray(labels)[..., None].astype(np.int64), axis=-1)[..., 0]
+
+
+def _np_moments(x, axes, keepdims=False):
+    mean = np.mean(x, axis=tuple(axes), keepdims=True)
+    var = np.mean(np.square(x - mean), axis=tuple(axes), keepdims=True)
+    if not keepdims:
+        mean, var = np.squeeze(mean, tuple(axes)), np.squeeze(var, tuple(axes))
+    return mean, var
+
+
+for _cdef in [
+    CompositeDef("nn.softmax", lambda x, **a: softmax(x, **a), _np_softmax, ("real",), _dt.FLOATS,
+                 ({"axis": -1}, {"axis": 0}), grad_inputs=(0,)),
+    CompositeDef("nn.log_softmax", lambda x, **a: log_softmax(x, **a), _np_log_softmax, ("real",), _dt.FLOATS,
+                 ({"axis": -1}, {"axis": 0}), grad_inputs=(0,)),
+    CompositeDef("nn.sparse_softmax_cross_entropy_with_logits",
+                 lambda y, x: sparse_softmax_cross_entropy_with_logits(labels=y, logits=x), _np_sparse_xent,
+                 ("label", "real"), _dt.INTS, grad_inputs=(1,)),
+    CompositeDef("nn.softmax_cross_entropy_with_logits",
+                 lambda z, x: softmax_cross_entropy_with_logits(labels=z, logits=x),
+                 lambda z, x: -np.sum(z * _np_log_softmax(x), axis=-1), ("distribution", "real"), _dt.FLOATS,
+                 grad_inputs=(0, 1)),
+    CompositeDef("nn.sigmoid_cross_entropy_with_logits",
+                 lambda z, x: sigmoid_cross_entropy_with_logits(labels=z, logits=x),
+                 lambda z, x: np.maximum(x, 0) - x * z + np.log1p(np.exp(-np.abs(x))), ("unit01", "real"),
+                 _dt.FLOATS, grad_inputs=(0, 1)),
+    CompositeDef("nn.l2_loss", lambda x: l2_loss(x), lambda x: np.sum(np.square(x)) / 2, ("real",), _dt.FLOATS,
+                 grad_inputs=(0,)),
+    CompositeDef("nn.bias_add", lambda x, b: bias_add(x, b), lambda x, b: x + b, ("real", "real"), _dt.FLOATS,
+                 grad_inputs=(0, 1)),
+    CompositeDef("nn.moments", lambda x, **a: moments(x, **a), _np_moments, ("real",), _dt.FLOATS,
+                 ({"axes": (0,)}, {"axes": (0, 1), "keepdims": True}), grad_inputs=(0,)),
+    CompositeDef("nn.batch_normalization",
+                 lambda x, m, v, o, s, **a: batch_normalization(x, m, v, o, s, **a),
+                 lambda x, m, v, o, s, variance_epsilon: (x - m) / np.sqrt(v + variance_epsilon) * s + o,
+                 ("real", "real", "positive", "real", "real"), _dt.FLOATS, ({"variance_epsilon": 1e-3},),
+                 grad_inputs=(0, 1, 2, 3, 4)),
+    CompositeDef("nn.dropout", lambda x, **a: dropout(x, **a), None, ("real",), _dt.FLOATS,
+                 ({"rate": 0.5, "seed": 1},), random=True),
+]:
+    register_composite(_cdef)
