@@ -37,6 +37,7 @@ from .ops import state_ops as _state_ops  # noqa: F401 - registers variable ops
 from . import random
 from . import train
 from .gradients import gradients
+from .compiler.compiled import CompiledGraph, compile  # noqa: A004 - gf.compile is public API
 from .runtime.session import Session, get_default_session
 from .runtime.trace import RunMetadata, RunOptions
 from .variables import Variable, global_variables, global_variables_initializer, trainable_variables

@@ -78,11 +78,11 @@ class _Runner:
         self.debug = _debug_level()
 
     def __call__(self, p: Pass, program: Program, round_no: int = 0) -> Program:
-        before = program.op_count()
+        before = len(program)
         t0 = time.perf_counter()
         out = p.fn(program, self.report)
         dt = time.perf_counter() - t0
-        after = out.op_count()
+        after = len(out)
         self.report.timed(p.name, dt, before, after, round_no)
         self.report.stage_seconds[p.stage] = self.report.stage_seconds.get(p.stage, 0.0) + dt
         if self.verify and out is not program:

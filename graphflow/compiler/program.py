@@ -79,10 +79,6 @@ class Program:
     def __len__(self) -> int:
         return len(self.nodes)
 
-    def op_count(self) -> int:
-        """Nodes that are ops of the user's program (Feed nodes stand for fed values)."""
-        return sum(1 for n in self.nodes if n.op != FEED)
-
     def dump(self) -> str:
         """One line per node, for GRAPHFLOW_DEBUG and failing tests."""
         lines = []

@@ -33,7 +33,10 @@ def prune(program: Program, report) -> Program:
         (kept if n.id in keep or n.op == FEED else dropped).append(n)
     out = program
     if dropped:
-        report.record("prune", "pruned", [n.name for n in dropped])
+        fed_names = {n.name for n in program.nodes if n.op == FEED}
+        fed = {n.name for n in dropped if any(f"{n.name}:{i}" in fed_names for i in range(len(n.specs)))}
+        report.record("prune", "pruned", [n.name for n in dropped if n.name in fed], "fed")
+        report.record("prune", "pruned", [n.name for n in dropped if n.name not in fed], "not needed by the fetches")
         out = program.with_nodes(kept)
     check_feeds(out)
     return out
