@@ -14,10 +14,11 @@ from .. import dtypes as _dt
 from ..errors import FailedPreconditionError, InvalidArgumentError
 from ..graph import Graph, Tensor, get_default_graph, shape_str
 from .fetches import flatten_fetches, split_elements
-from .state import RunState, VariableStore
-from .threads import resolve_num_threads
+from .state import VariableStore
+from .threads import ThreadBudget, resolve_num_threads
 
 _local = threading.local()
+_LIST = object()  # marks a list of fetches in the run cache's keys (a list is not hashable)
 
 
 def get_default_session():
@@ -55,8 +56,10 @@ class Session:
             raise TypeError(f"graph must be a gf.Graph, got {type(self.graph).__name__}")
         self.opt_level = opt_level
         self.num_threads, self.num_threads_reason = resolve_num_threads(num_threads)
+        self.budget = ThreadBudget(self.num_threads)  # the one pool every plan of this session uses
         self._store = VariableStore()
         self._plans: dict = {}
+        self._runners: dict = {}  # (fetches, *feed keys) -> function of the feed values
         self._lock = threading.RLock()
         self._closed = False
         self._context = None
@@ -71,6 +74,8 @@ class Session:
                 if close:
                     close()
             self._plans.clear()
+            self._runners.clear()
+            self.budget.close()
 
     def __enter__(self):
         self._context = _DefaultSession(self)
@@ -127,6 +132,20 @@ class Session:
     # ---- running ----
     def run(self, fetches, feed_dict=None, options=None, run_metadata=None):
         """Compute `fetches` (any nesting of tensors, ops, variables or names) given `feed_dict`."""
+        if options is None and run_metadata is None:
+            # repeated calls: one dict lookup finds the function that checks the feeds and runs the plan
+            f = (_LIST, *fetches) if fetches.__class__ is list else fetches
+            try:
+                runner = self._runners[(f, *feed_dict) if feed_dict else (f,)]
+            except (KeyError, TypeError):
+                pass
+            else:
+                if self._closed:
+                    self._check_open()
+                return runner(*feed_dict.values()) if feed_dict else runner()
+        return self._run(fetches, feed_dict, options, run_metadata)
+
+    def _run(self, fetches, feed_dict, options, run_metadata):
         self._check_open()
         elements, rebuild = flatten_fetches(self.graph, fetches)
         feed_tensors, feed_values = [], []
@@ -139,21 +158,24 @@ class Session:
                 feed_values.append(convert_feed(t, value))
         plan = self._plan(tuple(elements), tuple(feed_tensors))
         trace = [] if (options is not None and getattr(options, "trace", False)) else None
-        values = self._execute(plan, feed_values, trace)
+        values = plan.run(feed_values, trace)
         if trace is not None and run_metadata is not None:
             from .trace import StepEvent
 
             run_metadata.step_stats.extend(
                 StepEvent(n, op, t0 * 1e6, t1 * 1e6, tid) for n, op, t0, t1, tid in trace)
+        if options is None and run_metadata is None:
+            self._remember_runner(fetches, feed_dict, plan, elements, rebuild)
         return rebuild(values)
 
-    def _execute(self, plan, feed_values, trace=None) -> list:
-        state = RunState(self._store)
-        with np.errstate(all="ignore"):
-            outs = plan.run(feed_values, state, trace)
-        state.commit()
-        outs = [_as_output(v, feed_values) for v in outs]
-        return [None if i is None else outs[i] for i in plan.gather]
+    def _remember_runner(self, fetches, feed_dict, plan, elements, rebuild) -> None:
+        f = (_LIST, *fetches) if fetches.__class__ is list else fetches
+        key = (f, *feed_dict) if feed_dict else (f,)
+        try:
+            hash(key)
+        except TypeError:  # nested lists or dicts: these runs take the general path
+            return
+        self._runners[key] = _runner(plan, fetches, elements, rebuild)
 
     def make_callable(self, fetches, feed_list=None, accept_options=False):
         """A function f(*feed_values) that runs `fetches` with the tensors of `feed_list` fed."""
@@ -163,16 +185,16 @@ class Session:
         if len(set(feeds)) != len(feeds):
             raise ValueError("feed_list names the same tensor twice")
         plan = self._plan(tuple(elements), tuple(feeds))
+        run = _runner(plan, fetches, elements, rebuild)
         n = len(feeds)
-        execute = self._execute
+        names = ", ".join(t.name for t in feeds)
 
-        def call(*args, **kwargs):
+        def call(*args):
             if len(args) != n:
-                raise TypeError(f"this callable takes {n} feed value(s) ({', '.join(t.name for t in feeds)}), "
-                                f"got {len(args)}")
-            self._check_open()
-            values = [convert_feed(t, a) for t, a in zip(feeds, args)]
-            return rebuild(execute(plan, values))
+                raise TypeError(f"this callable takes {n} feed value(s) ({names}), got {len(args)}")
+            if self._closed:
+                self._check_open()
+            return run(*args)
 
         return call
 
@@ -192,6 +214,14 @@ class Session:
 
     def __repr__(self):
         return f"<gf.Session opt_level={self.opt_level} num_threads={self.num_threads}>"
+
+
+def _runner(plan, fetches, elements, rebuild):
+    """The function of the feed values (in plan feed order) that returns `fetches`' structure."""
+    ex = plan.execution.runner
+    if len(elements) == 1 and plan.identity_gather and not isinstance(fetches, (list, tuple, dict)):
+        return lambda *feeds: ex(*feeds)[0]
+    return lambda *feeds: rebuild(plan.run(feeds))
 
 
 def convert_feed(t: Tensor, value) -> np.ndarray:
@@ -233,16 +263,3 @@ def _convert_value(t: Tensor, value) -> np.ndarray:
                         f"for tensor '{t.name}' of dtype {dtype.name} without losing information; "
                         f"convert it first (for example np.asarray(value, dtype='{dtype.name}'))")
     return arr.astype(dtype)
-
-
-def _as_output(v, feed_values):
-    if v is None:
-        return None
-    if not isinstance(v, np.ndarray):
-        v = np.asarray(v)
-    if not v.flags.writeable or any(v is f or (v.base is not None and np.may_share_memory(v, f))
-                                    for f in feed_values):
-        v = v.copy()
-    if v.ndim == 0:
-        return v[()]
-    return v

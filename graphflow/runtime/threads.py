@@ -1,7 +1,28 @@
-"""How many threads a Session uses, and why."""
+"""How many threads a Session uses, and why; the persistent pool those threads live in.
+
+One `ThreadBudget` per Session holds `num_threads - 1` worker threads (the thread that
+calls `Session.run` is the last one). The same workers run independent plan steps
+(inter-op) and the ranges of `parallel_for` (intra-op), so a session never runs more
+than `num_threads` of its own threads at once. Workers block on a queue when idle.
+
+Every wait is "helping": a thread that waits for work it handed out first runs what is
+left of that work itself, so nested use (a step running on a worker that calls
+`parallel_for`) cannot deadlock even when every worker is busy.
+
+numpy's BLAS keeps its own threads. The policy: BLAS may use the session's `num_threads`
+(set through numpy's bundled OpenBLAS with ctypes, see `limit_blas_threads`), and the
+plan never runs a BLAS step concurrently with other steps (they are barriers in the
+inter-op schedule), so the two pools never compete.
+"""
 from __future__ import annotations
 
+import ctypes
+import itertools
 import os
+import queue
+import threading
+
+import numpy as np
 
 
 def available_cpus() -> tuple[int, str]:
@@ -42,7 +63,7 @@ def _cgroup_quota() -> int | None:
 def resolve_num_threads(requested: int | None) -> tuple[int, str]:
     """(threads, reason): the argument, else GRAPHFLOW_NUM_THREADS, else the usable CPUs."""
     if requested is not None:
-        if not isinstance(requested, int) or requested < 1:
+        if not isinstance(requested, int) or isinstance(requested, bool) or requested < 1:
             raise ValueError(f"num_threads must be a positive int or None, got {requested!r}")
         return requested, "num_threads argument"
     env = os.environ.get("GRAPHFLOW_NUM_THREADS")
@@ -57,20 +78,161 @@ def resolve_num_threads(requested: int | None) -> tuple[int, str]:
     return available_cpus()
 
 
+# ---- numpy's BLAS ----
+
+def _blas_setter():
+    """numpy's bundled OpenBLAS `set_num_threads` function, or None (MKL / unknown BLAS)."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                     "openblas_set_num_threads64_", "openblas_set_num_threads"):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn.argtypes = [ctypes.c_int]
+                fn.restype = None
+                return fn
+    return None
+
+
+_blas = {"setter": None, "resolved": False, "threads": None}
+_blas_lock = threading.Lock()
+
+
+def limit_blas_threads(n: int) -> None:
+    """Let numpy's BLAS use at most `n` threads (process-wide; a no-op when unchanged)."""
+    if _blas["threads"] == n:
+        return
+    with _blas_lock:
+        if not _blas["resolved"]:
+            _blas["setter"] = _blas_setter()
+            _blas["resolved"] = True
+        if _blas["setter"] is not None:
+            _blas["setter"](n)
+        _blas["threads"] = n
+
+
+# ---- the pool ----
+
+class _Job:
+    """Chunks of one `parallel_for` call, taken by whichever thread asks next."""
+
+    __slots__ = ("fn", "bounds", "next", "left", "done", "error", "lock")
+
+    def __init__(self, fn, bounds):
+        self.fn = fn
+        self.bounds = bounds
+        self.next = itertools.count()  # next() is atomic under the GIL
+        self.left = len(bounds) - 1
+        self.done = threading.Event()
+        self.error = None
+        self.lock = threading.Lock()
+
+    def work(self) -> None:
+        bounds, fn = self.bounds, self.fn
+        last = len(bounds) - 1
+        while True:
+            i = next(self.next)
+            if i >= last:
+                return
+            try:
+                if self.error is None:
+                    fn(bounds[i], bounds[i + 1])
+            except BaseException as exc:  # re-raised by the caller of parallel_for
+                self.error = exc
+            with self.lock:
+                self.left -= 1
+                if self.left == 0:
+                    self.done.set()
+
+
 class ThreadBudget:
     """The threads one Session may use. Kernels split work through `parallel_for`.
 
     This is the contract fused kernels code against: `parallel_for(fn, total, grain)`
     calls fn(start, end) over disjoint ranges covering [0, total), each at least `grain`
-    long (except possibly the last), and returns when all calls are done.
+    long, and returns when all calls are done (inline when total <= grain or with one
+    thread). `submit(fn)` hands a callable to a worker (used by the plan's inter-op
+    scheduler); the workers start on first use and stop at `close()`.
     """
 
     def __init__(self, num_threads: int = 1):
         self.num_threads = num_threads
+        self._queue: queue.SimpleQueue | None = None
+        self._workers: list[threading.Thread] = []
+        self._lock = threading.Lock()
 
+    # -- workers --
+    def _start(self) -> queue.SimpleQueue:
+        with self._lock:
+            if self._queue is None:
+                q = queue.SimpleQueue()
+                for i in range(self.num_threads - 1):
+                    t = threading.Thread(target=_worker_loop, args=(q,), name=f"graphflow-worker-{i}",
+                                         daemon=True)
+                    t.start()
+                    self._workers.append(t)
+                self._queue = q
+            return self._queue
+
+    def submit(self, fn) -> None:
+        """Run fn() on a worker thread (fn must not raise; it reports its own errors)."""
+        q = self._queue or self._start()
+        q.put(fn)
+
+    def close(self) -> None:
+        """Stop the workers (they finish what they are running first)."""
+        with self._lock:
+            q, self._queue = self._queue, None
+            workers, self._workers = self._workers, []
+        if q is not None:
+            for _ in workers:
+                q.put(None)
+
+    @property
+    def started(self) -> bool:
+        return self._queue is not None
+
+    # -- intra-op --
     def parallel_for(self, fn, total: int, grain: int) -> None:
-        if total > 0:
+        if total <= 0:
+            return
+        grain = max(int(grain), 1)
+        n = min(self.num_threads, total // grain)
+        if n <= 1:
             fn(0, total)
+            return
+        step, extra = divmod(total, n)
+        bounds = [0] * (n + 1)
+        for i in range(n):
+            bounds[i + 1] = bounds[i] + step + (1 if i < extra else 0)
+        job = _Job(fn, bounds)
+        q = self._queue or self._start()
+        for _ in range(n - 1):
+            q.put(job.work)
+        job.work()
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+
+    def __repr__(self):
+        return f"<ThreadBudget num_threads={self.num_threads}>"
+
+
+def _worker_loop(q: queue.SimpleQueue) -> None:
+    np.seterr(all="ignore")  # this thread's own floating-point state: kernels never warn
+    while True:
+        fn = q.get()
+        if fn is None:
+            return
+        fn()
 
 
 SERIAL = ThreadBudget(1)

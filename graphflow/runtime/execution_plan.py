@@ -1,0 +1,546 @@
+"""ExecutionPlan: a Program turned into an ordered list of steps over numbered buffers.
+
+Built once per (fetches, feed keys, opt_level) and reused by every later run. Building
+does all the static work: numbering values, choosing how each step is called (a numpy
+ufunc with `out=`, a fused kernel with `out=` and the thread budget, or a plain
+reference kernel), buffer planning (`memory.plan_memory`), constants evaluated once, and
+the inter-op dependency graph. It then generates one small Python function that runs the
+whole plan straight through: feed checks, steps and the returned values, with no loops,
+dictionaries or graph lookups left in a repeated run.
+
+Buffers live in an *arena* (a list indexed by buffer id). Each run checks an arena out
+of a pool and returns it afterwards, so concurrent runs never share a buffer, and a run
+with the same batch size as the one before finds every buffer already allocated.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from functools import partial
+
+import numpy as np
+
+from ..errors import InvalidArgumentError, OpError
+from ..graph import shape_str
+from ..ops.registry import OpKind
+from .memory import StepInfo, plan_memory
+from .state import RunState
+from .threads import SERIAL, limit_blas_threads
+
+try:  # numpy >= 2: set the floating-point error state without building an errstate object
+    from numpy._core._ufunc_config import _extobj_contextvar as _fp_var
+
+    with np.errstate(all="ignore"):
+        _FP_IGNORE = _fp_var.get()
+    _fp_set, _fp_reset = _fp_var.set, _fp_var.reset
+except ImportError:  # older numpy: a (slower) errstate object per run
+    _FP_IGNORE = None
+
+    def _fp_set(_):
+        ctx = np.errstate(all="ignore")
+        ctx.__enter__()
+        return ctx
+
+    def _fp_reset(ctx):
+        ctx.__exit__(None, None, None)
+
+_KERNEL_ERRORS = (ValueError, IndexError, TypeError, ZeroDivisionError, FloatingPointError)
+PARALLEL_MIN_SECONDS = 2e-3   # a run this long may be worth spreading over the pool
+_bcast_cache: dict = {}
+
+
+def _broadcast(a: tuple, b: tuple) -> tuple:
+    try:
+        return _bcast_cache[(a, b)]
+    except KeyError:
+        s = _bcast_cache[(a, b)] = tuple(np.broadcast_shapes(a, b))
+        return s
+
+
+def _broadcast_all(*shapes) -> tuple:
+    return tuple(np.broadcast_shapes(*shapes))
+
+
+def _finish(v):
+    """A fetched value the kernels allocated: an ndarray, or a numpy scalar for 0-d."""
+    if v.__class__ is not np.ndarray:
+        v = np.asarray(v)
+    return v[()] if v.ndim == 0 else v
+
+
+def _copy_out(v):
+    """A fetched value that may share memory with a feed, constant or variable."""
+    v = np.array(v)
+    return v[()] if v.ndim == 0 else v
+
+
+class Step:
+    """One node of the program as the plan runs it."""
+
+    __slots__ = ("index", "node", "mode", "fn", "kernel", "inputs", "outputs", "stateful", "exclusive",
+                 "info", "dtypes")
+
+    def __init__(self, index, node, mode, fn, kernel, inputs, outputs, stateful, exclusive, info, dtypes):
+        self.index = index
+        self.node = node
+        self.mode = mode          # "ufunc" | "out" | "call"
+        self.fn = fn
+        self.kernel = kernel      # the fused kernel object for mode "out"
+        self.inputs = inputs
+        self.outputs = outputs
+        self.stateful = stateful
+        self.exclusive = exclusive  # calls numpy's BLAS: runs alone in the inter-op schedule
+        self.info = info
+        self.dtypes = dtypes
+
+
+def _ufunc_fits(kernel, node, specs_in) -> bool:
+    """The reference kernel is a numpy ufunc computing the node's output dtype directly."""
+    if not isinstance(kernel, np.ufunc) or kernel.nout != 1 or kernel.nin != len(node.inputs):
+        return False
+    if len(node.specs) != 1 or node.attrs or not specs_in:
+        return False
+    try:
+        resolved = kernel.resolve_dtypes(tuple(np.dtype(s.dtype) for s in specs_in) + (None,))
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return resolved[-1] == np.dtype(node.specs[0].dtype)
+
+
+def _is_constant(node, op_def) -> bool:
+    return (not node.inputs and not op_def.stateful and not op_def.random and op_def.kernel is not None
+            and not op_def.extra.get("has_branches"))
+
+
+class ExecutionPlan:
+    """Runs one Program; `__call__(*feed_values) -> list of fetched values`."""
+
+    def __init__(self, program, feed_tensors=(), convert=None, store=None, budget=SERIAL, generate=True):
+        """`feed_tensors` in program feed order; `convert(tensor, value)` turns a fed value
+        that is not already an ndarray of the right dtype and shape into one (or raises).
+        `generate=False` plans buffers only (to size a plan that never runs)."""
+        self.program = program
+        self.feed_tensors = list(feed_tensors)
+        self.convert = convert
+        self.store = store
+        self.budget = budget
+        self._build(generate)
+
+    # ---------------------------------------------------------------- building
+    def _build(self, generate: bool) -> None:
+        program = self.program
+        value_of: dict = {}
+        specs: list = []
+        for n in program.nodes:
+            for i, s in enumerate(n.specs):
+                value_of[(n.id, i)] = len(specs)
+                specs.append((s.shape, np.dtype(s.dtype)))
+        nv = len(specs)
+        self.n_values = nv
+        external = [False] * nv
+        self.constants: dict = {}
+        self.feed_values = [value_of[(fid, 0)] for fid in program.feeds]
+        for v in self.feed_values:
+            external[v] = True
+        steps: list[Step] = []
+        node_step: dict = {}
+        for n in program.nodes:
+            if n.op == "Feed":
+                continue
+            d = n.op_def
+            if d.kernel is None:
+                raise InvalidArgumentError(f"'{n.name}' ({n.op}) has no value: it must be fed", n.name)
+            outs = tuple(value_of[(n.id, i)] for i in range(len(n.specs)))
+            if _is_constant(n, d) and self._fold(n, d, outs):
+                for v in outs:
+                    external[v] = True
+                continue
+            ins = tuple(value_of[r] for r in n.inputs)
+            specs_in = [program.spec(r) for r in n.inputs]
+            exclusive = d.kind is OpKind.LIBRARY
+            kernel_obj = None
+            if d.extra.get("accepts_out"):
+                mode, fn = "out", None
+                kernel_obj = n.attrs["kernel"]
+                exclusive = exclusive or getattr(kernel_obj, "kind", None) == "epilogue"
+                inplace = tuple(getattr(kernel_obj, "inplace_ok", ()))
+                info = StepInfo(ins, outs, True, inplace)
+            elif not d.stateful and _ufunc_fits(d.kernel, n, specs_in):
+                mode, fn = "ufunc", d.kernel
+                same = tuple((i, 0) for i in range(len(ins)))
+                info = StepInfo(ins, outs, True, same)
+            else:
+                mode = "call"
+                fn = partial(d.kernel, **n.attrs) if n.attrs else d.kernel
+                info = StepInfo(ins, outs, False, (), False, d.stateful)
+            node_step[n.id] = len(steps)
+            steps.append(Step(len(steps), n, mode, fn, kernel_obj, ins, outs, d.stateful or d.random, exclusive,
+                              info, [specs[v][1] for v in outs]))
+        self.steps = steps
+        self.output_values = [value_of[r] for r in program.outputs]
+        self.specs = specs
+        self.external = external
+        self.memory = plan_memory([s.info for s in steps], specs, external, self.output_values)
+        self.n_buffers = self.memory.n_buffers
+        self.stateful = any(s.stateful for s in steps)
+        self.uses_numpy = any(s.mode != "out" for s in steps)
+        self.uses_blas = any(s.exclusive for s in steps)
+        self._control = {node_step[n.id]: [node_step[c] for c in n.control if c in node_step]
+                         for n in program.nodes if n.id in node_step and n.control}
+        self._arenas: list = []
+        self._deps = None
+        self.parallel_ok = False
+        if generate:
+            self._generate()
+            self.parallel_ok = self.budget.num_threads > 1 and self._has_parallelism()
+        # the fastest entry point: the generated function itself unless runs may go parallel
+        self.runner = self.__call__ if self.parallel_ok else getattr(self, "_run_serial", None)
+        self._seconds = 0.0
+
+    def _fold(self, node, op_def, outs) -> bool:
+        """Evaluate a source node without inputs (a constant) once, now."""
+        try:
+            with np.errstate(all="ignore"):
+                value = op_def.kernel(**node.attrs)
+        except Exception:  # left to fail (with its message) at run time, like any step
+            return False
+        values = value if isinstance(value, tuple) and len(outs) > 1 else (value,)
+        for v, x in zip(outs, values):
+            x = np.asarray(x)
+            if x.flags.writeable:
+                x = x.copy()
+                x.setflags(write=False)
+            self.constants[v] = x
+        return True
+
+    def peak_memory_bytes(self, dim: int = 1) -> int:
+        """The plan's peak memory: its buffers plus live per-run allocations (unknown dims = dim)."""
+        return self.memory.peak_bytes(self.specs, [s.info for s in self.steps], self.external, dim)
+
+    # ---------------------------------------------------------------- code generation
+    def _step_lines(self, st: Step, name, free: bool) -> list[str]:
+        """Python source for one step; `name(v)` spells value v (a local or a list item)."""
+        k = st.index
+        mem = self.memory
+        ins = ", ".join(name(v) for v in st.inputs)
+        lines = []
+        if st.mode == "call":
+            args = ("S, " if st.node.op_def.stateful else "") + ins
+            if len(st.outputs) == 1:
+                o = name(st.outputs[0])
+                lines += [f"{o} = K{k}({args})", f"if {o}.__class__ is tuple: {o} = {o}[0]"]
+            else:
+                lines.append(f"{', '.join(name(v) for v in st.outputs)}, = K{k}({args})")
+        elif st.mode == "ufunc":
+            o = st.outputs[0]
+            b = mem.buffer_of[o]
+            if b is None:
+                lines.append(f"{name(o)} = K{k}({ins})")
+            else:
+                shapes = [f"{name(v)}.shape" for v in st.inputs]
+                if len(shapes) == 1:
+                    lines.append(f"_s = {shapes[0]}")
+                elif len(shapes) == 2:
+                    lines += [f"_s = {shapes[0]}", f"if _s != {shapes[1]}: _s = BC(_s, {shapes[1]})"]
+                else:
+                    lines.append(f"_s = BCN({', '.join(shapes)})")
+                lines += [f"_b = A[{b}]",
+                          f"if _b is None or _b.shape != _s: _b = A[{b}] = EMPTY(_s, D{k}_0)",
+                          f"{name(o)} = K{k}({ins}, out=_b)"]
+        else:
+            shapes = ", ".join(f"{name(v)}.shape" for v in st.inputs)
+            bufs = [mem.buffer_of[v] for v in st.outputs]
+            if all(b is None for b in bufs):
+                outs = "None"
+            else:
+                lines.append(f"_s = KO{k}.output_shapes([{shapes}])")
+                parts = []
+                for j, b in enumerate(bufs):
+                    if b is None:
+                        parts.append(f"EMPTY(_s[{j}], D{k}_{j})")
+                        continue
+                    lines += [f"_b{j} = A[{b}]",
+                              f"if _b{j} is None or _b{j}.shape != _s[{j}]: _b{j} = A[{b}] = EMPTY(_s[{j}], D{k}_{j})"]
+                    parts.append(f"_b{j}")
+                outs = f"[{', '.join(parts)}]"
+            lines.append(f"{', '.join(name(v) for v in st.outputs)}, = KO{k}.run([{ins}], {outs}, BUDGET)")
+        if free:  # drop per-run allocations as soon as they are dead
+            for v in st.inputs:
+                if (mem.end[v] == k and mem.buffer_of[v] is None and not self.external[v]):
+                    lines.append(f"{name(v)} = None")
+        return lines
+
+    def _output_expr(self, v: int, name) -> str:
+        if self.memory.external_alias[v]:
+            return f"COPY({name(v)})"
+        shape = self.specs[v][0]
+        if self.memory.buffer_of[v] is None and shape is not None and len(shape) > 0 and not self._call_result(v):
+            return name(v)  # a fresh ndarray of rank > 0 from an out=-capable kernel
+        return f"FIN({name(v)})"
+
+    def _call_result(self, v: int) -> bool:
+        return any(v in s.outputs and s.mode == "call" for s in self.steps)
+
+    def _feed_check(self, i: int, v: int) -> str:
+        shape, dtype = self.specs[v]
+        p = f"v{v}"
+        cond = f"{p}.__class__ is not NDARRAY or {p}.dtype is not D_feed{i}"
+        if shape is not None:
+            if all(d is not None for d in shape):
+                cond += f" or {p}.shape != {tuple(shape)!r}"
+            else:
+                cond += f" or len({p}.shape) != {len(shape)}"
+                cond += "".join(f" or {p}.shape[{j}] != {d}" for j, d in enumerate(shape) if d is not None)
+        return f"    if {cond}: {p} = CONV{i}({p})"
+
+    def _generate(self) -> None:
+        ns = {"NDARRAY": np.ndarray, "EMPTY": np.empty, "BC": _broadcast, "BCN": _broadcast_all,
+              "COPY": _copy_out, "FIN": _finish, "BUDGET": self.budget, "RunState": RunState,
+              "STORE": self.store, "FPSET": _fp_set, "FPRESET": _fp_reset, "IGNORE": _FP_IGNORE,
+              "ERRORS": _KERNEL_ERRORS, "OpError": OpError, "STEP_ERROR": self._step_error,
+              "ARENAS": self._arenas, "LIMIT": limit_blas_threads, "NT": self.budget.num_threads}
+        for v, x in self.constants.items():
+            ns[f"v{v}"] = x
+        for st in self.steps:
+            ns[f"K{st.index}"] = st.fn
+            ns[f"KO{st.index}"] = st.kernel
+            for j, dt in enumerate(st.dtypes):
+                ns[f"D{st.index}_{j}"] = dt
+        for i, v in enumerate(self.feed_values):
+            ns[f"D_feed{i}"] = self.specs[v][1]
+            ns[f"CONV{i}"] = partial(self.convert, self.feed_tensors[i])
+        params = ", ".join(f"v{v}" for v in self.feed_values)
+        checks = [self._feed_check(i, v) for i, v in enumerate(self.feed_values)]
+        local = lambda v: f"v{v}"  # noqa: E731
+        item = lambda v: f"v[{v}]"  # noqa: E731
+
+        src = [f"def check({params}):"] + checks + [f"    return [{params}]", ""]
+        body = []
+        for st in self.steps:
+            body.append(f"k = {st.index}")
+            body += self._step_lines(st, local, free=True)
+        outs = ", ".join(self._output_expr(v, local) for v in self.output_values)
+        src += [f"def run({params}):"] + checks
+        if self.uses_blas:
+            src.append("    LIMIT(NT)")
+        if self.n_buffers:
+            src += ["    try:", "        A = ARENAS.pop()", "    except IndexError:",
+                    f"        A = [None] * {self.n_buffers}"]
+        src.append("    S = RunState(STORE)" if self.stateful else "    S = None")
+        src += ["    tok = FPSET(IGNORE)" if self.uses_numpy else "    tok = None", "    k = -1", "    try:"]
+        src += ["        " + line for line in body] or ["        pass"]
+        src += ["    except OpError:", "        raise",
+                "    except ERRORS as exc:", "        STEP_ERROR(k, exc, locals())",
+                "    finally:"]
+        src.append("        FPRESET(tok)" if self.uses_numpy else "        pass")
+        if self.n_buffers:
+            src.append("        ARENAS.append(A)")
+        if self.stateful:
+            src.append("    S.commit()")
+        src += [f"    return [{outs}]", ""]
+        for st in self.steps:
+            src.append(f"def step{st.index}(v, A, S):")
+            src += ["    " + line for line in self._step_lines(st, item, free=False)]
+            src.append("")
+        src.append(f"def outputs(v):\n    return [{', '.join(self._output_expr(v, item) for v in self.output_values)}]")
+        self.source = "\n".join(src)
+        exec(compile(self.source, f"<graphflow plan {id(self)}>", "exec"), ns)  # noqa: S102 - our own source
+        self._run_serial = ns["run"]
+        self.check = ns["check"]
+        self._step_fns = [ns[f"step{st.index}"] for st in self.steps]
+        self._outputs = ns["outputs"]
+
+    def _step_error(self, k: int, exc: BaseException, frame: dict):
+        if k < 0:
+            raise exc
+        st = self.steps[k]
+        n = st.node
+        where = f" (created at {n.source})" if n.source else ""
+        shapes = ", ".join(shape_str(np.shape(frame.get(f"v{v}", self.constants.get(v)))) for v in st.inputs)
+        raise InvalidArgumentError(f"'{n.name}' ({n.op}) failed on inputs of shapes [{shapes}]: {exc}{where}",
+                                   n.name) from exc
+
+    # ---------------------------------------------------------------- running
+    def __call__(self, *feeds) -> list:
+        if not self.parallel_ok:
+            return self._run_serial(*feeds)
+        if self._seconds < PARALLEL_MIN_SECONDS:
+            t0 = time.perf_counter()
+            out = self._run_serial(*feeds)
+            self._seconds = time.perf_counter() - t0
+            return out
+        t0 = time.perf_counter()
+        out = self.run_steps(feeds, None, parallel=True)
+        self._seconds = time.perf_counter() - t0
+        return out
+
+    def run_steps(self, feeds, trace=None, parallel: bool | None = None) -> list:
+        """Run through the step functions (traced and/or on the pool); same results as `__call__`."""
+        feeds = self.check(*feeds)
+        if parallel is None:
+            parallel = self.parallel_ok
+        v = [None] * self.n_values
+        for i, x in self.constants.items():
+            v[i] = x
+        for i, x in zip(self.feed_values, feeds):
+            v[i] = x
+        try:
+            A = self._arenas.pop()
+        except IndexError:
+            A = [None] * self.n_buffers
+        S = RunState(self.store) if self.stateful else None
+        if self.uses_blas:
+            limit_blas_threads(self.budget.num_threads)
+        tok = _fp_set(_FP_IGNORE)
+        try:
+            if parallel:
+                _Schedule(self, v, A, S, trace).run()
+            else:
+                for st, fn in zip(self.steps, self._step_fns):
+                    self._run_step(st, fn, v, A, S, trace)
+        finally:
+            _fp_reset(tok)
+            self._arenas.append(A)
+        if S is not None:
+            S.commit()
+        return self._outputs(v)
+
+    def _run_step(self, st, fn, v, A, S, trace) -> None:
+        t0 = time.perf_counter() if trace is not None else 0.0
+        try:
+            fn(v, A, S)
+        except OpError:
+            raise
+        except _KERNEL_ERRORS as exc:
+            self._step_error(st.index, exc, {f"v{i}": v[i] for i in st.inputs})
+        if trace is not None:
+            trace.append((st.node.name, st.node.op, t0, time.perf_counter(), threading.get_ident()))
+
+    # ---------------------------------------------------------------- inter-op schedule
+    def dependencies(self) -> list[list[int]]:
+        """deps[k]: the steps step k waits for (data, control, state order, buffer reuse, BLAS)."""
+        if self._deps is not None:
+            return self._deps
+        mem = self.memory
+        producer = {}
+        for st in self.steps:
+            for v in st.outputs:
+                producer[v] = st.index
+        deps: list[set] = [set() for _ in self.steps]
+        last_state = None
+        barrier, segment, has_succ = None, set(), set()
+        for st in self.steps:
+            k = st.index
+            d = deps[k]
+            d.update(producer[v] for v in st.inputs if v in producer)
+            d.update(self._control.get(k, ()))
+            if st.stateful:
+                if last_state is not None:
+                    d.add(last_state)
+                last_state = k
+            # a buffer written here must be free: every reader of its earlier values is done
+            for v in st.outputs:
+                b = mem.buffer_of[v]
+                if b is None:
+                    continue
+                occ = mem.occupants[b]
+                i = occ.index(v)
+                if i:  # the previous value in this buffer (earlier ones are covered transitively)
+                    u = occ[i - 1]
+                    for w in mem.aliases[u]:
+                        d.update(mem.readers[w])
+                    d.add(producer[u])
+            d.discard(k)
+            if st.exclusive:
+                d.update(j for j in segment if j not in has_succ)
+                barrier, segment, has_succ = k, set(), set()
+            else:
+                if barrier is not None and not any(j in segment for j in d):
+                    d.add(barrier)
+                has_succ.update(j for j in d if j in segment or j == barrier)
+                segment.add(k)
+        self._deps = [sorted(d) for d in deps]
+        return self._deps
+
+    def _has_parallelism(self) -> bool:
+        """Some two steps may run at the same time (neither waits for the other)."""
+        deps = self.dependencies()
+        level = [0] * len(deps)
+        count: dict = {}
+        for k, d in enumerate(deps):
+            level[k] = 1 + max((level[j] for j in d), default=-1)
+            count[level[k]] = count.get(level[k], 0) + 1
+            if count[level[k]] > 1:
+                return True
+        return False
+
+
+class _Schedule:
+    """One run's inter-op execution: ready steps go to a shared queue that the calling
+    thread and pool helpers drain; the caller sleeps on a condition when nothing is ready."""
+
+    def __init__(self, plan, v, A, S, trace):
+        self.plan = plan
+        self.v, self.A, self.S, self.trace = v, A, S, trace
+        deps = plan.dependencies()
+        self.waiting = [len(d) for d in deps]
+        self.succ: list = [[] for _ in deps]
+        for k, d in enumerate(deps):
+            for j in d:
+                self.succ[j].append(k)
+        self.ready = deque(k for k, n in enumerate(self.waiting) if n == 0)
+        self.left = len(deps)
+        self.error = None
+        self.started = self.finished = 0
+        self.cond = threading.Condition(threading.Lock())
+
+    def run(self) -> None:
+        budget = self.plan.budget
+        while True:
+            with self.cond:
+                while not self.ready and self.left and self.error is None:
+                    self.cond.wait()
+                if self.error is not None:
+                    break
+                if not self.left:
+                    return
+                k = self.ready.popleft()
+                extra = min(len(self.ready), budget.num_threads - 1)
+            for _ in range(extra):
+                budget.submit(self.help)
+            self.execute(k)
+        with self.cond:  # wait for steps still running on helpers before handing the arena back
+            while self.started > self.finished:
+                self.cond.wait()
+        raise self.error
+
+    def help(self) -> None:
+        while True:
+            with self.cond:
+                if not self.ready or self.error is not None:
+                    return
+                k = self.ready.popleft()
+            self.execute(k)
+
+    def execute(self, k: int) -> None:
+        plan = self.plan
+        with self.cond:
+            self.started += 1
+        try:
+            plan._run_step(plan.steps[k], plan._step_fns[k], self.v, self.A, self.S, self.trace)
+        except BaseException as exc:  # handed to the calling thread
+            with self.cond:
+                self.finished += 1
+                if self.error is None:
+                    self.error = exc
+                self.cond.notify_all()
+            return
+        with self.cond:
+            self.finished += 1
+            self.left -= 1
+            for s in self.succ[k]:
+                self.waiting[s] -= 1
+                if self.waiting[s] == 0:
+                    self.ready.append(s)
+            self.cond.notify_all()
