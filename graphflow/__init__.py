@@ -41,5 +41,6 @@ from .compiler.compiled import CompiledGraph, compile  # noqa: A004 - gf.compile
 from .runtime.session import Session, get_default_session
 from .runtime.trace import RunMetadata, RunOptions
 from .variables import Variable, global_variables, global_variables_initializer, trainable_variables
+from . import keras  # noqa: E402 - the front end builds on everything above
 
 __version__ = "0.1.0"

@@ -1,0 +1,73 @@
+"""Keras metrics as per-batch graph tensors (the fit loop averages them over the epoch by sample count).
+
+"accuracy" resolves from the loss and output shape as Keras does: binary for a binary
+cross-entropy (or a 1-unit output), sparse categorical for class-id labels, else categorical.
+"""
+from __future__ import annotations
+
+import graphflow as gf
+
+from . import losses
+
+
+def sparse_categorical_accuracy(y_true, y_pred):
+    labels = losses.sparse_labels(y_true, y_pred)
+    predicted = gf.argmax(y_pred, axis=-1)
+    return gf.reduce_mean(gf.cast(gf.equal(predicted, gf.cast(labels, predicted.dtype)), y_pred.dtype))
+
+
+def categorical_accuracy(y_true, y_pred):
+    hit = gf.equal(gf.argmax(y_true, axis=-1), gf.argmax(y_pred, axis=-1))
+    return gf.reduce_mean(gf.cast(hit, y_pred.dtype))
+
+
+def binary_accuracy(y_true, y_pred, threshold=0.5):
+    y_true = losses._float(losses._match_rank(y_true, y_pred), y_pred)
+    predicted = gf.cast(y_pred > threshold, y_pred.dtype)
+    return gf.reduce_mean(gf.cast(gf.equal(predicted, y_true), y_pred.dtype))
+
+
+def _mean_of(fn):
+    def metric(y_true, y_pred):
+        return gf.reduce_mean(fn(y_true, y_pred))
+
+    metric.__name__ = fn.__name__
+    return metric
+
+
+_BY_NAME = {
+    "sparse_categorical_accuracy": sparse_categorical_accuracy,
+    "categorical_accuracy": categorical_accuracy,
+    "binary_accuracy": binary_accuracy,
+    "mse": _mean_of(losses.mean_squared_error), "mean_squared_error": _mean_of(losses.mean_squared_error),
+    "mae": _mean_of(losses.mean_absolute_error), "mean_absolute_error": _mean_of(losses.mean_absolute_error),
+    "sparse_categorical_crossentropy": _mean_of(losses.sparse_categorical_crossentropy),
+    "categorical_crossentropy": _mean_of(losses.categorical_crossentropy),
+    "binary_crossentropy": _mean_of(losses.binary_crossentropy),
+}
+
+
+def resolve_accuracy(loss, output_shape, target_shape):
+    """The accuracy function Keras picks for "accuracy" given the loss and shapes."""
+    fn = getattr(loss, "fn", None)
+    if fn is losses.binary_crossentropy or (output_shape and output_shape[-1] == 1):
+        return binary_accuracy
+    if getattr(loss, "sparse", False) or fn is losses.sparse_categorical_crossentropy or \
+            len(target_shape) < len(output_shape) or (target_shape and target_shape[-1] == 1):
+        return sparse_categorical_accuracy
+    return categorical_accuracy
+
+
+def get(identifier, loss, output_shape, target_shape):
+    """(log name, fn(y_true, y_pred) -> scalar tensor) for a metric name or callable."""
+    if identifier in ("accuracy", "acc"):
+        return identifier, resolve_accuracy(loss, output_shape, target_shape)
+    if isinstance(identifier, str):
+        fn = _BY_NAME.get(identifier)
+        if fn is None:
+            raise ValueError(f"unknown metric {identifier!r}; expected 'accuracy' or one of {sorted(_BY_NAME)}, "
+                             "or a callable fn(y_true, y_pred)")
+        return identifier, fn
+    if callable(identifier):
+        return getattr(identifier, "__name__", "metric"), _mean_of(identifier)
+    raise TypeError(f"cannot interpret {identifier!r} as a metric")

@@ -1,0 +1,170 @@
+"""`gf.keras.Model`: a layer that owns a Graph and a Session.
+
+The model's graph holds one placeholder per input, the inference trace of the layers, and
+(once `fit` runs) the training trace, loss, gradients and optimizer update. Every weight
+becomes one Variable of that graph whose live value sits in the model's Session.
+"""
+from __future__ import annotations
+
+import graphflow as gf
+
+from .. import tree
+from ..layers.base import Layer
+from .training import Trainer
+
+
+class GraphRuntime:
+    """A model materialized as a graphflow graph: input placeholders, inference outputs, a Session."""
+
+    def __init__(self, model: "Model", specs: list[tuple]):
+        self.graph = gf.Graph()
+        with self.graph.as_default():
+            self.inputs = [gf.placeholder(dtype, shape, name=name) for name, shape, dtype in specs]
+            self.input_names = [name for name, _, _ in specs]
+            outputs = model._trace(model._pack_inputs(self.inputs), training=False)
+        self.output_struct = outputs
+        self.outputs = tree.flatten(outputs)
+        self.session = gf.Session(graph=self.graph, opt_level=2)
+        for w in model.weights:
+            var = w.variable(self.graph)
+            self.session._set_variable(var, w.numpy())
+            w.set_home(self.session, var)
+        self._predict_fn = None
+
+    def initialize_new_variables(self) -> None:
+        """Run the initializers of variables the optimizer just added (slots, step counters)."""
+        store = self.session._store.values
+        fresh = [v.initializer for v in gf.global_variables(self.graph) if v.op.name not in store]
+        if fresh:
+            self.session.run(fresh)
+
+    def predict_function(self):
+        if self._predict_fn is None:
+            self._predict_fn = self.session.make_callable(self.outputs, feed_list=self.inputs)
+        return self._predict_fn
+
+
+class Model(Trainer, Layer):
+    """A trainable stack of layers: functional (`Model(inputs, outputs)`), Sequential, or subclassed with call()."""
+
+    def __new__(cls, *args, **kwargs):
+        if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
+            from .functional import Functional
+
+            return object.__new__(Functional)
+        return object.__new__(cls)
+
+    def __init__(self, *, name: str | None = None, trainable: bool = True, **kwargs):
+        Layer.__init__(self, name=name, trainable=trainable, **kwargs)
+        Trainer.__init__(self)
+        self._runtime: GraphRuntime | None = None
+        self._build_input_shape = None
+        self.stop_training = False
+
+    # ---- what subclasses may override ----
+    def _input_specs(self, data=None) -> list[tuple] | None:
+        """(name, batch shape, dtype) per input; from `build()` or, failing that, from sample data."""
+        if self._build_input_shape is not None:
+            shapes = self._build_input_shape
+            shapes = [shapes] if _is_shape(shapes) else list(shapes)
+            return [(f"input_{i}" if i else "input", tuple(s), self._default_input_dtype()) for i, s in
+                    enumerate(shapes)]
+        if data is None:
+            return None
+        leaves = tree.flatten(data)
+        return [(f"input_{i}" if i else "input", (None,) + tuple(a.shape[1:]), self._default_input_dtype())
+                for i, a in enumerate(leaves)]
+
+    def _default_input_dtype(self):
+        return gf.float32
+
+    def _pack_inputs(self, placeholders: list):
+        return placeholders[0] if len(placeholders) == 1 else list(placeholders)
+
+    def _trace(self, inputs, training: bool):
+        """Add the forward computation to the current graph (subclassed models: their call())."""
+        if self._accepts("training"):
+            return self.call(inputs, training=training)
+        return self.call(inputs)
+
+    # ---- materialization ----
+    @property
+    def graph(self) -> gf.Graph:
+        """The graphflow graph this model runs in (built on first use)."""
+        return self._require_runtime().graph
+
+    @property
+    def session(self) -> gf.Session:
+        return self._require_runtime().session
+
+    def build(self, input_shape) -> None:
+        """Build the model for inputs of `input_shape` (with the batch dimension, e.g. (None, 784))."""
+        self._build_input_shape = input_shape
+        self._ensure_runtime()
+        self.built = True
+
+    def _ensure_runtime(self, data=None) -> GraphRuntime:
+        if self._runtime is None:
+            specs = self._input_specs(data)
+            if specs is None:
+                raise ValueError(f"model '{self.name}' has not been built yet: its input shape is unknown; call "
+                                 "build(input_shape), give the first layer input_shape= (or start with "
+                                 "gf.keras.Input(shape=...)), or call fit/predict on data first")
+            self._runtime = GraphRuntime(self, specs)
+            self.built = True
+        return self._runtime
+
+    def _require_runtime(self) -> GraphRuntime:
+        return self._ensure_runtime()
+
+    def _invalidate_runtime(self) -> None:
+        """Forget the graph (after the layer list changed); weights keep their current values."""
+        if self._runtime is not None:
+            for w in self.weights:
+                w._value = w.numpy()
+                w._home = None
+            self._runtime = None
+        self._reset_compiled_functions()
+
+    def _all_layers(self) -> list[Layer]:
+        """Every layer under this model, depth first."""
+        out, stack = [], list(reversed(self._layers))
+        while stack:
+            layer = stack.pop()
+            out.append(layer)
+            stack.extend(reversed(layer._layers))
+        return out
+
+    def summary(self, line_length: int | None = None, print_fn=None) -> None:
+        """Print the Keras-style table: layer (type), output shape, parameter count, then totals."""
+        from .summary import format_summary
+
+        self._require_runtime()
+        text = format_summary(self, line_length or 65)
+        (print_fn or print)(text)
+
+    def get_config(self) -> dict:
+        raise NotImplementedError(f"model '{self.name}' ({type(self).__name__}) is a subclassed model: implement "
+                                  "get_config() and from_config() (and register the class with "
+                                  "gf.keras.saving.register_keras_serializable) to save it whole, or use "
+                                  "save_weights()")
+
+    def save(self, filepath) -> None:
+        """Write config + weights as one zip file (see gf.keras.saving)."""
+        from ..saving import save_model
+
+        save_model(self, filepath)
+
+    def save_weights(self, filepath) -> None:
+        from ..saving import save_weights
+
+        save_weights(self, filepath)
+
+    def load_weights(self, filepath) -> None:
+        from ..saving import load_weights
+
+        load_weights(self, filepath)
+
+
+def _is_shape(s) -> bool:
+    return isinstance(s, (tuple, list)) and all(d is None or isinstance(d, int) for d in s)

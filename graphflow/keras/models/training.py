@@ -1,0 +1,262 @@
+"""compile / fit / evaluate / predict: one training graph per model, run batch by batch.
+
+`fit` adds ONE training computation to the model's graph (the training-mode trace, the
+loss, `gf.gradients`, the optimizer update and the BatchNormalization moving-statistics
+assignments) and runs it per batch through one `Session.make_callable`; batch dimensions
+are None, so the last partial batch runs through the same compiled plan.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import graphflow as gf
+
+from .. import callbacks as callbacks_module
+from .. import losses, metrics, optimizers, rng, tree
+from ..layers.normalization import UPDATE_OPS
+
+
+class _Step:
+    """A compiled callable plus the log names of the scalars it returns first."""
+
+    def __init__(self, fn, names: list[str]):
+        self.fn, self.names = fn, names
+
+
+class Trainer:
+    """The training half of Model (mixed into it)."""
+
+    def __init__(self):
+        self.optimizer = None
+        self.loss = None
+        self.compiled = False
+        self.history = None
+        self._compile_args: dict = {}
+        self._steps: dict = {}
+
+    def _reset_compiled_functions(self) -> None:
+        self._steps = {}
+
+    # ---- compile ----
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
+        """Choose the optimizer, the loss (one, or a list with one per output) and the metrics."""
+        if loss is None:
+            raise ValueError(f"compile: model '{self.name}' needs a loss (e.g. loss='sparse_categorical_crossentropy')")
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = loss
+        self._losses = [losses.get(l) for l in loss] if isinstance(loss, (list, tuple)) else [losses.get(loss)]
+        self._metric_ids = list(metrics or [])
+        self._compile_args = {"optimizer": optimizer, "loss": loss, "metrics": list(metrics or [])}
+        self.compiled = True
+        self._steps = {}
+
+    def _check_compiled(self):
+        if not self.compiled:
+            raise RuntimeError(f"model '{self.name}' must be compiled before training or evaluation: call "
+                               "model.compile(optimizer=..., loss=...)")
+
+    # ---- data ----
+    def _input_arrays(self, x, runtime) -> list[np.ndarray]:
+        if isinstance(x, dict):
+            missing = [n for n in runtime.input_names if n not in x]
+            if missing:
+                raise ValueError(f"model '{self.name}': no data for input(s) {missing}; got keys {sorted(x)}")
+            leaves = [x[n] for n in runtime.input_names]
+        else:
+            leaves = tree.flatten(x)
+        if len(leaves) != len(runtime.inputs):
+            raise ValueError(f"model '{self.name}' expects {len(runtime.inputs)} input array(s), got {len(leaves)}")
+        return [np.asarray(a, dtype=ph.dtype) if ph.dtype.kind == "f" or np.asarray(a).dtype.kind in "iub"
+                else np.asarray(a) for a, ph in zip(leaves, runtime.inputs)]
+
+    def _target_arrays(self, y, n_outputs: int) -> list[np.ndarray]:
+        leaves = tree.flatten(y) if isinstance(y, (list, tuple, dict)) and n_outputs > 1 else [y]
+        if len(leaves) != n_outputs:
+            raise ValueError(f"model '{self.name}' has {n_outputs} output(s) but got {len(leaves)} target array(s)")
+        out = []
+        for a, loss in zip(leaves, self._loss_per_output(n_outputs)):
+            a = np.asarray(a)
+            out.append(a.astype(np.int32) if loss.sparse else np.asarray(a, dtype=np.float32))
+        return out
+
+    def _loss_per_output(self, n_outputs: int) -> list:
+        if len(self._losses) == 1:
+            return self._losses * n_outputs
+        if len(self._losses) != n_outputs:
+            raise ValueError(f"compile got {len(self._losses)} losses for a model with {n_outputs} outputs")
+        return self._losses
+
+    # ---- graph construction ----
+    def _loss_and_metrics(self, outputs, y_arrays):
+        """Target placeholders, the total loss, and the metric tensors with their log names."""
+        targets = [gf.placeholder(gf.int32 if a.dtype.kind == "i" else gf.float32, (None,) + a.shape[1:],
+                                  name="target") for a in y_arrays]
+        names, tensors, total = ["loss"], [], None
+        for i, (out, target, loss) in enumerate(zip(outputs, targets, self._loss_per_output(len(outputs)))):
+            value = loss(target, out)
+            total = value if total is None else total + value
+            prefix = f"{self.output_names[i]}_" if len(outputs) > 1 else ""
+            for ident in self._metric_ids:
+                name, fn = metrics.get(ident, loss, out.shape, target.shape)
+                names.append(prefix + name)
+                tensors.append(fn(target, out))
+        return targets, [total] + tensors, names
+
+    @property
+    def output_names(self) -> list[str]:
+        outs = getattr(self, "outputs", None)
+        if outs:
+            return [t.node.layer.name for t in outs]
+        return [f"output_{i}" for i in range(len(self._ensure_runtime().outputs))]
+
+    def _train_step(self, runtime, y_arrays) -> _Step:
+        key = ("train",) + tuple((a.dtype.kind, a.shape[1:]) for a in y_arrays)
+        step = self._steps.get(key)
+        if step is not None:
+            return step
+        g = runtime.graph
+        with g.as_default(), g.name_scope("training"):
+            n_updates = len(g.get_collection(UPDATE_OPS))
+            if any(layer.training_dependent for layer in self._all_layers()):
+                outputs = tree.flatten(self._trace(self._pack_inputs(runtime.inputs), training=True))
+            else:
+                outputs = runtime.outputs
+            updates = g.get_collection(UPDATE_OPS)[n_updates:]
+            targets, scalars, names = self._loss_and_metrics(outputs, y_arrays)
+            variables = [w.variable(g) for w in self.trainable_weights]
+            grads = gf.gradients(scalars[0], variables)
+            pairs = [(gr, v) for gr, v in zip(grads, variables) if gr is not None]
+            if not pairs:
+                raise ValueError(f"model '{self.name}': no trainable weight affects the loss")
+            train_op = self.optimizer.apply_gradients(pairs)
+        runtime.initialize_new_variables()
+        for var, value in self.optimizer.initial_slot_values().items():
+            runtime.session._set_variable(var, value)
+        fn = runtime.session.make_callable(scalars + [train_op] + updates, feed_list=runtime.inputs + targets)
+        step = self._steps[key] = _Step(fn, names)
+        return step
+
+    def _test_step(self, runtime, y_arrays) -> _Step:
+        key = ("test",) + tuple((a.dtype.kind, a.shape[1:]) for a in y_arrays)
+        step = self._steps.get(key)
+        if step is None:
+            g = runtime.graph
+            with g.as_default(), g.name_scope("evaluation"):
+                targets, scalars, names = self._loss_and_metrics(runtime.outputs, y_arrays)
+            fn = runtime.session.make_callable(scalars, feed_list=runtime.inputs + targets)
+            step = self._steps[key] = _Step(fn, names)
+        return step
+
+    # ---- loops ----
+    def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, initial_epoch=0):
+        """Train for `epochs` epochs; returns the History (per-epoch loss, metrics and val_ entries)."""
+        self._check_compiled()
+        runtime = self._ensure_runtime(x)
+        xs = self._input_arrays(x, runtime)
+        ys = self._target_arrays(y, len(runtime.outputs))
+        n = _num_samples(xs + ys, self.name)
+        val = None
+        if validation_data is not None:
+            vx, vy = validation_data[0], validation_data[1]
+            val = (self._input_arrays(vx, runtime), self._target_arrays(vy, len(runtime.outputs)))
+        elif validation_split:
+            if not 0.0 < validation_split < 1.0:
+                raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
+            cut = int(math.floor(n * (1.0 - validation_split)))
+            if cut == 0 or cut == n:
+                raise ValueError(f"validation_split={validation_split} leaves no training or no validation "
+                                 f"samples out of {n}")
+            val = ([a[cut:] for a in xs], [a[cut:] for a in ys])
+            xs, ys, n = [a[:cut] for a in xs], [a[:cut] for a in ys], cut
+        step = self._train_step(runtime, ys)
+        n_scalars = len(step.names)
+        steps = max(1, math.ceil(n / batch_size))
+        history = callbacks_module.History()
+        cbs = list(callbacks or []) + [history]
+        if verbose:
+            cbs.append(callbacks_module.ProgbarLogger(verbose))
+        cb = callbacks_module.CallbackList(cbs, self, {"epochs": epochs, "steps": steps, "verbose": verbose})
+        self.stop_training = False
+        cb.on_train_begin()
+        logs: dict = {}
+        for epoch in range(initial_epoch, epochs):
+            cb.on_epoch_begin(epoch)
+            order = rng.generator().permutation(n) if shuffle else None
+            totals, seen = np.zeros(n_scalars), 0
+            for b in range(steps):
+                cb.on_train_batch_begin(b)
+                idx = order[b * batch_size:(b + 1) * batch_size] if shuffle else slice(b * batch_size,
+                                                                                      (b + 1) * batch_size)
+                batch = [a[idx] for a in xs] + [a[idx] for a in ys]
+                values = step.fn(*batch)
+                k = len(batch[0])
+                totals += k * np.asarray(values[:n_scalars], dtype=np.float64)
+                seen += k
+                logs = {name: float(v) for name, v in zip(step.names, totals / seen)}
+                cb.on_train_batch_end(b, logs)
+                if self.stop_training:
+                    break
+            if val is not None:
+                logs.update({"val_" + k: v for k, v in self._evaluate_arrays(runtime, *val, batch_size).items()})
+            cb.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        cb.on_train_end(logs)
+        return history
+
+    def _evaluate_arrays(self, runtime, xs, ys, batch_size) -> dict:
+        step = self._test_step(runtime, ys)
+        n = _num_samples(xs + ys, self.name)
+        totals = np.zeros(len(step.names))
+        for start in range(0, n, batch_size):
+            batch = [a[start:start + batch_size] for a in xs + ys]
+            totals += len(batch[0]) * np.asarray(step.fn(*batch), dtype=np.float64)
+        return {name: float(v) for name, v in zip(step.names, totals / max(n, 1))}
+
+    def evaluate(self, x=None, y=None, batch_size=32, verbose=0, return_dict=False):
+        """The loss (and metrics) on (x, y) in inference mode: a float, or [loss, metric, ...]."""
+        self._check_compiled()
+        runtime = self._ensure_runtime(x)
+        logs = self._evaluate_arrays(runtime, self._input_arrays(x, runtime),
+                                     self._target_arrays(y, len(runtime.outputs)), batch_size)
+        if verbose:
+            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x, batch_size=32, verbose=0):
+        """The model's outputs for `x`, computed in batches of `batch_size` (inference mode)."""
+        runtime = self._ensure_runtime(x)
+        xs = self._input_arrays(x, runtime)
+        n = _num_samples(xs, self.name)
+        fn = runtime.predict_function()
+        chunks = [fn(*[a[s:s + batch_size] for a in xs]) for s in range(0, n, batch_size)]
+        if not chunks:
+            return tree.pack_like(runtime.output_struct,
+                                  [np.zeros((0,) + tuple(t.shape[1:]), t.dtype) for t in runtime.outputs])
+        outs = [np.concatenate([c[i] for c in chunks]) for i in range(len(runtime.outputs))]
+        if verbose:
+            print(f"{len(chunks)}/{len(chunks)} batches")
+        return tree.pack_like(runtime.output_struct, outs)
+
+    def train_on_batch(self, x, y):
+        """One optimizer step on one batch; returns the loss (or [loss, metrics...])."""
+        self._check_compiled()
+        runtime = self._ensure_runtime(x)
+        ys = self._target_arrays(y, len(runtime.outputs))
+        step = self._train_step(runtime, ys)
+        values = step.fn(*self._input_arrays(x, runtime), *ys)[:len(step.names)]
+        return float(values[0]) if len(values) == 1 else [float(v) for v in values]
+
+
+def _num_samples(arrays, name) -> int:
+    sizes = {len(a) for a in arrays}
+    if len(sizes) > 1:
+        raise ValueError(f"model '{name}': the input and target arrays have different numbers of samples "
+                         f"{sorted(sizes)}")
+    return sizes.pop() if sizes else 0
