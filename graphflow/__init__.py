@@ -40,7 +40,8 @@ from .gradients import gradients
 from .compiler.compiled import CompiledGraph, compile  # noqa: A004 - gf.compile is public API
 from .runtime.session import Session, get_default_session
 from .runtime.trace import RunMetadata, RunOptions
-from .variables import Variable, global_variables, global_variables_initializer, trainable_variables
+from .variables import (Variable, global_variables, global_variables_initializer, trainable_variables,
+                        variables_initializer)
 from . import keras  # noqa: E402 - the front end builds on everything above
 
 __version__ = "0.1.0"

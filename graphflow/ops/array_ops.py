@@ -217,8 +217,8 @@ register(OpDef(type="RandomUniform", default_name="random_uniform", kind=OpKind.
 def op_seeds(seed) -> tuple[int, int]:
     """The (graph seed, op seed) pair for a new random op, following TF1's rules."""
     g = get_default_graph()
-    if g.seed is None and seed is None:
-        return (secrets.randbits(31), secrets.randbits(31))
+    if g.seed is None and seed is None:  # (None, token): each session draws from its own entropy
+        return (None, secrets.randbits(31))
     graph_seed = _DEFAULT_GRAPH_SEED if g.seed is None else g.seed
     op_seed = seed if seed is not None else len(g._ops)
     return (int(graph_seed), int(op_seed))

@@ -6,6 +6,7 @@ and concurrent runs each apply their updates atomically.
 """
 from __future__ import annotations
 
+import secrets
 import threading
 
 import numpy as np
@@ -19,6 +20,7 @@ class VariableStore:
     def __init__(self):
         self.values: dict[str, np.ndarray] = {}
         self.random_counters: dict[tuple, int] = {}
+        self.entropy = secrets.randbits(63)  # for ops with neither a graph nor an op seed
         self.lock = threading.Lock()
 
     def set(self, name: str, value: np.ndarray) -> None:
@@ -31,12 +33,11 @@ class VariableStore:
 class RunState:
     """One run's view of the store: reads see this run's own writes first."""
 
-    __slots__ = ("store", "writes", "randoms")
+    __slots__ = ("store", "writes")
 
     def __init__(self, store: VariableStore):
         self.store = store
         self.writes: dict[str, np.ndarray] = {}
-        self.randoms: dict[tuple, int] = {}
 
     def run_program(self, program, inputs) -> list:
         """Run a sub-program (a gf.cond branch) against this run's state."""
@@ -61,17 +62,20 @@ class RunState:
 
     def random_stream(self, seeds: tuple) -> np.random.Generator:
         """A generator for the next draw of the random op seeded by `seeds`: the same
-        (graph seed, op seed) gives the same sequence of draws in every new session."""
-        n = self.randoms.get(seeds)
-        if n is None:
+        (graph seed, op seed) gives the same sequence of draws in every new session, while
+        an op with no seed at all (graph seed None) differs from session to session.
+
+        The draw number is taken from the store at once (not at commit), so runs on
+        several threads never reuse a draw; as in TF1, a failed run still advances it."""
+        with self.store.lock:
             n = self.store.random_counters.get(seeds, 0)
-        self.randoms[seeds] = n + 1
-        return np.random.default_rng([seeds[0], seeds[1], n])
+            self.store.random_counters[seeds] = n + 1
+        graph_seed = self.store.entropy if seeds[0] is None else seeds[0]
+        return np.random.default_rng([graph_seed, seeds[1], n])
 
     def commit(self) -> None:
-        if not self.writes and not self.randoms:
+        """Publish this run's variable writes (all together, under the store's lock)."""
+        if not self.writes:
             return
         with self.store.lock:
             self.store.values.update(self.writes)
-            for k, n in self.randoms.items():
-                self.store.random_counters[k] = max(n, self.store.random_counters.get(k, 0))
