@@ -1,0 +1,305 @@
+"""Vectorizable approximations of exp, log, log1p, expm1, tanh, sigmoid and erf in LLVM IR.
+
+A call to libm (`expf`, `tanhf`) is opaque to LLVM's loop vectorizer, so a loop calling one
+stays scalar. These emitters write each function as straight-line IR (bit manipulation,
+polynomials, `select` instead of branches), which the vectorizer turns into AVX-512 code.
+Every emitter works on float32 and float64, scalars or vectors, and handles the IEEE special
+cases explicitly: NaN in -> the same NaN out, +-inf, +-0 (sign kept where numpy keeps it),
+denormal inputs and outputs, and the overflow/underflow thresholds (exp(88.72f) is finite,
+exp(89f) is inf, exp(-104f) is the denormal numpy gives).
+
+Methods (polynomial coefficients are Taylor coefficients, or least-squares fits for erf):
+- exp: k = rint(x/ln2), r = x - k*ln2 (Cody-Waite, two constants), exp(r) by a Taylor
+  polynomial on |r| <= ln2/2, scaled by 2^k in two exact steps so denormal results are rounded
+  once and 2^128 / 2^1024 never appear as an intermediate.
+- log: x = m*2^e with m in [sqrt(1/2), sqrt(2)), log(m) = 2 atanh(f/(2+f)) (f = m-1) arranged as
+  f - (f^2/2 - s(f^2/2 + R)) as in fdlibm; denormal inputs are pre-scaled by 2^23 / 2^52.
+- log1p: log(u) + (x - (u-1))/u with u = 1 + x (the rounding error of u, corrected).
+- expm1: same reduction as exp; expm1(r) = r + r^2 q(r); 2^k expm1(r) + (2^k - 1) with one fma.
+- tanh: expm1(2|x|) / (expm1(2|x|) + 2) with the sign of x (|x| clamped to 20, where tanh = 1).
+- sigmoid: e = exp(-|x|); 1/(1+e) for x >= 0, e/(1+e) below (no overflow, denormal tails kept).
+- erf: x P(x^2) on |x| < 1, 1 - exp(-x^2) Q(|x|) on pieces up to the point where erf rounds to 1.
+
+Measured maximum error, in ulps of the result, against float64 (for float32) and numpy
+longdouble / math.erf (for float64) references; see docs/accuracy.md for the sweeps:
+MEASURED_ULPS_PLACEHOLDER
+"""
+from __future__ import annotations
+
+import decimal
+import math
+
+from llvmlite import ir
+
+from .irtypes import call_intrinsic, constant, element_type, lanes, with_lanes
+
+
+class _Float:
+    """IR arithmetic on one float type (scalar or vector) with splatted constants."""
+
+    def __init__(self, b: ir.IRBuilder, ty: ir.Type):
+        self.b = b
+        self.ty = ty
+        self.is64 = isinstance(element_type(ty), ir.DoubleType)
+        self.mant = 52 if self.is64 else 23
+        self.bias = 1023 if self.is64 else 127
+        self.ity = with_lanes(ir.IntType(64 if self.is64 else 32), lanes(ty))
+
+    def c(self, v):
+        return constant(self.ty, v)
+
+    def ic(self, v):
+        return constant(self.ity, v)
+
+    def add(self, x, y):
+        return self.b.fadd(x, y)
+
+    def sub(self, x, y):
+        return self.b.fsub(x, y)
+
+    def mul(self, x, y):
+        return self.b.fmul(x, y)
+
+    def div(self, x, y):
+        return self.b.fdiv(x, y)
+
+    def fma(self, x, y, z):
+        """x*y + z, fused where the target has FMA (llvm.fmuladd)."""
+        return call_intrinsic(self.b, "fmuladd", x, y, z)
+
+    def poly(self, x, coeffs):
+        """sum(coeffs[i] * x**i) by Horner's rule."""
+        acc = self.c(coeffs[-1])
+        for a in reversed(coeffs[:-1]):
+            acc = self.fma(acc, x, self.c(a))
+        return acc
+
+    def cmp(self, op, x, y):
+        """Ordered comparison: False when either side is NaN."""
+        return self.b.fcmp_ordered(op, x, y)
+
+    def isnan(self, x):
+        return self.b.fcmp_unordered("uno", x, x)
+
+    def sel(self, cond, x, y):
+        return self.b.select(cond, x, y)
+
+    def clamp(self, x, lo, hi):
+        """x limited to [lo, hi]; NaN becomes lo (callers restore NaN at the end)."""
+        x = self.sel(self.cmp(">", x, self.c(lo)), x, self.c(lo))
+        return self.sel(self.cmp("<", x, self.c(hi)), x, self.c(hi))
+
+    def abs(self, x):
+        return call_intrinsic(self.b, "fabs", x)
+
+    def copysign(self, mag, sign):
+        return call_intrinsic(self.b, "copysign", mag, sign)
+
+    def rint(self, x):
+        return call_intrinsic(self.b, "rint", x)
+
+    def to_int(self, x):
+        return self.b.fptosi(x, self.ity)
+
+    def to_float(self, i):
+        return self.b.sitofp(i, self.ty)
+
+    def bits(self, x):
+        return self.b.bitcast(x, self.ity)
+
+    def from_bits(self, i):
+        return self.b.bitcast(i, self.ty)
+
+    def pow2(self, k):
+        """2**k for an integer k in the normal exponent range, built from its bit pattern."""
+        return self.from_bits(self.b.shl(self.b.add(k, self.ic(self.bias)), self.ic(self.mant)))
+
+    def scale(self, p, k):
+        """p * 2**k in two exact steps, so 2**k itself may be out of range (|k| < 2*bias)."""
+        k1 = self.b.ashr(k, self.ic(1))
+        k2 = self.b.sub(k, k1)
+        return self.mul(self.mul(p, self.pow2(k1)), self.pow2(k2))
+
+    def ln2_parts(self):
+        return _LN2_PARTS[self.is64]
+
+    def reduce_ln2(self, x):
+        """(k, r) with x = k*ln2 + r, |r| <= ln2/2, k integral (as float)."""
+        hi, lo = self.ln2_parts()
+        k = self.rint(self.mul(x, self.c(1 / math.log(2))))
+        r = self.fma(k, self.c(-hi), x)
+        return k, self.fma(k, self.c(-lo), r)
+
+
+def _ln2_split(keep_bits: int) -> tuple[float, float]:
+    """ln2 = hi + lo with hi's mantissa cut to `keep_bits` bits, so k*hi is exact for small k."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = 50
+        ln2 = decimal.Decimal(2).ln()
+        m, e = math.frexp(float(ln2))
+        hi = math.ldexp(math.floor(math.ldexp(m, keep_bits)), e - keep_bits)
+        return hi, float(ln2 - decimal.Decimal(hi))
+
+
+# float32: k needs 8 bits, keep 16 of 24; float64: k needs 11 bits, keep 32 of 53.
+_LN2_PARTS = {False: _ln2_split(16), True: _ln2_split(32)}
+
+# Clamp ranges for exp's argument: wide enough to overflow to inf and underflow to 0 on their
+# own, narrow enough that k stays in the range `scale` handles.
+_EXP_RANGE = {False: (-110.0, 90.0), True: (-760.0, 720.0)}
+
+
+def _taylor(first: int, last: int) -> list[float]:
+    return [1 / math.factorial(n) for n in range(first, last + 1)]
+
+
+# exp(r) on |r| <= ln2/2: truncation below 0.05 ulp.
+_EXP_POLY = {False: _taylor(0, 7), True: _taylor(0, 13)}
+# expm1(r) = r + r^2 q(r), q = 1/2! + r/3! + ...
+_EXPM1_Q = {False: _taylor(2, 9), True: _taylor(2, 15)}
+# log: R(z) = sum_{k>=1} 2/(2k+1) z^k, z = s^2 <= 0.0295.
+_LOG_R = {False: [2 / (2 * k + 1) for k in range(1, 6)], True: [2 / (2 * k + 1) for k in range(1, 13)]}
+
+
+def exp(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    f = _Float(b, x.type)
+    lo, hi = _EXP_RANGE[f.is64]
+    xc = f.clamp(x, lo, hi)
+    k, r = f.reduce_ln2(xc)
+    p = f.poly(r, _EXP_POLY[f.is64])
+    return f.sel(f.isnan(x), x, f.scale(p, f.to_int(k)))
+
+
+def _log_finite(f: _Float, x: ir.Value) -> ir.Value:
+    """log(x) for positive finite x (anything else gives garbage, overridden by `log`)."""
+    b = f.b
+    tiny = f.cmp("<", x, f.c(math.ldexp(1.0, 1 - f.bias)))
+    xs = f.sel(tiny, f.mul(x, f.c(math.ldexp(1.0, f.mant))), x)
+    e_adjust = f.sel(tiny, f.ic(-f.mant), f.ic(0))
+    one_bits = f.bias << f.mant
+    sqrt_half_bits = _SQRT_HALF_BITS[f.is64]
+    ix = b.add(f.bits(xs), f.ic(one_bits - sqrt_half_bits))
+    e = b.add(b.sub(b.ashr(ix, f.ic(f.mant)), f.ic(f.bias)), e_adjust)
+    m = f.from_bits(b.add(b.and_(ix, f.ic((1 << f.mant) - 1)), f.ic(sqrt_half_bits)))
+    fm = f.sub(m, f.c(1.0))
+    s = f.div(fm, f.add(f.c(2.0), fm))
+    z = f.mul(s, s)
+    big_r = f.mul(z, f.poly(z, _LOG_R[f.is64]))
+    hfsq = f.mul(f.c(0.5), f.mul(fm, fm))
+    dk = f.to_float(e)
+    hi, lo = f.ln2_parts()
+    tail = f.sub(f.sub(hfsq, f.fma(s, f.add(hfsq, big_r), f.mul(dk, f.c(lo)))), fm)
+    return f.fma(dk, f.c(hi), f.b.fneg(tail))
+
+
+_SQRT_HALF_BITS = {False: 0x3F3504F3, True: 0x3FE6A09E667F3BCD}
+
+
+def _log_specials(f: _Float, x: ir.Value, res: ir.Value, minus_inf_at: float) -> ir.Value:
+    """NaN below the domain, -inf at its edge, +inf at +inf, NaN passed through."""
+    res = f.sel(f.cmp("<", x, f.c(minus_inf_at)), f.c(math.nan), res)
+    res = f.sel(f.cmp("==", x, f.c(minus_inf_at)), f.c(-math.inf), res)
+    res = f.sel(f.cmp("==", x, f.c(math.inf)), x, res)
+    return f.sel(f.isnan(x), x, res)
+
+
+def log(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    f = _Float(b, x.type)
+    return _log_specials(f, x, _log_finite(f, x), 0.0)
+
+
+def log1p(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    f = _Float(b, x.type)
+    u = f.add(f.c(1.0), x)
+    correction = f.div(f.sub(x, f.sub(u, f.c(1.0))), u)
+    res = f.add(_log_finite(f, u), correction)
+    res = f.sel(f.cmp("==", x, f.c(0.0)), x, res)  # keeps -0.0
+    return _log_specials(f, x, res, -1.0)
+
+
+def _expm1(f: _Float, x: ir.Value) -> ir.Value:
+    b = f.b
+    hi = _EXP_RANGE[f.is64][1]
+    xc = f.clamp(x, -50.0, hi)
+    k, r = f.reduce_ln2(xc)
+    p = f.fma(f.mul(r, r), f.poly(r, _EXPM1_Q[f.is64]), r)
+    ki = f.to_int(k)
+    # Small k: 2^k p + (2^k - 1), one rounding. Large k: the -1 is below half an ulp.
+    k_small = b.select(b.icmp_signed(">", ki, f.ic(60)), f.ic(60), ki)
+    two = f.pow2(k_small)
+    small = f.fma(two, p, f.sub(two, f.c(1.0)))
+    big = f.scale(f.add(p, f.c(1.0)), ki)
+    res = f.sel(b.icmp_signed(">", ki, f.ic(60)), big, small)
+    res = f.sel(f.cmp("<", x, f.c(-45.0)), f.c(-1.0), res)  # exp(-45) < half an ulp of 1 (float64)
+    res = f.sel(f.cmp("==", x, f.c(0.0)), x, res)  # keeps -0.0
+    return f.sel(f.isnan(x), x, res)
+
+
+def expm1(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    return _expm1(_Float(b, x.type), x)
+
+
+def tanh(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    f = _Float(b, x.type)
+    a = f.abs(x)
+    a = f.sel(f.cmp("<", a, f.c(20.0)), a, f.c(20.0))  # tanh(20) rounds to 1 in float64
+    e = _expm1(f, f.add(a, a))
+    res = f.copysign(f.div(e, f.add(e, f.c(2.0))), x)
+    return f.sel(f.isnan(x), x, res)
+
+
+def sigmoid(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    f = _Float(b, x.type)
+    e = exp(b, f.b.fneg(f.abs(x)))
+    d = f.add(f.c(1.0), e)
+    return f.sel(f.cmp(">=", x, f.c(0.0)), f.div(f.c(1.0), d), f.div(e, d))
+
+
+# erf coefficients: weighted least-squares fits on 300 Chebyshev nodes, solved with mpmath at
+# 40 digits. Small piece: erf(x)/x as a polynomial in x^2 on [0, 1] (relative error weight).
+# Large pieces (lo, hi, t_mid, t_half, coeffs): erfc(x) exp(x^2) as a polynomial in
+# y = (1/x - t_mid) / t_half, which maps [lo, hi] onto [-1, 1], weighted by exp(-x^2)/erf(x) so
+# the fit minimizes the error of erf itself. Beyond the last piece erf rounds to +-1.
+_ERF_SMALL = {
+    False: (1.1283791665100522, -0.3761262884332505, 0.11283612428243786, -0.026854808537173327,
+            0.005190053577738831, -0.0008024354127814559, 7.898210204194508e-05),
+    True: (1.1283791670955126, -0.3761263890318375, 0.11283791670954918, -0.026866170645082618,
+           0.005223977624864885, -0.0008548326983129658, 0.0001205533118448466, -1.4925596812620454e-05,
+           1.646102263904003e-06, -1.635052451892407e-07, 1.4661070022041527e-08, -1.1377426318364696e-09,
+           5.964297463636965e-11),
+}
+_ERF_LARGE = {
+    False: ((1.0, 4.0, 0.625, 0.375,
+             (0.30595299229992895, 0.14335640792771245, -0.024243012675735674, 0.0023081612676842966,
+              0.00046134226476187497, -0.00034898156502296044, 0.00012048250302067492, -2.595877216842779e-05,
+              7.10265472311843e-07, 2.0151840145570813e-06, -5.825497423809196e-07)),),
+    True: ((1.0, 2.5, 0.7, 0.3,
+            (0.3336736525414603, 0.10715869844076227, -0.014574460697139342, 0.0013084127773136272,
+             7.272850937132199e-05, -7.39238269526797e-05, 2.2542345137240892e-05, -4.651859683752795e-06,
+             5.714672706497633e-07, 4.6496590661970526e-08, -5.752493478290836e-08, 2.2705391836575484e-08,
+             -6.39342220123116e-09, 1.347329202478182e-09, -1.7098416989154106e-10, -1.85485298865834e-11,
+             2.8375613334532106e-11, -1.4870880650135718e-11, 3.3406102071466688e-12)),
+           (2.5, 6.0, 0.2833333333333333, 0.11666666666666668,
+            (0.1540874111691922, 0.059153618997491074, -0.0023316669965923334, -0.00013617635130262212,
+             3.595721894623282e-05, -2.6339758451410713e-06, -2.2465965196835515e-07, 8.961157423798999e-08,
+             -1.1133066949558319e-08, -8.183302341586621e-11, 3.268834311508738e-10, -7.258543175773964e-11,
+             8.342733050748265e-12, -4.0883733422964596e-13))),
+}
+
+
+def erf(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    f = _Float(b, x.type)
+    a = f.abs(x)
+    z = f.mul(a, a)
+    small = _ERF_SMALL[f.is64]
+    # a + a (P(z) - 1): the leading 1.128... is split so its rounding does not reach the result.
+    res = f.fma(a, f.poly(z, (small[0] - 1.0,) + small[1:]), a)
+    tail = exp(b, f.b.fneg(z))
+    inv = f.div(f.c(1.0), a)
+    pieces = _ERF_LARGE[f.is64]
+    for lo, _hi, t_mid, t_half, coeffs in pieces:
+        y = f.mul(f.sub(inv, f.c(t_mid)), f.c(1 / t_half))
+        large = f.sub(f.c(1.0), f.mul(tail, f.poly(y, coeffs)))
+        res = f.sel(f.cmp(">=", a, f.c(lo)), large, res)
+    res = f.sel(f.cmp(">=", a, f.c(pieces[-1][1])), f.c(1.0), res)
+    return f.sel(f.isnan(x), x, f.copysign(res, x))
