@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from .fusion import fuse
 from .passes.cse import cse
 from .passes.fold import fold_constants
 from .passes.prune import prune
@@ -43,6 +44,7 @@ PASSES = (
     Pass("fold_constants", fold_constants, 1, fixed_point=True),
     Pass("cse", cse, 1, fixed_point=True),
     Pass("simplify", simplify, 1, fixed_point=True),
+    Pass("fuse", fuse, 2, stage="fusion"),
 )
 
 REQUIRED = ("prune",)

@@ -1,0 +1,281 @@
+"""LLVM IR for fused kernels: loops over rows and columns that call each member's scalar program.
+
+Every kernel has the same C signature, so one ctypes prototype per operand count serves all:
+
+    void kernel(i64 r0, i64 r1, i64 c0, i64 c1, i64* dims, i64* strides, ptr p0, ..., ptr pn)
+
+`dims` holds the outer dims then the column count; `strides` holds, per pointer operand
+(inputs, then the library block, then outputs), its outer strides then its column stride,
+in elements. For each row r in [r0, r1) the kernel decomposes r into outer indices, loads
+the per-row operands, runs one column loop per reduction stage (accumulating in registers),
+computes the per-row values, then one column loop over [c0, c1) storing the elementwise
+outputs. Each column loop exists twice: a unit-stride version (the plain 1-D loop LLVM's
+vectorizer turns into AVX-512 code) taken when every elementwise operand has column stride
+1, and a general strided version (stride 0 for broadcast axes). Pointer arguments are
+`noalias`; the only aliasing the runtime creates is an elementwise output written in place
+over an input of the same shape, where each element is read before it is written.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from llvmlite import ir
+
+from ...ops.registry import get_op_def
+from ..codegen.irtypes import element_pointer, load_value, store_value
+from ..codegen.scalar_llvm import LLVMScalarBuilder
+from .kernel_ir import FULL, LIB, REDUCERS, ROW_FORMS, KernelIR
+from .layout import outer_rank
+
+I64 = ir.IntType(64)
+PTR = ir.PointerType()
+_FLOAT_FLAGS = ("reassoc", "nsz")   # lets the vectorizer reorder a row's accumulation; the order is
+                                    # still fixed by the code, so results do not depend on threads
+
+
+def pointer_operands(kir: KernelIR) -> list[tuple[int, str]]:
+    """(slot, form) of each pointer argument in order: inputs, library block, outputs."""
+    ops = [(i, o.form) for i, o in enumerate(kir.inputs) if o.form != LIB]
+    if kir.library is not None:
+        ops.append((len(kir.inputs) + kir.library, FULL))
+    return ops + [(s, kir.slot_form(s)) for s in kir.outputs]
+
+
+class _KernelEmitter:
+    def __init__(self, module: ir.Module, kir: KernelIR):
+        self.kir = kir
+        self.n_in = len(kir.inputs)
+        self.ptr_ops = pointer_operands(kir)
+        self.ro = outer_rank(kir)
+        fnty = ir.FunctionType(ir.VoidType(), [I64] * 4 + [PTR, PTR] + [PTR] * len(self.ptr_ops))
+        self.fn = ir.Function(module, fnty, name=kir.name)
+        self.fn.attributes.add("nounwind")
+        for a in self.fn.args[4:]:
+            a.add_attribute("noalias")
+        self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
+        self.sb = LLVMScalarBuilder(self.b, module)
+        self.levels = self._levels()
+
+    def _levels(self) -> list[int]:
+        """Reduction stage after which each slot is available (0: before the first)."""
+        lv = [0] * self.n_in
+        for ins in self.kir.instrs:
+            base = max((lv[a] for a in ins.args), default=0)
+            lv.append(base + 1 if ins.op in REDUCERS else base)
+        return lv
+
+    # ---- helpers ----
+    def _i64(self, v: int) -> ir.Constant:
+        return ir.Constant(I64, v)
+
+    def _load_i64(self, base, index: int):
+        return self.b.load(self.b.gep(base, [self._i64(index)], inbounds=True, source_etype=I64), typ=I64)
+
+    def _loop(self, lo, hi, init: list, body, name: str) -> list:
+        """A counted loop i in [lo, hi) carrying accumulators; body(i, accs) -> new accs.
+        Returns the accumulators' values after the loop."""
+        b = self.b
+        pre = b.block
+        header = self.fn.append_basic_block(f"{name}.head")
+        body_bb = self.fn.append_basic_block(f"{name}.body")
+        exit_bb = self.fn.append_basic_block(f"{name}.exit")
+        b.branch(header)
+        b.position_at_end(header)
+        i = b.phi(I64, name=f"{name}.i")
+        i.add_incoming(lo, pre)
+        accs = []
+        for v in init:
+            p = b.phi(v.type)
+            p.add_incoming(v, pre)
+            accs.append(p)
+        b.cbranch(b.icmp_signed("<", i, hi), body_bb, exit_bb)
+        b.position_at_end(body_bb)
+        new = body(i, accs)
+        nxt = b.add(i, self._i64(1), flags=("nsw",))
+        latch = b.block
+        i.add_incoming(nxt, latch)
+        for p, v in zip(accs, new):
+            p.add_incoming(v, latch)
+        b.branch(header)
+        b.position_at_end(exit_bb)
+        return accs
+
+    # ---- values ----
+    def _compute(self, slot: int, env: dict, address):
+        """The value of `slot`, emitting loads/ops as needed; `address(j, dtype)` gives the
+        element pointer of pointer operand j in the current loop (None outside loops)."""
+        if slot in env:
+            return env[slot]
+        kir = self.kir
+        if slot < self.n_in or (kir.library is not None and slot == self.n_in + kir.library):
+            j = next(k for k, (s, _) in enumerate(self.ptr_ops) if s == slot)
+            dtype = kir.slot_dtype(slot)
+            value = load_value(self.b, address(j, dtype), dtype)
+        else:
+            ins = kir.instrs[slot - self.n_in]
+            if ins.is_const:
+                value = self.sb.const(np.asarray(ins.attrs["value"]).item(), ins.dtype)
+            else:
+                args = [self._compute(a, env, address) for a in ins.args]
+                value = get_op_def(ins.op).scalar(self.sb, *args, **ins.attrs)
+        env[slot] = value
+        return value
+
+    def _reduce_step(self, reducer, acc, x):
+        if reducer.combine == "add":
+            return self.b.fadd(acc, x, flags=_FLOAT_FLAGS)
+        if reducer.combine == "mul":
+            return self.b.fmul(acc, x, flags=_FLOAT_FLAGS)
+        return getattr(self.sb, reducer.combine)(acc, x)
+
+    def _column_loops(self, lo, hi, row_env: dict, bases: list, col_strides: list, init: list, body, name):
+        """Emit the unit-stride and the strided version of one column loop; returns the accs."""
+        b = self.b
+        full = [j for j, (_, f) in enumerate(self.ptr_ops) if f == FULL]
+        if not full:
+            return self._loop(lo, hi, init, lambda c, accs: body(c, accs, self._addr(bases, None, c)), name)
+        unit = self._all_unit(full, col_strides)
+        unit_bb = self.fn.append_basic_block(f"{name}.unit")
+        strided_bb = self.fn.append_basic_block(f"{name}.strided")
+        join_bb = self.fn.append_basic_block(f"{name}.join")
+        b.cbranch(unit, unit_bb, strided_bb)
+        results = []
+        for bb, strides in ((unit_bb, None), (strided_bb, col_strides)):
+            b.position_at_end(bb)
+            accs = self._loop(lo, hi, init, lambda c, accs, s=strides: body(c, accs, self._addr(bases, s, c)),
+                              f"{name}.{'u' if strides is None else 's'}")
+            results.append((list(accs), b.block))
+            b.branch(join_bb)
+        b.position_at_end(join_bb)
+        merged = []
+        for k, v in enumerate(init):
+            p = b.phi(v.type)
+            for accs, blk in results:
+                p.add_incoming(accs[k], blk)
+            merged.append(p)
+        return merged
+
+    def _all_unit(self, full, col_strides):
+        b = self.b
+        cond = b.icmp_signed("==", col_strides[full[0]], self._i64(1))
+        for j in full[1:]:
+            cond = b.and_(cond, b.icmp_signed("==", col_strides[j], self._i64(1)))
+        return cond
+
+    def _addr(self, bases, strides, c):
+        """address(j, dtype) for column c: unit stride when `strides` is None."""
+        def address(j, dtype):
+            idx = c if strides is None or self.ptr_ops[j][1] != FULL else self.b.mul(c, strides[j])
+            if self.ptr_ops[j][1] != FULL:
+                return bases[j]
+            return element_pointer(self.b, bases[j], dtype, idx)
+        return address
+
+    # ---- the kernel ----
+    def emit(self) -> None:
+        kir, b = self.kir, self.b
+        r0, r1, c0, c1, dims_p, strides_p = self.fn.args[:6]
+        ptrs = self.fn.args[6:]
+        ro = self.ro
+        dims = [self._load_i64(dims_p, d) for d in range(ro + 1)]
+        cols = dims[ro]
+        st = [[self._load_i64(strides_p, j * (ro + 1) + d) for d in range(ro + 1)] for j in range(len(ptrs))]
+        col_strides = [s[ro] for s in st]
+        reductions = kir.reductions
+        stages = sorted({self.levels[self.n_in + i] for i in reductions})
+        full_outputs = [s for s in kir.outputs if kir.slot_form(s) == FULL]
+
+        def row_body(r, _):
+            offs = self._row_offsets(r, dims, st)
+            bases = [element_pointer(b, p, kir.slot_dtype(s), off) for p, (s, _f), off in zip(ptrs, self.ptr_ops, offs)]
+            row_env: dict = {}
+            self._row_values(row_env, bases, 0)
+            for stage in stages:
+                idx = [i for i in reductions if self.levels[self.n_in + i] == stage]
+                init = [self.sb.const(-0.0 if REDUCERS[kir.instrs[i].op].combine == "add"
+                                      else REDUCERS[kir.instrs[i].op].identity, kir.instrs[i].dtype) for i in idx]
+
+                def reduce_body(c, accs, address, idx=idx):
+                    env = dict(row_env)
+                    return [self._reduce_step(REDUCERS[kir.instrs[i].op], acc,
+                                              self._compute(kir.instrs[i].args[0], env, address))
+                            for i, acc in zip(idx, accs)]
+
+                accs = self._column_loops(self._i64(0), cols, row_env, bases, col_strides, init, reduce_body,
+                                          f"stage{stage}")
+                for i, acc in zip(idx, accs):
+                    if REDUCERS[kir.instrs[i].op].mean:
+                        acc = b.fdiv(acc, b.sitofp(cols, acc.type))
+                    row_env[self.n_in + i] = acc
+                self._row_values(row_env, bases, stage)
+            first_out = len(self.ptr_ops) - len(kir.outputs)
+            if full_outputs:
+                def out_body(c, accs, address):
+                    env = dict(row_env)
+                    for k, s in enumerate(kir.outputs):
+                        if kir.slot_form(s) == FULL:
+                            store_value(b, self._compute(s, env, address), address(first_out + k, kir.slot_dtype(s)))
+                    return []
+                lo, hi = (self._i64(0), cols) if reductions else (c0, c1)
+                self._column_loops(lo, hi, row_env, bases, col_strides, [], out_body, "out")
+            for k, s in enumerate(kir.outputs):
+                if kir.slot_form(s) in ROW_FORMS:
+                    store_value(b, self._compute(s, row_env, None), bases[first_out + k])
+            return []
+
+        self._loop(r0, r1, [], row_body, "row")
+        b.ret_void()
+
+    def _row_values(self, env: dict, bases: list, stage: int) -> None:
+        """Per-row values available after reduction `stage`: row operands, constants, and
+        row-form instructions whose inputs are ready."""
+        kir = self.kir
+        for j, (slot, form) in enumerate(self.ptr_ops[:len(self.ptr_ops) - len(kir.outputs)]):
+            if form in ROW_FORMS and slot not in env and slot < self.n_in:
+                env[slot] = load_value(self.b, bases[j], kir.slot_dtype(slot))
+        for i, ins in enumerate(kir.instrs):
+            slot = self.n_in + i
+            if (ins.form in ROW_FORMS and ins.op not in REDUCERS and slot not in env
+                    and self.levels[slot] <= stage):
+                self._compute(slot, env, None)
+
+    def _row_offsets(self, r, dims, st) -> list:
+        """Element offset of row r in every pointer operand (outer strides times indices)."""
+        b, ro = self.b, self.ro
+        if ro == 0:
+            return [self._i64(0)] * len(st)
+        if ro == 1:
+            return [b.mul(r, s[0]) for s in st]
+        idx = []
+        rem = r
+        for d in reversed(range(ro)):
+            idx.append((d, b.urem(rem, dims[d])))
+            rem = b.udiv(rem, dims[d])
+        offs = []
+        for s in st:
+            off = self._i64(0)
+            for d, i in idx:
+                off = b.add(off, b.mul(i, s[d]))
+            offs.append(off)
+        return offs
+
+
+def emit_module(kernels: list[KernelIR]) -> str:
+    """One LLVM module holding every kernel of a compiled graph, as IR text."""
+    module = ir.Module(name="graphflow_fused")
+    for kir in kernels:
+        _KernelEmitter(module, kir).emit()
+    return str(module)
+
+
+_VECTOR_OP = re.compile(r"%[yz]mm\d|\bv?(?:add|sub|mul|div|max|min|sqrt|fn?m(?:add|sub)\d*)p[sd]\b|\bvp(?:add|sub|mul)")
+
+
+def vectorized_functions(asm: str, names) -> dict[str, bool]:
+    """name -> whether that function's assembly uses packed vector instructions."""
+    out = {}
+    for name in names:
+        m = re.search(rf"^\"?{re.escape(name)}\"?:\s*$(.*?)^\.Lfunc_end", asm, re.S | re.M)
+        out[name] = bool(m and _VECTOR_OP.search(m.group(1)))
+    return out

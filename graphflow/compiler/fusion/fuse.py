@@ -1,0 +1,214 @@
+"""The `fuse` pass (opt_level 2): plan kernels, compile them all in one LLVM module, and
+replace each group of nodes by one `Fused` node.
+
+The report gets one entry per kernel (members, inputs, outputs, kind, vectorized: whether
+its assembly uses packed vector instructions), a reason for every op left unfused, the
+caps that fired, and the module's IR.
+"""
+from __future__ import annotations
+
+import heapq
+import os
+import re
+import time
+
+from ...errors import InternalError, UnimplementedError
+from ..program import FEED, Node, Program
+from ..report import Report
+from .fused_op import FusedKernel
+from .kernel_ir import DROP, FULL, LIB, ROW, UNIFORM, Instr, KernelIR, Operand
+from .planner import Group, Planner, inlinable_constant, is_unit
+
+
+def fuse(program: Program, report: Report) -> Program:
+    """Replace fusable groups of `program` by compiled Fused nodes."""
+    planner = Planner(program)
+    groups = planner.plan()
+    for names, why in planner.cap_events:
+        report.record("fuse", "capped", names, why)
+    kernels, exports = [], []
+    for i, g in enumerate(groups):
+        kir, export = build_kernel_ir(g, planner, _kernel_name(i, program, g, planner))
+        k = FusedKernel(kir)
+        k.static_specs = tuple(program.node(m).specs[0] for m in export)
+        kernels.append(k)
+        exports.append(export)
+    if kernels:
+        t0 = time.perf_counter()
+        report.llvm_ir = compile_kernels(kernels, report)
+        report.stage_seconds["codegen"] = report.stage_seconds.get("codegen", 0.0) + time.perf_counter() - t0
+    out = _rewrite(program, groups, kernels, exports, planner)
+    live = {n.name for n in out.nodes if n.op != FEED}
+    for name, why in planner.unfused.items():
+        if name in live:
+            report.unfused[name] = why
+    for k, g in zip(kernels, groups):
+        report.record("fuse", "fused", k.members, f"into {k.name} ({k.kind})")
+        report.kernels.append({"name": k.name, "members": list(k.members),
+                               "inputs": [o.name for o in k.ir.inputs],
+                               "outputs": list(k.ir.output_names), "vectorized": k.vectorized, "kind": k.kind})
+    return out
+
+
+def _kernel_name(i: int, program: Program, g: Group, planner: Planner) -> str:
+    last = max(g.members, key=planner.pos.get)
+    return f"fused_{i}_" + re.sub(r"\W", "_", program.node(last).name)[-40:]
+
+
+def tensor_name(program: Program, ref) -> str:
+    node = program.node(ref[0])
+    return node.name if node.op == FEED else f"{node.name}:{ref[1]}"
+
+
+def _operand_form(shape, consumer_form: str, reduced: int) -> str:
+    """How an input is walked: consumers of row values in reduced shape align it left (DROP);
+    otherwise it is right-aligned, one value per row when its reduced axes are all 1."""
+    if is_unit(shape):
+        return UNIFORM
+    if consumer_form == DROP:
+        return DROP
+    if reduced and all(d == 1 for d in shape[-reduced:]):
+        return ROW
+    return FULL
+
+
+def build_kernel_ir(g: Group, planner: Planner, name: str) -> tuple[KernelIR, list[int]]:
+    """The KernelIR of group `g`, and the member ids whose values it exports (in order)."""
+    program = planner.program
+    members = sorted(g.members, key=planner.pos.get)
+    forms = planner._forms(g.members, g.domain, g.reduced)
+    operands: dict = {}
+    operand_list: list[Operand] = []
+    for m in members:
+        node = program.node(m)
+        lib = planner.roles[m].kind == "library"
+        for r in node.inputs:
+            if r[0] in g.members or inlinable_constant(program.node(r[0])):
+                continue
+            spec = program.spec(r)
+            form = LIB if lib else _operand_form(tuple(spec.shape), forms[m], g.reduced)
+            key = (r, form)
+            if key not in operands:
+                operands[key] = len(operand_list)
+                operand_list.append(Operand(r, tensor_name(program, r), form, spec.dtype, tuple(spec.shape)))
+    n_in = len(operand_list)
+    slot_of: dict = {}
+    instrs: list[Instr] = []
+    for m in members:
+        node = program.node(m)
+        lib = planner.roles[m].kind == "library"
+        args = []
+        for r in node.inputs:
+            if r[0] in g.members:
+                args.append(slot_of[r[0]])
+                continue
+            p = program.node(r[0])
+            if inlinable_constant(p):
+                value = p.attrs["value"]
+                instrs.append(Instr("Const", p.name, (), {"value": value.reshape(())}, value.dtype, UNIFORM,
+                                    tuple(value.shape)))
+                args.append(n_in + len(instrs) - 1)
+                continue
+            spec = program.spec(r)
+            form = LIB if lib else _operand_form(tuple(spec.shape), forms[m], g.reduced)
+            args.append(operands[(r, form)])
+        spec = node.specs[0]
+        instrs.append(Instr(node.op, node.name, tuple(args), dict(node.attrs), spec.dtype, forms[m],
+                            tuple(spec.shape)))
+        slot_of[m] = n_in + len(instrs) - 1
+    export = [m for m in members
+              if m in planner.output_ids or any(c not in g.members for c in planner.succ[m])]
+    has_red = any(planner.roles[m].kind == "reduction" for m in members)
+    if g.library is not None:
+        kind = "epilogue"
+    elif has_red and any(forms[m] == FULL for m in members):
+        kind = "row"
+    elif has_red:
+        kind = "reduction"
+    else:
+        kind = "elementwise"
+    kir = KernelIR(name, kind, len(g.domain), g.reduced, tuple(operand_list), tuple(instrs),
+                   tuple(slot_of[m] for m in export), tuple(tensor_name(program, (m, 0)) for m in export),
+                   tuple(program.node(m).name for m in members))
+    return kir, export
+
+
+def compile_kernels(kernels: list[FusedKernel], report: Report) -> str:
+    """Emit all kernels into one module, compile it once, bind each kernel; returns the IR.
+    Without a working LLVM the kernels keep their numpy evaluation (noted in the report)."""
+    if os.environ.get("GRAPHFLOW_FUSION_NUMPY") == "1":
+        report.note("GRAPHFLOW_FUSION_NUMPY=1: fused kernels run their numpy evaluation")
+        return ""
+    from ..codegen.jit import compile_module
+    from .emit import emit_module, vectorized_functions
+
+    try:
+        text = emit_module([k.ir for k in kernels])
+    except UnimplementedError as exc:
+        report.note(f"code generation unavailable for this graph ({exc}); fused kernels run in numpy")
+        return ""
+    jit = compile_module(text)
+    vec = vectorized_functions(jit.asm, [k.name for k in kernels]) if _want_asm(jit) else {}
+    for k in kernels:
+        k.bind(jit, vec.get(k.name))
+    return text
+
+
+def _want_asm(jit) -> bool:
+    """The assembly decides `vectorized`; a module loaded from the disk cache has none in
+    memory, so it is regenerated only when GRAPHFLOW_REPORT_ASM is not 0."""
+    return not jit.loaded_from_cache or os.environ.get("GRAPHFLOW_REPORT_ASM", "1") != "0"
+
+
+def _rewrite(program: Program, groups, kernels, exports, planner: Planner) -> Program:
+    """The program with each group replaced by its Fused node, re-sorted topologically."""
+    next_id = max((n.id for n in program.nodes), default=-1) + 1
+    remap: dict = {}
+    fused_at: dict = {}
+    member_of: dict = {}
+    for i, (g, k, export) in enumerate(zip(groups, kernels, exports)):
+        fid = next_id + i
+        for j, m in enumerate(export):
+            remap[(m, 0)] = (fid, j)
+        for m in g.members:
+            member_of[m] = i
+        last = max(g.members, key=planner.pos.get)
+        fused_at[last] = Node(fid, "Fused", tuple(o.ref for o in k.ir.inputs), {"kernel": k}, k.static_specs,
+                              k.name)
+    nodes = []
+    for n in program.nodes:
+        if n.id in fused_at:
+            nodes.append(fused_at[n.id])
+        elif n.id not in member_of:
+            nodes.append(n)
+    nodes = [n.with_(inputs=tuple(remap.get(r, r) for r in n.inputs)) for n in nodes]
+    outputs = tuple(remap.get(r, r) for r in program.outputs)
+    used = {r[0] for n in nodes for r in n.inputs} | {r[0] for r in outputs} | set(program.targets)
+    used |= {c for n in nodes for c in n.control}
+    nodes = [n for n in nodes if n.id in used or not inlinable_constant(n)]
+    return program.with_nodes(_toposort(nodes), outputs=outputs)
+
+
+def _toposort(nodes: list[Node]) -> list[Node]:
+    """Stable topological order (Kahn's algorithm, earliest original position first)."""
+    pos = {n.id: i for i, n in enumerate(nodes)}
+    by_id = {n.id: n for n in nodes}
+    deps = {n.id: {r[0] for r in n.inputs} | set(n.control) for n in nodes}
+    users: dict = {}
+    for nid, ds in deps.items():
+        for d in ds:
+            users.setdefault(d, []).append(nid)
+    ready = [pos[nid] for nid, ds in deps.items() if not ds]
+    heapq.heapify(ready)
+    order = []
+    waiting = {nid: len(ds) for nid, ds in deps.items()}
+    while ready:
+        n = nodes[heapq.heappop(ready)]
+        order.append(n)
+        for u in users.get(n.id, ()):
+            waiting[u] -= 1
+            if not waiting[u]:
+                heapq.heappush(ready, pos[u])
+    if len(order) != len(nodes):
+        raise InternalError("fuse: the rewritten program has a cycle")
+    return order

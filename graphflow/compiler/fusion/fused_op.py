@@ -1,0 +1,207 @@
+"""The `Fused` op that replaces each group of fused nodes, and its kernel object.
+
+`FusedKernel.run(inputs, outputs, budget)` works out the rows x cols layout of the call,
+then runs the compiled function over ranges through `budget.parallel_for`: elementwise
+kernels over blocks of `FLAT_BLOCK` elements (block boundaries are multiples of the vector
+step, so every element takes the same code path whatever the thread count: results are
+bitwise independent of it), row kernels over whole rows (a reduction is never split, so it
+is deterministic too), epilogues over blocks of rows of the library result.
+"""
+from __future__ import annotations
+
+import ctypes
+import math
+
+import numpy as np
+
+from ...ops.registry import OpDef, OpKind, TensorSpec, register
+from ...runtime.threads import SERIAL
+from . import epilogue
+from .evaluate import evaluate
+from .kernel_ir import DROP, FULL, LIB, KernelIR
+from .layout import call_layout, slot_shapes
+
+FLAT_BLOCK = 1024          # elements; a multiple of every vector step (16 lanes x 4 interleave x ...)
+TASK_NS = 100_000          # ~100 us of work per parallel task (XLA's rule of thumb)
+_INSTR_NS = 0.25           # rough cost of one vectorized instruction per element
+_BYTE_NS = 0.1             # rough cost of streaming one byte (~10 GB/s)
+_LAYOUT_CACHE = 64
+
+
+class _Strided:
+    """Shape/strides of a buffer that does not exist yet (the library block's scratch)."""
+
+    def __init__(self, shape, strides, itemsize):
+        self.shape, self.strides, self.itemsize = shape, strides, itemsize
+
+
+class FusedKernel:
+    """One fused kernel: the contract object of a `Fused` node (see CONTRACTS.md B)."""
+
+    def __init__(self, ir: KernelIR):
+        self.ir = ir
+        self.name = ir.name
+        self.members = ir.members
+        self.kind = ir.kind
+        self.vectorized: bool | None = None
+        self.static_specs: tuple = ()      # TensorSpecs of the outputs, set by the fuse pass
+        self._fn = None
+        self._jit = None
+        n = len(ir.inputs)
+        self._ptr_inputs = [i for i, o in enumerate(ir.inputs) if o.form != LIB]
+        self._lib = ir.library
+        self._out_forms = [ir.slot_form(s) for s in ir.outputs]
+        self._out_dtypes = [np.dtype(ir.slot_dtype(s)) for s in ir.outputs]
+        self._forms = ([ir.inputs[i].form for i in self._ptr_inputs] + ([FULL] if self._lib is not None else [])
+                       + self._out_forms)
+        self.inplace_ok = tuple((i, j) for i, o in enumerate(ir.inputs) for j, s in enumerate(ir.outputs)
+                                if ir.kind == "elementwise" and o.form == FULL and self._out_forms[j] == FULL
+                                and np.dtype(o.dtype) == self._out_dtypes[j])
+        full = sum(1 for ins in ir.instrs if ins.form == FULL)
+        nbytes = sum(np.dtype(ir.slot_dtype(s)).itemsize for s in range(n)) + sum(d.itemsize for d in self._out_dtypes)
+        passes = 1 + len(ir.reductions)   # each reduction stage is one more sweep over the row
+        self._elem_ns = (_INSTR_NS * max(full, 1) + _BYTE_NS * nbytes) * passes
+        self._shapes_cache: dict = {}
+        self._layout_cache: dict = {}
+
+    # ---- binding to compiled code ----
+    def bind(self, jit, vectorized: bool | None) -> None:
+        """Use function `self.name` of the JitModule `jit` (kept alive with this kernel)."""
+        nptr = len(self._forms)
+        proto = ctypes.CFUNCTYPE(None, *([ctypes.c_int64] * 6), *([ctypes.c_int64] * nptr))
+        self._fn = proto(jit.address(self.name))
+        self._jit = jit
+        self.vectorized = vectorized
+
+    # ---- shapes ----
+    def _analysis(self, input_shapes: tuple):
+        """(slot shapes, domain or None when the compiled loop cannot take these shapes)."""
+        hit = self._shapes_cache.get(input_shapes)
+        if hit is None:
+            shapes = slot_shapes(self.ir, input_shapes)
+            hit = (shapes, self._domain(shapes))
+            if len(self._shapes_cache) > _LAYOUT_CACHE:
+                self._shapes_cache.clear()
+            self._shapes_cache[input_shapes] = hit
+        return hit
+
+    def _domain(self, shapes):
+        ir = self.ir
+        n = len(ir.inputs)
+        if ir.reductions:
+            cands = {shapes[ir.instrs[i].args[0]] for i in ir.reductions}
+            if len(cands) != 1:
+                return None
+            (domain,) = cands
+        elif self._lib is not None:
+            domain = shapes[n + self._lib]
+        else:
+            full = [shapes[n + i] for i, ins in enumerate(ir.instrs) if ins.form == FULL]
+            domain = np.broadcast_shapes(*(full or [shapes[s] for s in ir.outputs]))
+            domain = (1,) * (ir.rank - len(domain)) + tuple(domain)
+        if len(domain) != ir.rank:
+            return None
+        k = ir.reduced
+        for s in range(n + len(ir.instrs)):
+            form = ir.slot_form(s)
+            if form == LIB:
+                continue
+            shape = shapes[s] + (1,) * k if form == DROP else shapes[s]
+            if len(shape) > len(domain):
+                return None
+            lead = len(domain) - len(shape)
+            if any(d != 1 and d != domain[lead + i] for i, d in enumerate(shape)):
+                return None
+            if form == FULL and ir.reduced and tuple(shapes[s]) != tuple(domain):
+                return None
+        return tuple(domain)
+
+    def output_shapes(self, input_shapes) -> list[tuple]:
+        shapes, _ = self._analysis(tuple(tuple(s) for s in input_shapes))
+        return [shapes[s] for s in self.ir.outputs]
+
+    # ---- running ----
+    def run(self, inputs, outputs=None, budget=None) -> list[np.ndarray]:
+        """Compute the outputs (into `outputs` when given), split over `budget`'s threads."""
+        budget = budget or SERIAL
+        inputs = [np.asarray(a) for a in inputs]
+        shapes, domain = self._analysis(tuple(a.shape for a in inputs))
+        if outputs is None:
+            outputs = [np.empty(shapes[s], dtype=d) for s, d in zip(self.ir.outputs, self._out_dtypes)]
+        if self._fn is None or domain is None:
+            return self._run_numpy(inputs, outputs)
+        ptr_arrays = [inputs[i] for i in self._ptr_inputs]
+        lib_arrays = []
+        if self._lib is not None:
+            item = np.dtype(self.ir.instrs[self._lib].dtype).itemsize
+            lib_arrays = [_Strided(domain, (domain[1] * item, item), item)]
+        arrays = ptr_arrays + lib_arrays + list(outputs)
+        key = tuple((a.shape, a.strides) for a in arrays)
+        layout = self._layout_cache.get(key)
+        if layout is None:
+            layout = call_layout(self.ir, domain, arrays, self._forms, keep_outer=self._lib is not None)
+            if layout is None:
+                return self._run_numpy(inputs, outputs)
+            if len(self._layout_cache) > _LAYOUT_CACHE:
+                self._layout_cache.clear()
+            self._layout_cache[key] = layout
+        if layout.rows == 0:
+            return outputs
+        ptrs = [a.ctypes.data for a in ptr_arrays]
+        outs = [o.ctypes.data for o in outputs]
+        fn, dims, strides = self._fn, layout.dims.ctypes.data, layout.strides.ctypes.data
+        rows, cols = layout.rows, layout.cols
+        if self._lib is not None:
+            self._run_epilogue(inputs, ptrs, outs, layout, budget)
+        elif not self.ir.reduced and rows == 1:
+            if cols == 0:
+                return outputs
+            blocks = -(-cols // FLAT_BLOCK)
+            grain = max(1, int(TASK_NS / (self._elem_ns * FLAT_BLOCK)))
+            budget.parallel_for(lambda s, e: fn(0, 1, s * FLAT_BLOCK, min(e * FLAT_BLOCK, cols), dims, strides,
+                                                 *ptrs, *outs), blocks, grain)
+        else:
+            grain = max(1, math.ceil(TASK_NS / (self._elem_ns * max(cols, 1))))
+            budget.parallel_for(lambda s, e: fn(s, e, 0, cols, dims, strides, *ptrs, *outs), rows, grain)
+        return outputs
+
+    def _run_epilogue(self, inputs, ptrs, outs, layout, budget) -> None:
+        ins = self.ir.instrs[self._lib]
+        lib_args = [inputs[a] for a in ins.args]
+        dtype = np.dtype(ins.dtype)
+        rows, cols = layout.rows, layout.cols
+        block = epilogue.block_rows(cols, dtype.itemsize)
+        fn, dims, strides = self._fn, layout.dims.ctypes.data, layout.strides.ctypes.data
+        row_bytes = cols * dtype.itemsize
+
+        def task(s: int, e: int) -> None:
+            scratch = np.empty((min(block, e - s), cols), dtype=dtype)
+            for r0 in range(s, e, block):
+                r1 = min(r0 + block, e)
+                part = scratch[:r1 - r0]
+                epilogue.compute_rows(ins.op, lib_args, ins.attrs, r0, r1, part)
+                fn(r0, r1, 0, cols, dims, strides, *ptrs, part.ctypes.data - r0 * row_bytes, *outs)
+
+        grain = max(block, math.ceil(TASK_NS / (self._elem_ns * max(cols, 1))))
+        budget.parallel_for(task, rows, grain)
+
+    def _run_numpy(self, inputs, outputs) -> list[np.ndarray]:
+        for out, value in zip(outputs, evaluate(self.ir, inputs)):
+            np.copyto(out, value, casting="unsafe")
+        return outputs
+
+    def __repr__(self) -> str:
+        return f"FusedKernel({self.name}: {', '.join(self.members)})"
+
+
+def _fused_infer(specs, attrs):
+    return attrs["kernel"].static_specs
+
+
+def _fused_kernel(*arrays, kernel: FusedKernel, out=None, budget=None, **_):
+    return tuple(kernel.run(list(arrays), out, budget))
+
+
+register(OpDef(type="Fused", default_name="fused", infer=_fused_infer, kernel=_fused_kernel, kind=OpKind.OPAQUE,
+               doc="A group of fused ops run as one compiled kernel (graphflow.compiler.fusion).",
+               extra={"accepts_out": True}))

@@ -1,0 +1,126 @@
+"""The description of one fused kernel: a small scalar program over a 2-level iteration space.
+
+A kernel iterates over a domain of static rank R whose trailing `reduced` axes are the
+reduction axes (0 for a pure elementwise kernel). At run time the domain becomes
+rows x cols: rows are the leading R - reduced axes (threads split over rows, so reductions
+stay deterministic), cols the trailing ones. Every slot of the program has a *form*:
+
+    FULL     one value per domain element (right-aligned numpy broadcasting)
+    ROW      one value per row, in keepdims shape (trailing reduced axes are 1)
+    DROP     one value per row, in reduced shape (the reduced axes dropped: left-aligned)
+    UNIFORM  statically one element: the same for the whole kernel
+    LIB      (operands only) read by the library instruction, never by the element loop
+
+Slots 0..len(inputs)-1 are the kernel's input operands; instruction i writes slot
+len(inputs) + i. A `library` instruction (matmul) produces a FULL value by blocks of rows
+before the elementwise epilogue runs on that block.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from ...ops.registry import OpKind, get_op_def
+
+FULL, ROW, DROP, UNIFORM, LIB = "full", "row", "drop", "uniform", "lib"
+ROW_FORMS = (ROW, DROP, UNIFORM)
+
+
+@dataclass(frozen=True)
+class Operand:
+    """One input of the kernel: which value of the program feeds it and how it is aligned."""
+
+    ref: tuple          # (node id, output index) in the unfused program
+    name: str           # tensor name, for the report
+    form: str
+    dtype: Any
+    shape: tuple        # static shape
+
+
+@dataclass(frozen=True)
+class Instr:
+    """One member op applied to slots. `op` is the registered op type; `const` instructions
+    (op == "Const") carry an inlined scalar constant in attrs["value"]."""
+
+    op: str
+    name: str
+    args: tuple
+    attrs: Mapping
+    dtype: Any
+    form: str
+    shape: tuple        # static shape of the result
+
+    @property
+    def is_const(self) -> bool:
+        return self.op == "Const"
+
+
+@dataclass(frozen=True)
+class KernelIR:
+    """A fused kernel. `outputs` are the slots it writes, in the fused node's output order."""
+
+    name: str
+    kind: str           # elementwise | reduction | row | epilogue
+    rank: int
+    reduced: int
+    inputs: tuple
+    instrs: tuple
+    outputs: tuple
+    output_names: tuple
+    members: tuple      # original op names
+
+    def slot_form(self, slot: int) -> str:
+        n = len(self.inputs)
+        return self.inputs[slot].form if slot < n else self.instrs[slot - n].form
+
+    def slot_dtype(self, slot: int):
+        n = len(self.inputs)
+        return self.inputs[slot].dtype if slot < n else self.instrs[slot - n].dtype
+
+    @property
+    def library(self) -> int | None:
+        """Index of the library instruction (the epilogue's producer), if any."""
+        for i, ins in enumerate(self.instrs):
+            if not ins.is_const and get_op_def(ins.op).kind is OpKind.LIBRARY:
+                return i
+        return None
+
+    @property
+    def reductions(self) -> tuple:
+        return tuple(i for i, ins in enumerate(self.instrs) if ins.op in REDUCERS)
+
+    def describe(self) -> str:
+        """Readable listing for GRAPHFLOW_DEBUG and failing tests."""
+        n = len(self.inputs)
+        lines = [f"kernel {self.name} ({self.kind}, rank {self.rank}, reduced {self.reduced})"]
+        lines += [f"  %{i} = input {o.name} {o.form} {np.dtype(o.dtype).name}{o.shape}"
+                  for i, o in enumerate(self.inputs)]
+        for i, ins in enumerate(self.instrs):
+            args = ", ".join(f"%{a}" for a in ins.args)
+            what = repr(ins.attrs["value"]) if ins.is_const else f"{ins.op}({args})"
+            lines.append(f"  %{n + i} = {what} {ins.form} {np.dtype(ins.dtype).name}{ins.shape}  # {ins.name}")
+        lines.append("  outputs " + ", ".join(f"%{s}" for s in self.outputs))
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Reducer:
+    """How a reduction op combines elements: a scalar-builder method, its identity, and
+    whether the result is divided by the element count (mean)."""
+
+    combine: str
+    identity: float
+    mean: bool = False
+
+
+# Backends dispatch on op type here, outside the op definitions (as PyTensor's backends do):
+# these are the reductions a row kernel knows how to accumulate.
+REDUCERS = {
+    "Sum": Reducer("add", 0.0),
+    "Mean": Reducer("add", 0.0, mean=True),
+    "Max": Reducer("max", -np.inf),
+    "Min": Reducer("min", np.inf),
+    "Prod": Reducer("mul", 1.0),
+}

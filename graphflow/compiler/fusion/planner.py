@@ -1,0 +1,267 @@
+"""Which ops fuse into which kernel: classification from the op registry, then greedy
+producer-into-consumer merging (XLA's loop and input fusion, plus row kernels and
+library epilogues), with legality checked on static shapes.
+
+A group has a domain (static shape D, K trailing reduced axes). Merging a producer group
+into a consumer group is legal when every member's result fits the merged domain (see
+kernel_ir's forms), the union stays convex (no path leaves it and comes back), it holds at
+most one library op, and the caps on members and operands hold. A member whose value is
+needed outside its group is materialized as an extra output (never recomputed).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...ops.registry import OpKind
+from ..program import const_value
+from .epilogue import ROW_BLOCKED
+from .kernel_ir import DROP, FULL, REDUCERS, ROW, UNIFORM
+
+MAX_MEMBERS = 256     # ops per kernel: bounds LLVM compile time of one function
+MAX_OPERANDS = 24     # inputs + outputs per kernel: bounds the call's argument list
+
+_INPUT_FORMS = {FULL: (FULL, ROW, UNIFORM), ROW: (ROW, UNIFORM), DROP: (DROP, UNIFORM), UNIFORM: (UNIFORM,)}
+_SUPPORTED_DTYPES = {np.dtype(t) for t in ("float32", "float64", "int32", "int64", "bool")}
+
+
+def is_unit(shape) -> bool:
+    """Statically exactly one element."""
+    return shape is not None and all(d == 1 for d in shape)
+
+
+def fit(shape, domain, reduced) -> str | None:
+    """The form of a value of static `shape` in the domain, or None when it does not fit."""
+    if shape is None:
+        return None
+    if shape == domain:
+        return FULL
+    if is_unit(shape) and len(shape) <= len(domain):
+        return UNIFORM
+    if reduced:
+        keep = domain[:len(domain) - reduced]
+        if shape == keep + (1,) * reduced:
+            return ROW
+        if shape == keep:
+            return DROP
+    return None
+
+
+def inlinable_constant(node) -> bool:
+    """A one-element constant: emitted as an immediate instead of a kernel operand."""
+    value = const_value(node)
+    return isinstance(value, np.ndarray) and value.size == 1 and value.dtype in _SUPPORTED_DTYPES
+
+
+def trailing_reduced(axes, rank: int) -> int | None:
+    """K when `axes` (None: all) are exactly the trailing K axes of a rank-`rank` input."""
+    axes = tuple(range(rank)) if axes is None else tuple(sorted(a % rank for a in axes))
+    if axes != tuple(range(rank - len(axes), rank)):
+        return None
+    return len(axes)
+
+
+@dataclass
+class Role:
+    """What the planner may do with one node: 'elementwise', 'reduction' or 'library'."""
+
+    kind: str
+    domain: tuple
+    reduced: int = 0
+
+
+def classify(node, program, controlled: set, targets: set) -> tuple[Role | None, str | None]:
+    """(role, None) for a fusable node; (None, reason) for one that stays alone."""
+    d = node.op_def
+    if d.kind is OpKind.SOURCE:
+        return None, "source op (produces a kernel input)"
+    if d.stateful:
+        return None, "has side effects"
+    if node.control or node.id in controlled:
+        return None, "ordered by a control dependency"
+    if node.id in targets:
+        return None, "run as a target"
+    if d.kind is OpKind.INJECTIVE:
+        return None, "injective shape op (runs as a numpy view or copy between kernels)"
+    if d.kind is OpKind.OPAQUE:
+        return None, f"opaque op {node.op} (no scalar program or row rule)"
+    if len(node.specs) != 1:
+        return None, "has several outputs"
+    out = node.specs[0]
+    in_specs = [program.spec(r) for r in node.inputs]
+    if out.shape is None or any(s.shape is None for s in in_specs):
+        return None, "unknown rank"
+    if out.dtype not in _SUPPORTED_DTYPES or any(s.dtype not in _SUPPORTED_DTYPES for s in in_specs):
+        return None, f"dtype {out.dtype} has no code generation"
+    if d.kind is OpKind.ELEMENTWISE:
+        if d.scalar is None:
+            return None, f"elementwise op {node.op} has no scalar program"
+        return Role("elementwise", tuple(out.shape)), None
+    if d.kind is OpKind.REDUCTION:
+        if node.op not in REDUCERS:
+            return None, f"reduction {node.op} has no accumulation rule"
+        (x,) = in_specs
+        if x.dtype.kind != "f":
+            return None, f"reduction over {x.dtype.name} (fused reductions are float-only)"
+        k = trailing_reduced(node.attrs.get("axes"), len(x.shape))
+        if not k:
+            return None, (f"reduces axes {node.attrs.get('axes')} of a rank-{len(x.shape)} input: "
+                          "only a non-empty set of trailing axes fuses into a row kernel")
+        return Role("reduction", tuple(x.shape), k), None
+    if d.kind is OpKind.LIBRARY:
+        if node.op not in ROW_BLOCKED or len(out.shape) != 2 or any(len(s.shape) != 2 for s in in_specs):
+            return None, f"library op {node.op} with a rank-{len(out.shape)} result has no blocked epilogue"
+        if out.dtype.kind != "f":
+            return None, f"library op {node.op} on {out.dtype.name}: epilogues are float-only"
+        return Role("library", tuple(out.shape)), None
+    return None, f"op kind {d.kind.value} does not fuse"
+
+
+@dataclass
+class Group:
+    """A set of node ids that will become one kernel."""
+
+    members: set
+    domain: tuple
+    reduced: int
+    library: int | None = None
+    capped: list = field(default_factory=list)
+
+
+class Planner:
+    """Greedy fusion over a Program in topological order."""
+
+    def __init__(self, program):
+        self.program = program
+        self.pos = {n.id: i for i, n in enumerate(program.nodes)}
+        self.succ: dict[int, list[int]] = {n.id: [] for n in program.nodes}
+        for n in program.nodes:
+            for r in n.inputs:
+                self.succ[r[0]].append(n.id)
+            for c in n.control:
+                self.succ[c].append(n.id)
+        self.output_ids = {r[0] for r in program.outputs}
+        controlled = {c for n in program.nodes for c in n.control}
+        self.roles: dict[int, Role] = {}
+        self.unfused: dict[str, str] = {}
+        for n in program.nodes:
+            role, reason = classify(n, program, controlled, set(program.targets))
+            if role is None:
+                self.unfused[n.name] = reason
+            else:
+                self.roles[n.id] = role
+        self.group_of: dict[int, Group] = {}
+        self.cap_events: list = []
+
+    def plan(self) -> list[Group]:
+        for n in self.program.nodes:
+            role = self.roles.get(n.id)
+            if role is None:
+                continue
+            g = Group({n.id}, role.domain, role.reduced, n.id if role.kind == "library" else None)
+            self.group_of[n.id] = g
+            producers = dict.fromkeys(r[0] for r in n.inputs if r[0] in self.roles)
+            for p in producers:
+                self._try_merge(self.group_of[p], self.group_of[n.id])
+        groups = list({id(g): g for g in self.group_of.values()}.values())
+        kept = []
+        for g in groups:
+            if g.library is not None and len(g.members) == 1:
+                node = self.program.node(g.library)
+                self.unfused[node.name] = "library op with no elementwise consumer to fuse into its epilogue"
+            else:
+                kept.append(g)
+        kept.sort(key=lambda g: max(self.pos[m] for m in g.members))
+        return kept
+
+    # ---- legality ----
+    def _domain(self, a: Group, b: Group):
+        if a.library is not None and b.library is not None:
+            return None
+        if a.reduced and b.reduced:
+            if a.domain != b.domain or a.reduced != b.reduced:
+                return None
+            return b.domain, b.reduced
+        if a.reduced or b.reduced:
+            g = a if a.reduced else b
+            return g.domain, g.reduced
+        if a.library is not None or b.library is not None:
+            g = a if a.library is not None else b
+            return g.domain, 0
+        return b.domain, 0
+
+    def _forms(self, members, domain, reduced):
+        """member id -> form, or None when some member does not fit the domain."""
+        forms = {}
+        for m in sorted(members, key=self.pos.get):
+            node = self.program.node(m)
+            role = self.roles[m]
+            f = fit(tuple(node.specs[0].shape), domain, reduced)
+            if f is None:
+                return None
+            if role.kind == "reduction":
+                if role.domain != domain or role.reduced != reduced or f == FULL:
+                    return None
+                if any(forms.get(r[0], FULL) != FULL for r in node.inputs):
+                    return None
+            elif role.kind == "library":
+                if f != FULL or reduced > 1 or any(r[0] in members for r in node.inputs):
+                    return None
+            else:
+                allowed = _INPUT_FORMS[f]
+                if any(forms[r[0]] not in allowed for r in node.inputs if r[0] in forms):
+                    return None
+            forms[m] = f
+        return forms
+
+    def _creates_cycle(self, union: set) -> bool:
+        limit = max(self.pos[m] for m in union)
+        stack = [c for m in union for c in self.succ[m] if c not in union and self.pos[c] < limit]
+        seen = set()
+        while stack:
+            x = stack.pop()
+            if x in seen:
+                continue
+            seen.add(x)
+            for c in self.succ[x]:
+                if c in union:
+                    return True
+                if self.pos[c] < limit and c not in seen:
+                    stack.append(c)
+        return False
+
+    def operand_count(self, union: set) -> int:
+        """Kernel inputs plus outputs of a candidate group."""
+        ins = set()
+        outs = 0
+        for m in union:
+            node = self.program.node(m)
+            for r in node.inputs:
+                if r[0] not in union and not inlinable_constant(self.program.node(r[0])):
+                    ins.add(r)
+            if m in self.output_ids or any(c not in union for c in self.succ[m]):
+                outs += 1
+        return len(ins) + outs
+
+    def _try_merge(self, a: Group, b: Group) -> None:
+        if a is b:
+            return
+        dom = self._domain(a, b)
+        if dom is None:
+            return
+        union = a.members | b.members
+        if self._forms(union, *dom) is None or self._creates_cycle(union):
+            return
+        names = sorted(self.program.node(m).name for m in union)
+        if len(union) > MAX_MEMBERS:
+            self.cap_events.append((names[:3], f"group-size cap {MAX_MEMBERS} reached"))
+            return
+        if self.operand_count(union) > MAX_OPERANDS:
+            self.cap_events.append((names[:3], f"operand cap {MAX_OPERANDS} reached"))
+            return
+        b.members = union
+        b.domain, b.reduced = dom
+        b.library = a.library if a.library is not None else b.library
+        for m in a.members:
+            self.group_of[m] = b
