@@ -443,3 +443,17 @@ def test_missing_feed_error_shows_the_chain(level):
     msg = str(info.value)
     assert "loss/Mean:0 <- loss/Square <- loss/sub <- x (placeholder, needs a feed)" in msg
     assert "float32" in msg
+
+
+def test_identity_element_rules_respect_unknown_dims():
+    x = gf.placeholder(gf.float32, (None, 3), name="x")
+    scalar_one = x * 1.0
+    row_of_ones = x * gf.ones((1, 3))
+    may_broadcast = x * gf.ones((2, 3))  # x may have 1 row at run time: the result has 2
+    higher_rank = x * gf.ones((1, 1, 3))
+    assert op_types(optimize([scalar_one, row_of_ones], [x])[0]) == ["Feed"]
+    for y in (may_broadcast, higher_rank):
+        assert "Mul" in op_types(optimize(y, [x])[0])
+    v = np.array([[np.nan, -0.0, np.inf]], np.float32)
+    assert run(1, may_broadcast, {x: v}).shape == (2, 3)
+    check_same_as_level0([scalar_one, row_of_ones, may_broadcast, higher_rank], {x: v})

@@ -14,8 +14,9 @@ identities exact for all inputs, NaN, inf and -0.0 included, are here:
   `broadcast_to(x, x.shape)`.
 
 `x * 0 -> 0` and `x - x -> 0` are wrong for NaN and inf and are not done. A rule that
-drops an operand applies only when the result's static shape (fully known) and dtype
-equal the kept operand's: `x * ones((3,))` with x of shape (1,) broadcasts, so it stays.
+drops an operand applies only when broadcasting cannot change the kept operand's shape,
+whatever its unknown dims turn out to be, and the dtype is the kept operand's:
+`x * ones((3,))` with x of shape (1,) (or (None,)) broadcasts, so it stays.
 Nodes with control dependencies, and producers with control dependencies that a rule
 would bypass, are left alone so no ordering constraint is lost.
 """
@@ -36,6 +37,15 @@ def _keeps_spec(node: Node, rw: Rewrite, ref) -> bool:
     want, have = node.specs[0], rw.spec(ref)
     return (want.dtype == have.dtype and want.shape is not None and have.shape is not None
             and None not in want.shape and tuple(want.shape) == tuple(have.shape))
+
+
+def _broadcast_keeps(node: Node, rw: Rewrite, kept, const) -> bool:
+    """True when combining `kept` with the array `const` yields `kept`'s shape for every
+    run-time shape `kept` may have (its None dims included) and `node`'s dtype is kept's."""
+    have = rw.spec(kept)
+    if have.dtype != node.specs[0].dtype or have.shape is None or const.ndim > len(have.shape):
+        return False
+    return all(c == 1 or c == d for c, d in zip(const.shape[::-1], have.shape[::-1]))
 
 
 def _is_one(c) -> bool:
@@ -63,7 +73,7 @@ def _drop_operand(is_identity, sides=(0, 1)):
             c = _const(rw, node.inputs[side])
             if c is not None and is_identity(c):
                 kept = node.inputs[1 - side]
-                if _keeps_spec(node, rw, kept):
+                if _broadcast_keeps(node, rw, kept, c):
                     return [kept]
         return None
     return rule
