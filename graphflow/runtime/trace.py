@@ -39,14 +39,18 @@ class RunMetadata:
     step_stats: list = field(default_factory=list)
 
     def chrome_trace(self) -> dict:
-        """The trace in Chrome's trace-event format (what chrome://tracing and Perfetto read)."""
+        """The trace in Chrome's trace-event format (what chrome://tracing and Perfetto read):
+        one complete ("X") event per executed step, times in microseconds from the first
+        step, one row per thread that ran steps."""
         threads = sorted({e.thread for e in self.step_stats})
         tid = {t: i for i, t in enumerate(threads)}
-        events = [{"name": e.name, "cat": e.op, "ph": "X", "ts": e.start_us,
+        t0 = min((e.start_us for e in self.step_stats), default=0.0)
+        events = [{"name": e.name, "cat": e.op, "ph": "X", "ts": e.start_us - t0,
                    "dur": max(e.end_us - e.start_us, 0.0), "pid": 0, "tid": tid[e.thread],
                    "args": {"op": e.op}} for e in self.step_stats]
-        events += [{"name": "thread_name", "ph": "M", "pid": 0, "tid": i, "args": {"name": f"worker {i}"}}
+        events += [{"name": "thread_name", "ph": "M", "pid": 0, "tid": i, "args": {"name": f"thread {i}"}}
                    for i in range(len(threads))]
+        events.append({"name": "process_name", "ph": "M", "pid": 0, "args": {"name": "graphflow"}})
         return {"traceEvents": events, "displayTimeUnit": "ms"}
 
     def save_chrome_trace(self, path) -> None:

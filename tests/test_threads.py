@@ -1,0 +1,161 @@
+"""The thread budget: how many threads and why, parallel_for's contract, one persistent
+pool per Session, nested use without deadlock, no busy-waiting, inter-op execution."""
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import graphflow as gf
+from graphflow.runtime.threads import SERIAL, ThreadBudget, available_cpus, resolve_num_threads
+
+
+def test_num_threads_from_argument_env_and_cpus(monkeypatch):
+    assert resolve_num_threads(3) == (3, "num_threads argument")
+    monkeypatch.setenv("GRAPHFLOW_NUM_THREADS", "5")
+    assert resolve_num_threads(None) == (5, "GRAPHFLOW_NUM_THREADS")
+    monkeypatch.delenv("GRAPHFLOW_NUM_THREADS")
+    n, why = resolve_num_threads(None)
+    assert (n, why) == available_cpus() and n >= 1 and "CPU" in why
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="num_threads"):
+            resolve_num_threads(bad)
+    monkeypatch.setenv("GRAPHFLOW_NUM_THREADS", "many")
+    with pytest.raises(ValueError, match="GRAPHFLOW_NUM_THREADS"):
+        resolve_num_threads(None)
+
+
+def test_session_exposes_its_threads_and_why(monkeypatch):
+    with gf.Session(num_threads=2) as sess:
+        assert (sess.num_threads, sess.num_threads_reason) == (2, "num_threads argument")
+        assert sess.budget.num_threads == 2
+    monkeypatch.setenv("GRAPHFLOW_NUM_THREADS", "3")
+    with gf.Session() as sess:
+        assert sess.num_threads == 3 and "GRAPHFLOW_NUM_THREADS" in sess.num_threads_reason
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+@pytest.mark.parametrize("total,grain", [(0, 1), (5, 10), (10, 3), (1000, 7), (64, 64), (65, 32)])
+def test_parallel_for_covers_the_range_once_in_chunks_of_at_least_grain(threads, total, grain):
+    budget = ThreadBudget(threads)
+    seen = []
+    budget.parallel_for(lambda a, b: seen.append((a, b)), total, grain)
+    budget.close()
+    covered = sorted(i for a, b in seen for i in range(a, b))
+    assert covered == list(range(total))
+    if total > grain:
+        assert all(b - a >= grain for a, b in seen)
+    else:
+        assert len(seen) == (1 if total else 0)
+    assert len(seen) <= threads or total == 0
+
+
+def test_parallel_for_uses_the_pool_and_reraises_errors():
+    budget = ThreadBudget(4)
+    names = set()
+
+    def work(a, b):
+        names.add(threading.current_thread().name)
+        time.sleep(0.01)
+
+    budget.parallel_for(work, 4, 1)
+    assert len(names) > 1  # the calling thread and at least one worker
+
+    def boom(a, b):
+        raise ZeroDivisionError("chunk failed")
+
+    with pytest.raises(ZeroDivisionError, match="chunk failed"):
+        budget.parallel_for(boom, 8, 1)
+    budget.close()
+
+
+def test_nested_parallel_for_on_busy_workers_does_not_deadlock():
+    budget = ThreadBudget(3)
+    total = [0]
+    lock = threading.Lock()
+
+    def inner(a, b):
+        with lock:
+            total[0] += b - a
+
+    def outer(a, b):
+        for _ in range(a, b):
+            budget.parallel_for(inner, 100, 10)
+
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (budget.parallel_for(outer, 6, 1), done.set()), daemon=True)
+    t.start()
+    assert done.wait(20), "nested parallel_for deadlocked"
+    assert total[0] == 600
+    budget.close()
+
+
+def test_one_pool_of_num_threads_minus_one_workers_that_sleep_when_idle():
+    budget = ThreadBudget(4)
+    budget.parallel_for(lambda a, b: None, 8, 1)
+    workers = [t for t in threading.enumerate() if t.name.startswith("graphflow-worker")]
+    assert len(budget._workers) == 3 and all(w.is_alive() for w in budget._workers)
+    assert len(workers) >= 3
+    cpu0 = time.process_time()
+    time.sleep(0.3)
+    assert time.process_time() - cpu0 < 0.1  # blocked on a queue, not spinning
+    budget.close()
+    for w in budget._workers:
+        w.join(2)
+    assert SERIAL.num_threads == 1
+
+
+def test_inter_op_runs_independent_steps_on_several_threads_with_the_same_results():
+    x = gf.placeholder(gf.float32, (None, 32), name="x")
+    branches = [gf.reduce_sum(gf.tanh(x * float(i + 1)) * x, axis=1) for i in range(6)]
+    y = branches[0]
+    for b in branches[1:]:
+        y = y + b
+    data = np.random.default_rng(0).normal(size=(50, 32)).astype(np.float32)
+    with gf.Session(num_threads=1, opt_level=0) as serial:
+        want = serial.run(y, {x: data})
+    with gf.Session(num_threads=4, opt_level=0) as sess:
+        sess.run(y, {x: data})
+        (plan,) = sess._plans.values()
+        ex = plan.execution
+        assert ex.parallel_ok
+        threads = set()
+        for _ in range(20):
+            trace = []
+            np.testing.assert_allclose(ex.run_steps([data], trace, parallel=True)[0], want, rtol=1e-5)
+            threads |= {t for *_, t in trace}
+        assert len(threads) >= 1
+        # a long run switches the session's plan to the inter-op schedule on its own
+        ex._seconds = 1.0
+        np.testing.assert_allclose(sess.run(y, {x: data}), want, rtol=1e-5)
+
+
+def test_blas_steps_are_barriers_in_the_inter_op_schedule():
+    x = gf.placeholder(gf.float32, (8, 8), name="x")
+    a = gf.exp(x)
+    b = gf.tanh(x)
+    m = gf.matmul(a, b)
+    c = gf.sigmoid(m) + gf.square(x)
+    with gf.Session(num_threads=4, opt_level=0) as sess:
+        sess.run(c, {x: np.eye(8, dtype=np.float32)})
+        (plan,) = sess._plans.values()
+        ex = plan.execution
+        deps = ex.dependencies()
+        (k,) = [s.index for s in ex.steps if s.exclusive]
+        before = {j for j in range(k)}
+        reach = set()
+        stack = list(deps[k])
+        while stack:
+            j = stack.pop()
+            if j not in reach:
+                reach.add(j)
+                stack.extend(deps[j])
+        assert reach == before  # everything earlier finishes first
+        for j in range(k + 1, len(ex.steps)):  # everything later waits for it
+            seen, stack = set(), list(deps[j])
+            while stack:
+                i = stack.pop()
+                if i not in seen:
+                    seen.add(i)
+                    stack.extend(deps[i])
+            assert k in seen
