@@ -23,7 +23,7 @@ import numpy as np
 from llvmlite import ir
 
 from ...ops.registry import get_op_def
-from ..codegen.irtypes import element_pointer, load_value, store_value
+from ..codegen.irtypes import call_intrinsic, element_pointer, load_value, store_value
 from ..codegen.scalar_llvm import LLVMScalarBuilder
 from .kernel_ir import FULL, LIB, REDUCERS, ROW_FORMS, KernelIR
 from .layout import outer_rank
@@ -127,7 +127,8 @@ class _KernelEmitter:
             return self.b.fadd(acc, x, flags=_FLOAT_FLAGS)
         if reducer.combine == "mul":
             return self.b.fmul(acc, x, flags=_FLOAT_FLAGS)
-        return getattr(self.sb, reducer.combine)(acc, x)
+        # llvm.maximum/minimum propagate NaN like numpy and vectorize as reductions
+        return call_intrinsic(self.b, {"max": "maximum", "min": "minimum"}[reducer.combine], acc, x)
 
     def _column_loops(self, lo, hi, row_env: dict, bases: list, col_strides: list, init: list, body, name):
         """Emit the unit-stride and the strided version of one column loop; returns the accs."""

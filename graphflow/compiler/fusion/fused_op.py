@@ -112,7 +112,7 @@ class FusedKernel:
             lead = len(domain) - len(shape)
             if any(d != 1 and d != domain[lead + i] for i, d in enumerate(shape)):
                 return None
-            if form == FULL and ir.reduced and tuple(shapes[s]) != tuple(domain):
+            if form == FULL and ir.reduced and s >= n and tuple(shapes[s]) != tuple(domain):
                 return None
         return tuple(domain)
 
