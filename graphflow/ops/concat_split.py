@@ -122,7 +122,7 @@ def _split_grad(op, *dys):
 
 register(OpDef(type="Split", default_name="split", infer=_split_infer, kernel=_split_kernel, grad=_split_grad,
                kind=OpKind.INJECTIVE, dtypes=_dt.ALL, sample=("real",),
-               attrs_for_test=({"sizes": None, "num": 2, "axis": 0}, {"sizes": (1, -1), "num": 2, "axis": -1})))
+               attrs_for_test=({"sizes": None, "num": 2, "axis": 0}, {"sizes": (1, -1), "num": 2, "axis": 1})))
 
 
 # ---- SplitV (sizes from a 1-D int tensor, e.g. the gradient of a concat with unknown sizes) ----

@@ -8,6 +8,7 @@ from ..graph import Tensor
 from ..variables import Variable
 from . import math_api as m
 from .linalg import matmul
+from .slicing import slice_tensor
 
 
 def _binary(fn, reverse=False):
@@ -17,8 +18,6 @@ def _binary(fn, reverse=False):
 
 
 def _getitem(self, key):
-    from .slicing import slice_tensor
-
     return slice_tensor(self, key)
 
 

@@ -32,6 +32,8 @@ def _pad_infer(specs, attrs):
 
 
 def _pad_kernel(x, *, paddings, mode, constant_values):
+    if not paddings:
+        return np.array(x)
     if mode == "CONSTANT":
         return np.pad(x, paddings, mode="constant", constant_values=constant_values)
     return np.pad(x, paddings, mode=_NP_MODE[mode])

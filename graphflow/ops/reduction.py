@@ -26,7 +26,7 @@ def _reduce_infer(allowed, out_dtype=None):
             raise TypeError(f"input must have dtype in ({', '.join(d.name for d in allowed)}), got {x.dtype.name}")
         axes = attrs["axes"]
         if x.shape is not None and axes is not None:
-            normalize_axes(axes, len(x.shape))
+            axes = normalize_axes(axes, len(x.shape))
         return TensorSpec(reduced_shape(x.shape, axes, attrs["keepdims"]), out_dtype or x.dtype)
     return infer
 
@@ -40,12 +40,13 @@ def _np_reduce(fn):
 
 def _mean_kernel(x, *, axes, keepdims):
     x = np.asarray(x)
+    n = x.size if axes is None else int(np.prod([x.shape[a] for a in axes]))
     if x.dtype.kind != "f":
         # integer mean truncates toward zero, as TF does
-        n = x.size if axes is None else int(np.prod([x.shape[a] for a in axes]))
         s = np.sum(x, axis=axes, keepdims=keepdims, dtype=np.int64)
         return np.asarray(np.trunc(s / max(n, 1)), dtype=x.dtype) if n else np.zeros_like(s, dtype=x.dtype)
-    return np.asarray(np.mean(x, axis=axes, keepdims=keepdims), dtype=x.dtype)
+    with np.errstate(invalid="ignore"):  # the mean of nothing is NaN, without a warning
+        return np.asarray(np.sum(x, axis=axes, keepdims=keepdims) / x.dtype.type(n), dtype=x.dtype)
 
 
 def _minmax_kernel(fn):
@@ -54,7 +55,7 @@ def _minmax_kernel(fn):
         if x.size == 0:
             # TF returns the identity (+-inf, or the dtype's limits) for empty reductions
             ident = _identity(fn, x.dtype)
-            shape = reduced_shape(x.shape, axes if axes is not None else tuple(range(x.ndim)), keepdims)
+            shape = reduced_shape(x.shape, normalize_axes(axes, x.ndim), keepdims)
             return np.full(shape, ident, dtype=x.dtype)
         return np.asarray(fn(x, axis=axes, keepdims=keepdims), dtype=x.dtype)
     return kernel
@@ -226,7 +227,7 @@ def reduce_logsumexp(x, axis=None, keepdims=False, name=None):
 
 
 def _np_logsumexp(x, axis=None, keepdims=False):
-    m = np.max(x, axis=axis, keepdims=True)
+    m = np.max(x, axis=axis, keepdims=True) if x.size else np.zeros((1,) * x.ndim, x.dtype)
     m = np.where(np.isfinite(m), m, 0)
     out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
     return out if keepdims else np.squeeze(out, axis=axis)

@@ -86,7 +86,7 @@ class NumpyScalarBuilder:
 
     def erf(self, x):
         x = np.asarray(x)
-        return np.frompyfunc(math.erf, 1, 1)(x).astype(x.dtype)
+        return np.asarray(np.frompyfunc(math.erf, 1, 1)(x), dtype=x.dtype)
 
     def select(self, c, x, y):
         return np.where(c, x, y)

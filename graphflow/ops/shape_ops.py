@@ -181,11 +181,13 @@ def transpose(x, perm=None, name=None):
 
 def _broadcast_to_infer(specs, attrs):
     (x,) = specs
-    target = attrs["shape"]
-    out = broadcast_shapes(x.shape, target)
-    if out != tuple(target) and x.shape is not None:
-        raise ValueError(f"cannot broadcast {x.shape} to {target}")
-    return TensorSpec(tuple(target), x.dtype)
+    target = tuple(attrs["shape"])
+    if x.shape is not None:
+        ok = len(x.shape) <= len(target) and all(
+            d is None or d == 1 or d == t for d, t in zip(x.shape[::-1], target[::-1]))
+        if not ok:
+            raise ValueError(f"cannot broadcast {x.shape} to {target}")
+    return TensorSpec(target, x.dtype)
 
 
 def _broadcast_to_grad(op, dy):

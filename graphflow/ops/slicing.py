@@ -71,7 +71,7 @@ def _slice_infer(specs, attrs):
         if isinstance(k, slice):
             out.append(None if d is None else len(range(*k.indices(d))))
         dim += 1
-    return TensorSpec(tuple(out), x.dtype)
+    return TensorSpec(tuple(out) + tuple(x.shape[dim:]), x.dtype)
 
 
 def _slice_kernel(x, *, key):
