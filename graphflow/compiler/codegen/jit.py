@@ -20,7 +20,7 @@ import llvmlite.binding as llvm
 
 from ...errors import InternalError, NotFoundError
 from . import cache
-from .target import fingerprint, target_machine
+from .target import fingerprint, new_target_machine, target_machine
 
 
 class JitModule:
@@ -97,7 +97,7 @@ def optimize(module: llvm.ModuleRef) -> llvm.ModuleRef:
 
 
 def _load_object(object_code: bytes) -> llvm.ExecutionEngine:
-    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target_machine())
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), new_target_machine())
     engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
     engine.finalize_object()
     return engine

@@ -28,13 +28,19 @@ def host_cpu() -> tuple[str, str]:
     return llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
 
 
-@functools.lru_cache(maxsize=None)
-def target_machine() -> llvm.TargetMachine:
-    """The cached target machine for the host CPU at optimization level 3."""
+def new_target_machine() -> llvm.TargetMachine:
+    """A fresh target machine for the host CPU at optimization level 3. An execution engine
+    takes ownership of (and frees) the one it is created with, so each engine gets its own."""
     _initialized()
     cpu, features = host_cpu()
     target = llvm.Target.from_triple(llvm.get_process_triple())
     return target.create_target_machine(cpu=cpu, features=features, opt=3, jit=True)
+
+
+@functools.lru_cache(maxsize=None)
+def target_machine() -> llvm.TargetMachine:
+    """The shared host target machine used to optimize and emit code (never given to an engine)."""
+    return new_target_machine()
 
 
 def fingerprint() -> str:
