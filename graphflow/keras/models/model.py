@@ -25,7 +25,7 @@ class GraphRuntime:
         self.output_struct = outputs
         self.outputs = tree.flatten(outputs)
         self.session = gf.Session(graph=self.graph, opt_level=2)
-        for w in model.weights:
+        for w in model._all_weights():
             var = w.variable(self.graph)
             self.session._set_variable(var, w.numpy())
             w.set_home(self.session, var)
@@ -113,6 +113,13 @@ class Model(Trainer, Layer):
             self._runtime = GraphRuntime(self, specs)
             self.built = True
         return self._runtime
+
+    @property
+    def weights(self):
+        """All weights in Keras order (building the model first when its input shape is known)."""
+        if self._runtime is None and self._input_specs() is not None:
+            self._ensure_runtime()
+        return self._all_weights()
 
     def _require_runtime(self) -> GraphRuntime:
         return self._ensure_runtime()
