@@ -16,7 +16,7 @@ import networkx as nx
 
 BOX_W, BOX_H = 168, 40
 GAP_X, GAP_Y = 28, 46
-PAD, TITLE_H = 14, 22
+PAD, TITLE_H = 14, 34
 MAX_MEMBERS_DRAWN = 40  # a kernel of a 1000-op chain is drawn as its head, "...", its tail
 
 
@@ -43,7 +43,8 @@ class Cluster:
     name: str
     kind: str
     vectorized: object
-    members: list = field(default_factory=list)  # Box ids
+    op_count: int
+    members: list = field(default_factory=list)  # Box ids (an elided run counts as one)
     x: float = 0.0
     y: float = 0.0
     w: float = 0.0
@@ -108,7 +109,9 @@ def lay_out(items: list, edges: list, boxes: dict, clusters: dict, inner_edges: 
         pos, w, h = layered_positions(c.members, member_edges, {m: (boxes[m].w, boxes[m].h) for m in c.members})
         for m, (x, y) in pos.items():
             boxes[m].x, boxes[m].y = x + PAD, y + PAD + TITLE_H
-        c.w, c.h = w + 2 * PAD, h + 2 * PAD + TITLE_H
+        c.w, c.h = max(w + 2 * PAD, 7.4 * len(c.name) + 2 * PAD), h + 2 * PAD + TITLE_H
+        for m in c.members:  # centre the members when the title is the widest thing
+            boxes[m].x += (c.w - w - 2 * PAD) / 2
     sizes = {i: ((clusters[i].w, clusters[i].h) if i in clusters else (boxes[i].w, boxes[i].h)) for i in items}
     outer_edges = [(owner.get(a, a), owner.get(b, b)) for a, b in edges]
     pos, width, height = layered_positions(items, outer_edges, sizes)

@@ -86,7 +86,7 @@ def _kernel_cluster(node, kernel: dict, graph: Graph, boxes: dict):
         edges += [(head_ids[-1], bid), (bid, tail_ids[0])]
         ids = head_ids + [bid] + tail_ids
     vectorized = kernel.get("vectorized")
-    cluster = Cluster(f"c{node.id}", kernel["name"], kernel.get("kind", "fused"), vectorized, ids)
+    cluster = Cluster(f"c{node.id}", kernel["name"], kernel.get("kind", "fused"), vectorized, len(members), ids)
     return cluster, member_ids, edges
 
 

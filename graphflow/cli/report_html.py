@@ -86,13 +86,15 @@ def render_svg(drawing: Drawing) -> str:
              'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#64748b"/></marker></defs>']
     for c in drawing.clusters.values():
         fill, stroke = _kernel_colours(c.kind)
-        vec = {True: ", vectorized", False: ", scalar"}.get(c.vectorized, "")
-        label = f"{c.name}  ({c.kind}{vec}, {len(c.members)} ops)"
-        parts.append(f'<g><title>{escape(f"fused kernel {c.name}: {c.kind}{vec}")}</title>'
+        vec = {True: " \u00b7 vectorized", False: " \u00b7 scalar"}.get(c.vectorized, "")
+        detail = f"{c.kind} kernel{vec} \u00b7 {c.op_count} ops"
+        parts.append(f'<g><title>{escape(f"fused kernel {c.name}: {detail}")}</title>'
                      f'<rect x="{c.x:.1f}" y="{c.y:.1f}" width="{c.w:.1f}" height="{c.h:.1f}" rx="10" '
                      f'fill="{fill}" stroke="{stroke}" stroke-width="2"/>'
-                     f'<text x="{c.x + 12:.1f}" y="{c.y + 20:.1f}" font-size="13" font-weight="600" '
-                     f'fill="{stroke}">{escape(_clip(label, int(c.w / 7.2)))}</text></g>')
+                     f'<text x="{c.x + 12:.1f}" y="{c.y + 19:.1f}" font-size="13" font-weight="600" '
+                     f'fill="{stroke}">{escape(_clip(c.name, int(c.w / 7.4)))}</text>'
+                     f'<text x="{c.x + 12:.1f}" y="{c.y + 34:.1f}" font-size="11" fill="{stroke}">'
+                     f'{escape(_clip(detail, int(c.w / 6.2)))}</text></g>')
     for a, b in drawing.edges:
         parts.append(_edge(drawing.boxes[a], drawing.boxes[b]))
     for box in drawing.boxes.values():
