@@ -192,8 +192,13 @@ def _select_grad(pick_x):
     return f, g
 
 
-def _floordiv(x, y):
-    return np.floor_divide(x, y)
+def _checked_int_division(fn):
+    """Integer division by zero is an error (as in TF), not numpy's silent 0."""
+    def kernel(x, y):
+        if np.asarray(y).dtype.kind in "iu" and not np.all(y):
+            raise ZeroDivisionError("integer division by zero")
+        return fn(x, y)
+    return kernel
 
 
 def _true_divide(x, y):
@@ -206,8 +211,8 @@ _BINARY = [
     ("Mul", "mul", np.multiply, lambda op, dy: dy * op.inputs[1], lambda op, dy: dy * op.inputs[0], NUMERIC),
     ("RealDiv", "truediv", _true_divide, lambda op, dy: dy / op.inputs[1],
      lambda op, dy: -dy * op.outputs[0] / op.inputs[1], FLOATS),
-    ("FloorDiv", "floordiv", _floordiv, None, None, NUMERIC),
-    ("FloorMod", "mod", np.mod, lambda op, dy: dy,
+    ("FloorDiv", "floordiv", _checked_int_division(np.floor_divide), None, None, NUMERIC),
+    ("FloorMod", "mod", _checked_int_division(np.mod), lambda op, dy: dy,
      lambda op, dy: -dy * _m().floor(op.inputs[0] / op.inputs[1]), NUMERIC),
     ("Pow", "pow", np.power,
      lambda op, dy: dy * op.inputs[1] * _m().pow(op.inputs[0], op.inputs[1] - 1.0), _pow_grad_y, FLOATS),

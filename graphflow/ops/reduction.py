@@ -124,10 +124,20 @@ def _minmax_grad(op, dy):
 
 
 def _prod_grad(op, dy):
+    """d prod / d x_i = the product of the other elements, exact with zeros in x: with no
+    zero it is prod / x_i; with one zero only that element gets the product of the rest."""
     x = op.inputs[0]
     if x.dtype.kind != "f":
         return [None]
-    return [_expand_to_input(dy * op.outputs[0], op) / x]
+    from .math_api import cast, equal, logical_and, ones_like, where
+
+    axes = op.attrs["axes"]
+    is_zero = equal(x, 0.0)
+    nonzero = where(is_zero, ones_like(x), x)
+    rest = reduce_prod(nonzero, axis=axes, keepdims=True)
+    zeros = reduce_sum(cast(is_zero, x.dtype), axis=axes, keepdims=True)
+    others = where(equal(zeros, 0.0), rest / nonzero, where(logical_and(is_zero, equal(zeros, 1.0)), rest, 0.0))
+    return [_expand_to_input(dy, op) * others]
 
 
 _REDUCTIONS = [

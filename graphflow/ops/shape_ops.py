@@ -171,9 +171,14 @@ def transpose(x, perm=None, name=None):
     x = convert_to_tensor(x)
     if x.shape is None:
         raise ValueError(f"transpose: '{x.name}' needs a known rank")
+    rank = len(x.shape)
     if perm is None:
-        perm = tuple(reversed(range(len(x.shape))))
-    perm = tuple(int(p) % max(len(x.shape), 1) for p in perm)
+        perm = tuple(reversed(range(rank)))
+    perm = tuple(int(p) for p in perm)
+    if len(perm) != rank or sorted(p % rank for p in perm if -rank <= p < rank) != list(range(rank)):
+        raise ValueError(f"transpose: perm {perm} is not a permutation of the {rank} axes of '{x.name}' "
+                         f"(shape {x.shape})")
+    perm = tuple(p % rank for p in perm)
     return apply_op("Transpose", [x], {"perm": perm}, name=name)
 
 
