@@ -51,3 +51,22 @@ def test_integer_and_bool_loops_vectorize():
     assert re.search(rf"\bvp\w+\s[^\n]*%{REGISTER}", fn.module.asm)
     x = np.arange(-50, 50, dtype=np.int32)
     np.testing.assert_array_equal(fn(x, x[::-1].copy()), np.where(x > x[::-1], x + x[::-1], x * x[::-1]))
+
+
+def test_many_uses_call_one_shared_vector_body():
+    """Past mathlib.INLINE_USES uses, the loop calls a vector variant instead of inlining."""
+    from graphflow.compiler.codegen.mathlib import INLINE_USES
+
+    def program(b, x):
+        for _ in range(INLINE_USES + 4):
+            x = b.add(b.tanh(x), b.const(0.25, b.dtype(x)))
+        return x
+
+    fn = elementwise(program, ["float32"], "float32")
+    lanes = vector_width("float32")
+    assert f"call <{lanes} x float> @graphflow.tanh.v{lanes}f32" in fn.module.optimized_ir
+    x = np.linspace(-3, 3, 999).astype(np.float32)
+    want = x.astype(np.float64)
+    for _ in range(INLINE_USES + 4):
+        want = np.tanh(want) + 0.25
+    np.testing.assert_allclose(fn(x), want, rtol=1e-6, atol=1e-6)

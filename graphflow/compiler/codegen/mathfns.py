@@ -34,7 +34,7 @@ from llvmlite import ir
 from .irtypes import call_intrinsic, constant, element_type, lanes, with_lanes
 
 
-class _Float:
+class FloatOps:
     """IR arithmetic on one float type (scalar or vector) with splatted constants."""
 
     def __init__(self, b: ir.IRBuilder, ty: ir.Type):
@@ -161,8 +161,7 @@ _EXPM1_Q = {False: _taylor(2, 9), True: _taylor(2, 15)}
 _LOG_R = {False: [2 / (2 * k + 1) for k in range(1, 6)], True: [2 / (2 * k + 1) for k in range(1, 13)]}
 
 
-def exp(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    f = _Float(b, x.type)
+def exp(f: FloatOps, x: ir.Value) -> ir.Value:
     lo, hi = _EXP_RANGE[f.is64]
     xc = f.clamp(x, lo, hi)
     k, r = f.reduce_ln2(xc)
@@ -170,7 +169,7 @@ def exp(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     return f.sel(f.isnan(x), x, f.scale(p, f.to_int(k)))
 
 
-def _log_finite(f: _Float, x: ir.Value) -> ir.Value:
+def _log_finite(f: FloatOps, x: ir.Value) -> ir.Value:
     """log(x) for positive finite x (anything else gives garbage, overridden by `log`)."""
     b = f.b
     tiny = f.cmp("<", x, f.c(math.ldexp(1.0, 1 - f.bias)))
@@ -195,7 +194,7 @@ def _log_finite(f: _Float, x: ir.Value) -> ir.Value:
 _SQRT_HALF_BITS = {False: 0x3F3504F3, True: 0x3FE6A09E667F3BCD}
 
 
-def _log_specials(f: _Float, x: ir.Value, res: ir.Value, minus_inf_at: float) -> ir.Value:
+def _log_specials(f: FloatOps, x: ir.Value, res: ir.Value, minus_inf_at: float) -> ir.Value:
     """NaN below the domain, -inf at its edge, +inf at +inf, NaN passed through."""
     res = f.sel(f.cmp("<", x, f.c(minus_inf_at)), f.c(math.nan), res)
     res = f.sel(f.cmp("==", x, f.c(minus_inf_at)), f.c(-math.inf), res)
@@ -203,13 +202,11 @@ def _log_specials(f: _Float, x: ir.Value, res: ir.Value, minus_inf_at: float) ->
     return f.sel(f.isnan(x), x, res)
 
 
-def log(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    f = _Float(b, x.type)
+def log(f: FloatOps, x: ir.Value) -> ir.Value:
     return _log_specials(f, x, _log_finite(f, x), 0.0)
 
 
-def log1p(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    f = _Float(b, x.type)
+def log1p(f: FloatOps, x: ir.Value) -> ir.Value:
     u = f.add(f.c(1.0), x)
     correction = f.div(f.sub(x, f.sub(u, f.c(1.0))), u)
     res = f.add(_log_finite(f, u), correction)
@@ -217,7 +214,7 @@ def log1p(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     return _log_specials(f, x, res, -1.0)
 
 
-def _expm1(f: _Float, x: ir.Value) -> ir.Value:
+def expm1(f: FloatOps, x: ir.Value) -> ir.Value:
     b = f.b
     hi = _EXP_RANGE[f.is64][1]
     xc = f.clamp(x, -50.0, hi)
@@ -235,22 +232,16 @@ def _expm1(f: _Float, x: ir.Value) -> ir.Value:
     return f.sel(f.isnan(x), x, res)
 
 
-def expm1(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    return _expm1(_Float(b, x.type), x)
-
-
-def tanh(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    f = _Float(b, x.type)
+def tanh(f: FloatOps, x: ir.Value) -> ir.Value:
     a = f.abs(x)
     a = f.sel(f.cmp("<", a, f.c(20.0)), a, f.c(20.0))  # tanh(20) rounds to 1 in float64
-    e = _expm1(f, f.add(a, a))
+    e = expm1(f, f.add(a, a))
     res = f.copysign(f.div(e, f.add(e, f.c(2.0))), x)
     return f.sel(f.isnan(x), x, res)
 
 
-def sigmoid(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    f = _Float(b, x.type)
-    e = exp(b, f.b.fneg(f.abs(x)))
+def sigmoid(f: FloatOps, x: ir.Value) -> ir.Value:
+    e = exp(f, f.b.fneg(f.abs(x)))
     d = f.add(f.c(1.0), e)
     return f.sel(f.cmp(">=", x, f.c(0.0)), f.div(f.c(1.0), d), f.div(e, d))
 
@@ -287,14 +278,13 @@ _ERF_LARGE = {
 }
 
 
-def erf(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    f = _Float(b, x.type)
+def erf(f: FloatOps, x: ir.Value) -> ir.Value:
     a = f.abs(x)
     z = f.mul(a, a)
     small = _ERF_SMALL[f.is64]
     # a + a (P(z) - 1): the leading 1.128... is split so its rounding does not reach the result.
     res = f.fma(a, f.poly(z, (small[0] - 1.0,) + small[1:]), a)
-    tail = exp(b, f.b.fneg(z))
+    tail = exp(f, f.b.fneg(z))
     inv = f.div(f.c(1.0), a)
     pieces = _ERF_LARGE[f.is64]
     for lo, _hi, t_mid, t_half, coeffs in pieces:
@@ -303,3 +293,6 @@ def erf(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
         res = f.sel(f.cmp(">=", a, f.c(lo)), large, res)
     res = f.sel(f.cmp(">=", a, f.c(pieces[-1][1])), f.c(1.0), res)
     return f.sel(f.isnan(x), x, f.copysign(res, x))
+
+
+EMITTERS = {"exp": exp, "log": log, "log1p": log1p, "expm1": expm1, "tanh": tanh, "sigmoid": sigmoid, "erf": erf}

@@ -10,8 +10,9 @@ zeros; floordiv/mod floor (Python semantics, numpy's divmod algorithm for floats
 division by zero gives 0 and INT_MIN // -1 wraps, never trapping; round is half to even;
 float -> int casts truncate (NaN or out-of-range give an unspecified value, as in numpy).
 No fast-math flags are set on arithmetic, so results match numpy bit for bit where IEEE
-defines them. exp/log/log1p/expm1/tanh/sigmoid/erf come from `mathfns` (branch-free,
-vectorizable polynomials); sin/cos/pow use LLVM intrinsics (libm calls, scalar loops).
+defines them. exp/log/log1p/expm1/tanh/sigmoid/erf call the branch-free, vectorizable
+polynomials of `mathfns` (through `mathlib`, which inlines or shares them); sin/cos/pow use
+LLVM intrinsics (libm calls: those loops stay scalar).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import numpy as np
 from llvmlite import ir
 
 from ...errors import UnimplementedError
-from . import mathfns
+from . import mathlib
 from .irtypes import (call_intrinsic, constant, dtype_of, element_type, ir_type, lanes, load_value, match,
                       memory_type, store_value, with_lanes)
 
@@ -198,7 +199,7 @@ class LLVMScalarBuilder:
     def _math(self, name, x):
         if not _is_float(x):
             raise UnimplementedError(f"LLVM codegen: {name} expects float32 or float64, got {dtype_of(x)}")
-        return getattr(mathfns, name)(self.b, x)
+        return mathlib.call(self.b, name, x)
 
     def exp(self, x):
         return self._math("exp", x)
