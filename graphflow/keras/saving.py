@@ -89,7 +89,7 @@ def deserialize_callable(config: dict):
 
 # ---- layers and models ----
 def serialize_layer(layer) -> dict:
-    return {"class_name": type(layer).__name__, "registered_name": getattr(type(layer), "_registered_name", None),
+    return {"class_name": type(layer).__name__, "registered_name": type(layer).__dict__.get("_registered_name"),
             "config": layer.get_config()}
 
 
