@@ -3,7 +3,8 @@
 `PASSES` is the one ordered list of passes. Each is a function `(program, report) ->
 program`, tagged with the lowest opt_level that runs it. Consecutive passes marked
 `fixed_point` form a loop that repeats until a whole round changes nothing (every pass
-returned its input unchanged) or `MAX_ROUNDS` is reached. Any pass but `prune` (which
+returned its input unchanged) or `MAX_ROUNDS` is reached; passes are idempotent, so one
+is not rerun on a program it produced or already left unchanged. Any pass but `prune` (which
 decides what a run executes) can be switched off by name: `build_program(...,
 disable=("cse",))` or the env `GRAPHFLOW_DISABLE_PASSES=cse,simplify`. With
 `GRAPHFLOW_VERIFY=1` (set in the tests) the invariant checker runs after every pass;
@@ -117,11 +118,19 @@ def run_passes(program: Program, report: Report, opt_level: int, disable=()) -> 
 
 
 def _fixed_point(group, program: Program, report: Report, run) -> Program:
+    """Repeat `group` until a round changes nothing. Passes are idempotent, so a pass is
+    skipped when the program is one it returned or left unchanged before."""
+    settled: dict = {}  # pass name -> a program that is a fixed point of that pass
     for round_no in range(1, MAX_ROUNDS + 1):
-        start = program
+        changed = False
         for p in group:
-            program = run(p, program, round_no)
-        if program is start:
+            if settled.get(p.name) is program:
+                continue
+            out = run(p, program, round_no)
+            settled[p.name] = out
+            changed = changed or out is not program
+            program = out
+        if not changed:
             return program
     report.note(f"passes {', '.join(p.name for p in group)} did not reach a fixed point in {MAX_ROUNDS} rounds")
     return program
