@@ -43,8 +43,9 @@ def pointer_operands(kir: KernelIR) -> list[tuple[int, str]]:
 
 
 class _KernelEmitter:
-    def __init__(self, module: ir.Module, kir: KernelIR):
+    def __init__(self, module: ir.Module, kir: KernelIR, markers: "_LoopMarkers"):
         self.kir = kir
+        self.markers = markers
         self.n_in = len(kir.inputs)
         self.ptr_ops = pointer_operands(kir)
         self.ro = outer_rank(kir)
@@ -72,9 +73,10 @@ class _KernelEmitter:
     def _load_i64(self, base, index: int):
         return self.b.load(self.b.gep(base, [self._i64(index)], inbounds=True, source_etype=I64), typ=I64)
 
-    def _loop(self, lo, hi, init: list, body, name: str) -> list:
+    def _loop(self, lo, hi, init: list, body, name: str, scalar: bool = False) -> list:
         """A counted loop i in [lo, hi) carrying accumulators; body(i, accs) -> new accs.
-        Returns the accumulators' values after the loop."""
+        Returns the accumulators' values after the loop. A `scalar` loop is marked so LLVM
+        neither vectorizes nor unrolls it (the strided fallback: keeps compile time down)."""
         b = self.b
         pre = b.block
         header = self.fn.append_basic_block(f"{name}.head")
@@ -97,7 +99,9 @@ class _KernelEmitter:
         i.add_incoming(nxt, latch)
         for p, v in zip(accs, new):
             p.add_incoming(v, latch)
-        b.branch(header)
+        br = b.branch(header)
+        if scalar:
+            br.set_metadata("llvm.loop", self.markers.scalar_loop())
         b.position_at_end(exit_bb)
         return accs
 
@@ -145,7 +149,7 @@ class _KernelEmitter:
         for bb, strides in ((unit_bb, None), (strided_bb, col_strides)):
             b.position_at_end(bb)
             accs = self._loop(lo, hi, init, lambda c, accs, s=strides: body(c, accs, self._addr(bases, s, c)),
-                              f"{name}.{'u' if strides is None else 's'}")
+                              f"{name}.{'u' if strides is None else 's'}", scalar=strides is not None)
             results.append((list(accs), b.block))
             b.branch(join_bb)
         b.position_at_end(join_bb)
@@ -262,12 +266,37 @@ class _KernelEmitter:
         return offs
 
 
+class _LoopMarkers:
+    """Loop-ID metadata for scalar loops. LLVM wants each loop ID to be a distinct node that
+    lists itself first, which llvmlite cannot build: a named placeholder is emitted per loop
+    and `finish` rewrites it in the module text."""
+
+    _PLACEHOLDER = "graphflow.scalar_loop"
+
+    def __init__(self, module: ir.Module):
+        self.module = module
+        self.count = 0
+        self.options = [module.add_metadata([ir.MetaDataString(module, "llvm.loop.vectorize.enable"),
+                                             ir.Constant(ir.IntType(1), 0)]),
+                        module.add_metadata([ir.MetaDataString(module, "llvm.loop.unroll.disable")])]
+
+    def scalar_loop(self):
+        self.count += 1
+        return self.module.add_metadata([ir.MetaDataString(self.module, f"{self._PLACEHOLDER}.{self.count}")])
+
+    def finish(self, text: str) -> str:
+        opts = ", ".join(o.get_reference() for o in self.options)
+        pattern = re.compile(rf'^(!\d+) = !{{ ?!"{re.escape(self._PLACEHOLDER)}\.\d+" ?}}$', re.M)
+        return pattern.sub(lambda m: f"{m.group(1)} = distinct !{{{m.group(1)}, {opts}}}", text)
+
+
 def emit_module(kernels: list[KernelIR]) -> str:
     """One LLVM module holding every kernel of a compiled graph, as IR text."""
     module = ir.Module(name="graphflow_fused")
+    markers = _LoopMarkers(module)
     for kir in kernels:
-        _KernelEmitter(module, kir).emit()
-    return str(module)
+        _KernelEmitter(module, kir, markers).emit()
+    return markers.finish(str(module))
 
 
 _VECTOR_OP = re.compile(r"%[yz]mm\d|\bv?(?:add|sub|mul|div|max|min|sqrt|fn?m(?:add|sub)\d*)p[sd]\b|\bvp(?:add|sub|mul)")

@@ -8,6 +8,7 @@ caps that fired, and the module's IR.
 from __future__ import annotations
 
 import heapq
+import json
 import os
 import re
 import time
@@ -76,7 +77,7 @@ def build_kernel_ir(g: Group, planner: Planner, name: str) -> tuple[KernelIR, li
     """The KernelIR of group `g`, and the member ids whose values it exports (in order)."""
     program = planner.program
     members = sorted(g.members, key=planner.pos.get)
-    forms = planner._forms(g.members, g.domain, g.reduced)
+    forms = g.forms
     operands: dict = {}
     operand_list: list[Operand] = []
     for m in members:
@@ -140,7 +141,7 @@ def compile_kernels(kernels: list[FusedKernel], report: Report) -> str:
         report.note("GRAPHFLOW_FUSION_NUMPY=1: fused kernels run their numpy evaluation")
         return ""
     from ..codegen.jit import compile_module
-    from .emit import emit_module, vectorized_functions
+    from .emit import emit_module
 
     try:
         text = emit_module([k.ir for k in kernels])
@@ -148,16 +149,34 @@ def compile_kernels(kernels: list[FusedKernel], report: Report) -> str:
         report.note(f"code generation unavailable for this graph ({exc}); fused kernels run in numpy")
         return ""
     jit = compile_module(text)
-    vec = vectorized_functions(jit.asm, [k.name for k in kernels]) if _want_asm(jit) else {}
+    vec = vector_flags(jit, [k.name for k in kernels])
     for k in kernels:
         k.bind(jit, vec.get(k.name))
     return text
 
 
-def _want_asm(jit) -> bool:
-    """The assembly decides `vectorized`; a module loaded from the disk cache has none in
-    memory, so it is regenerated only when GRAPHFLOW_REPORT_ASM is not 0."""
-    return not jit.loaded_from_cache or os.environ.get("GRAPHFLOW_REPORT_ASM", "1") != "0"
+_flags_memo: dict = {}
+
+
+def vector_flags(jit, names) -> dict:
+    """name -> whether the function's assembly has packed vector instructions. Computing the
+    assembly costs a second code generation, so the answer is kept in memory and next to the
+    module's object code in the kernel cache (a warm process never regenerates it)."""
+    from ..codegen import cache
+    from .emit import vectorized_functions
+
+    flags = _flags_memo.get(jit.key)
+    if flags is None:
+        raw = cache.load(jit.key + "-vec")
+        try:
+            flags = json.loads(raw) if raw else None
+        except ValueError:
+            flags = None
+        if flags is None:
+            flags = vectorized_functions(jit.asm, names)
+            cache.store(jit.key + "-vec", json.dumps(flags).encode())
+        _flags_memo[jit.key] = flags
+    return flags
 
 
 def _rewrite(program: Program, groups, kernels, exports, planner: Planner) -> Program:

@@ -17,7 +17,7 @@ before the elementwise epilogue runs on that block.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
@@ -70,6 +70,10 @@ class KernelIR:
     outputs: tuple
     output_names: tuple
     members: tuple      # original op names
+    # derived in __post_init__: index of the library instruction (the epilogue's producer)
+    # or None, and the indices of the reduction instructions
+    library: int | None = field(init=False, default=None)
+    reductions: tuple = field(init=False, default=())
 
     def slot_form(self, slot: int) -> str:
         n = len(self.inputs)
@@ -79,17 +83,11 @@ class KernelIR:
         n = len(self.inputs)
         return self.inputs[slot].dtype if slot < n else self.instrs[slot - n].dtype
 
-    @property
-    def library(self) -> int | None:
-        """Index of the library instruction (the epilogue's producer), if any."""
-        for i, ins in enumerate(self.instrs):
-            if not ins.is_const and get_op_def(ins.op).kind is OpKind.LIBRARY:
-                return i
-        return None
-
-    @property
-    def reductions(self) -> tuple:
-        return tuple(i for i, ins in enumerate(self.instrs) if ins.op in REDUCERS)
+    def __post_init__(self):
+        lib = [i for i, ins in enumerate(self.instrs)
+               if not ins.is_const and get_op_def(ins.op).kind is OpKind.LIBRARY]
+        object.__setattr__(self, "library", lib[0] if lib else None)
+        object.__setattr__(self, "reductions", tuple(i for i, ins in enumerate(self.instrs) if ins.op in REDUCERS))
 
     def describe(self) -> str:
         """Readable listing for GRAPHFLOW_DEBUG and failing tests."""

@@ -10,7 +10,7 @@ needed outside its group is materialized as an extra output (never recomputed).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -120,13 +120,17 @@ def classify(node, program, controlled: set, targets: set) -> tuple[Role | None,
 
 @dataclass
 class Group:
-    """A set of node ids that will become one kernel."""
+    """A set of node ids that will become one kernel, with what merging needs incrementally:
+    each member's form, the refs it reads from outside, and the members it exports."""
 
     members: set
     domain: tuple
     reduced: int
-    library: int | None = None
-    capped: list = field(default_factory=list)
+    library: int | None
+    forms: dict
+    ext: set
+    exports: set
+    last: int           # topological position of the last member
 
 
 class Planner:
@@ -159,10 +163,13 @@ class Planner:
             role = self.roles.get(n.id)
             if role is None:
                 continue
-            g = Group({n.id}, role.domain, role.reduced, n.id if role.kind == "library" else None)
-            self.group_of[n.id] = g
-            producers = dict.fromkeys(r[0] for r in n.inputs if r[0] in self.roles)
-            for p in producers:
+            ext = {r for r in n.inputs if not inlinable_constant(self.program.node(r[0]))}
+            exports = {n.id} if (self.succ[n.id] or n.id in self.output_ids) else set()
+            form = fit(tuple(n.specs[0].shape), role.domain, role.reduced)
+            self.group_of[n.id] = Group({n.id}, role.domain, role.reduced,
+                                        n.id if role.kind == "library" else None, {n.id: form}, ext, exports,
+                                        self.pos[n.id])
+            for p in dict.fromkeys(r[0] for r in n.inputs if r[0] in self.roles):
                 self._try_merge(self.group_of[p], self.group_of[n.id])
         groups = list({id(g): g for g in self.group_of.values()}.values())
         kept = []
@@ -172,7 +179,7 @@ class Planner:
                 self.unfused[node.name] = "library op with no elementwise consumer to fuse into its epilogue"
             else:
                 kept.append(g)
-        kept.sort(key=lambda g: max(self.pos[m] for m in g.members))
+        kept.sort(key=lambda g: g.last)
         return kept
 
     # ---- legality ----
@@ -191,33 +198,59 @@ class Planner:
             return g.domain, 0
         return b.domain, 0
 
+    def _member_ok(self, m: int, form: str, form_of, inside, domain, reduced) -> bool:
+        """Whether member m with result form `form` fits, given its in-group inputs' forms."""
+        node = self.program.node(m)
+        role = self.roles[m]
+        if role.kind == "reduction":
+            return (role.domain == domain and role.reduced == reduced and form != FULL
+                    and all(form_of(r[0]) == FULL for r in node.inputs if inside(r[0])))
+        if role.kind == "library":
+            return form == FULL and reduced <= 1 and not any(inside(r[0]) for r in node.inputs)
+        allowed = _INPUT_FORMS[form]
+        return all(form_of(r[0]) in allowed for r in node.inputs if inside(r[0]))
+
     def _forms(self, members, domain, reduced):
-        """member id -> form, or None when some member does not fit the domain."""
+        """member id -> form for a whole candidate group, or None when some member does not fit."""
         forms = {}
-        for m in sorted(members, key=self.pos.get):
-            node = self.program.node(m)
-            role = self.roles[m]
-            f = fit(tuple(node.specs[0].shape), domain, reduced)
+        for m in members:
+            f = fit(tuple(self.program.node(m).specs[0].shape), domain, reduced)
             if f is None:
                 return None
-            if role.kind == "reduction":
-                if role.domain != domain or role.reduced != reduced or f == FULL:
-                    return None
-                if any(forms.get(r[0], FULL) != FULL for r in node.inputs):
-                    return None
-            elif role.kind == "library":
-                if f != FULL or reduced > 1 or any(r[0] in members for r in node.inputs):
-                    return None
-            else:
-                allowed = _INPUT_FORMS[f]
-                if any(forms[r[0]] not in allowed for r in node.inputs if r[0] in forms):
-                    return None
             forms[m] = f
+        for m in members:
+            if not self._member_ok(m, forms[m], forms.get, forms.__contains__, domain, reduced):
+                return None
         return forms
 
-    def _creates_cycle(self, union: set) -> bool:
-        limit = max(self.pos[m] for m in union)
-        stack = [c for m in union for c in self.succ[m] if c not in union and self.pos[c] < limit]
+    def _merged_forms(self, a: Group, b: Group, domain, reduced):
+        """Forms of a | b. When neither domain changes, only the edges between the two groups
+        need checking (the smaller group's side), which keeps long chains linear."""
+        if (a.domain, a.reduced) != (domain, reduced) or (b.domain, b.reduced) != (domain, reduced):
+            return self._forms(a.members | b.members, domain, reduced)
+        small, big = (a, b) if len(a.members) <= len(b.members) else (b, a)
+
+        def form_of(x):
+            return small.forms.get(x) or big.forms.get(x)
+
+        def inside(x):
+            return x in small.members or x in big.members
+
+        for m in small.members:
+            if not self._member_ok(m, small.forms[m], form_of, inside, domain, reduced):
+                return None
+            for c in self.succ[m]:
+                if c in big.members and not self._member_ok(c, big.forms[c], form_of, inside, domain, reduced):
+                    return None
+        return {**big.forms, **small.forms}
+
+    def _creates_cycle(self, a: Group, b: Group) -> bool:
+        """True when a path leaves a | b and comes back (the union would not be convex)."""
+        def inside(x):
+            return x in a.members or x in b.members
+
+        limit = max(a.last, b.last)
+        stack = [c for m in a.exports | b.exports for c in self.succ[m] if not inside(c) and self.pos[c] < limit]
         seen = set()
         while stack:
             x = stack.pop()
@@ -225,24 +258,11 @@ class Planner:
                 continue
             seen.add(x)
             for c in self.succ[x]:
-                if c in union:
+                if inside(c):
                     return True
                 if self.pos[c] < limit and c not in seen:
                     stack.append(c)
         return False
-
-    def operand_count(self, union: set) -> int:
-        """Kernel inputs plus outputs of a candidate group."""
-        ins = set()
-        outs = 0
-        for m in union:
-            node = self.program.node(m)
-            for r in node.inputs:
-                if r[0] not in union and not inlinable_constant(self.program.node(r[0])):
-                    ins.add(r)
-            if m in self.output_ids or any(c not in union for c in self.succ[m]):
-                outs += 1
-        return len(ins) + outs
 
     def _try_merge(self, a: Group, b: Group) -> None:
         if a is b:
@@ -250,18 +270,28 @@ class Planner:
         dom = self._domain(a, b)
         if dom is None:
             return
-        union = a.members | b.members
-        if self._forms(union, *dom) is None or self._creates_cycle(union):
+        forms = self._merged_forms(a, b, *dom)
+        if forms is None or self._creates_cycle(a, b):
             return
-        names = sorted(self.program.node(m).name for m in union)
-        if len(union) > MAX_MEMBERS:
-            self.cap_events.append((names[:3], f"group-size cap {MAX_MEMBERS} reached"))
+
+        def inside(x):
+            return x in a.members or x in b.members
+
+        ext = {r for r in a.ext | b.ext if not inside(r[0])}
+        exports = {m for m in a.exports | b.exports
+                   if m in self.output_ids or any(not inside(c) for c in self.succ[m])}
+        size = len(a.members) + len(b.members)
+        if size > MAX_MEMBERS or len(ext) + len(exports) > MAX_OPERANDS:
+            last = max(b.members, key=self.pos.get)
+            why = (f"group-size cap {MAX_MEMBERS} reached" if size > MAX_MEMBERS
+                   else f"operand cap {MAX_OPERANDS} reached")
+            self.cap_events.append(([self.program.node(last).name], why))
             return
-        if self.operand_count(union) > MAX_OPERANDS:
-            self.cap_events.append((names[:3], f"operand cap {MAX_OPERANDS} reached"))
-            return
-        b.members = union
-        b.domain, b.reduced = dom
-        b.library = a.library if a.library is not None else b.library
-        for m in a.members:
-            self.group_of[m] = b
+        small, big = (a, b) if len(a.members) <= len(b.members) else (b, a)
+        big.members |= small.members
+        big.domain, big.reduced = dom
+        big.library = a.library if a.library is not None else b.library
+        big.forms, big.ext, big.exports = forms, ext, exports
+        big.last = max(a.last, b.last)
+        for m in small.members:
+            self.group_of[m] = big
