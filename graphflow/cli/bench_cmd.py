@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from ..errors import GraphflowError
+from ..errors import FailedPreconditionError, GraphflowError
 from ..runtime.session import Session
 from ..variables import global_variables, variables_initializer
 from .compile_cmd import load_target
@@ -46,17 +46,24 @@ def random_feeds(target: Target, batch: int, seed: int = 0) -> list:
 
 
 def open_sessions(target: Target, threads: int | None) -> dict:
-    """One Session per level, all holding the same variable values."""
+    """One Session per level, all holding the same variable values: the script's own (a
+    gf.keras model's session) where it has them, else freshly initialized ones."""
     sessions = {level: Session(graph=target.graph, opt_level=level, num_threads=threads) for level in LEVELS}
     variables = global_variables(target.graph)
-    if variables:
+    source = target.session
+    if variables and source is None:
         with target.graph.as_default():
             init = variables_initializer(variables, name="graphflow_bench_init")
-        first = sessions[LEVELS[0]]
-        first.run(init)
-        for level in LEVELS[1:]:
-            for v in variables:
-                sessions[level]._set_variable(v, first._get_variable(v))
+        source = sessions[LEVELS[0]]
+        source.run(init)
+    for v in variables:
+        try:
+            value = source._get_variable(v)
+        except FailedPreconditionError:  # e.g. an optimizer slot that inference does not read
+            continue
+        for s in sessions.values():
+            if s is not source:
+                s._set_variable(v, value)
     return sessions
 
 

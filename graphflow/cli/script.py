@@ -24,9 +24,7 @@ class UsageError(Exception):
 
 def rejected(action: str, target: "Target", exc: Exception) -> UsageError:
     """The UsageError for a graph that graphflow refuses to compile or run (first line of why)."""
-    first = str(exc).strip().splitlines()
-    return UsageError(f"cannot {action} {', '.join(t.name for t in target.fetches)}: "
-                      f"{first[0] if first else type(exc).__name__}")
+    return UsageError(f"cannot {action} {', '.join(t.name for t in target.fetches)}: {_first_line(exc)}")
 
 
 @dataclass
@@ -37,6 +35,7 @@ class Target:
     fetches: list
     feeds: list
     origin: str  # how the fetches were found, for the report header
+    session: object = None  # a Session already holding the variables' values (a gf.keras model's)
 
 
 def run_script(path: str) -> dict:
@@ -54,7 +53,7 @@ def run_script(path: str) -> dict:
                     from None
             raise UsageError(f"{os.path.basename(path)} exited with status {exc.code}") from None
         except Exception as exc:
-            raise UsageError(f"{os.path.basename(path)} raised {_describe(exc, path)}") from exc
+            raise UsageError(f"{_where(exc, path)} raised {type(exc).__name__}: {_first_line(exc)}") from exc
 
 
 @contextlib.contextmanager
@@ -72,15 +71,19 @@ def _script_environment(script_dir: str):
         sys.path[:] = old_path
 
 
-def _describe(exc: BaseException, path: str) -> str:
-    """`ValueError at model.py:12: message`: the script's own innermost line, if any."""
-    where = ""
+def _where(exc: BaseException, path: str) -> str:
+    """`model.py:12`: the script's own innermost line in the traceback (or just its name)."""
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         if os.path.abspath(frame.filename) == path:
-            where = f" at {os.path.basename(path)}:{frame.lineno}"
-            break
-    message = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}{where}: {message[0] if message else '(no message)'}"
+            return f"{os.path.basename(path)}:{frame.lineno}"
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        return f"{os.path.basename(path)}:{exc.lineno}"
+    return os.path.basename(path)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else "(no message)"
 
 
 def find_target(namespace: dict, fetch_names: list[str] | None) -> Target:
@@ -88,9 +91,11 @@ def find_target(namespace: dict, fetch_names: list[str] | None) -> Target:
     model = namespace.get("model")
     outputs = namespace.get("outputs")
     if fetch_names:
-        graph = _graph_of_script(namespace, model, outputs)
+        base = _model_target(model) if model is not None else None
+        graph = base.graph if base is not None else _graph_of_script(namespace, outputs)
         fetches = [_resolve_fetch(graph, name) for name in fetch_names]
-        return Target(graph, fetches, needed_placeholders(fetches), "--fetch " + " ".join(fetch_names))
+        return Target(graph, fetches, needed_placeholders(fetches), "--fetch " + " ".join(fetch_names),
+                      base.session if base is not None else None)
     if model is not None:
         return _model_target(model)
     if outputs is not None:
@@ -107,20 +112,21 @@ def find_target(namespace: dict, fetch_names: list[str] | None) -> Target:
 
 
 def _model_target(model) -> Target:
-    """A gf.keras model's inference graph: its outputs fed through its inputs."""
+    """A gf.keras model's inference graph: its outputs fed through its input placeholders."""
+    from ..keras import Model
+
+    if not isinstance(model, Model):
+        raise UsageError(f"module-level `model` is a {type(model).__name__}, not a gf.keras model; name it "
+                         "differently, or define `outputs` (and `inputs`) instead")
     try:
-        outputs, inputs, graph = model.outputs, model.inputs, model.graph
-    except AttributeError as exc:
-        raise UsageError(f"module-level `model` is a {type(model).__name__}, not a gf.keras model "
-                         f"({exc})") from None
-    if not outputs:
-        raise UsageError("module-level `model` has no outputs yet: build it (call it on an Input, or give "
-                         "its first layer input_shape=) before compiling")
-    fetches = _tensor_list(outputs, "model.outputs")
-    feeds = _tensor_list(inputs, "model.inputs") if inputs else needed_placeholders(fetches)
-    if fetches[0].graph is not graph:
-        raise UsageError("module-level `model`: its outputs are not in model.graph")
-    return Target(graph, fetches, feeds, f"module-level `model` ({type(model).__name__})")
+        graph = model.graph  # builds the inference graph on first use
+    except ValueError as exc:
+        raise UsageError(f"module-level `model` cannot be built: {str(exc).splitlines()[0]}") from None
+    runtime = model._runtime  # gf.keras' GraphRuntime: the input placeholders and inference outputs
+    fetches = _tensor_list(runtime.outputs, "model outputs")
+    feeds = _tensor_list(runtime.inputs, "model inputs")
+    return Target(graph, fetches, feeds, f"module-level `model` ({type(model).__name__} '{model.name}')",
+                  runtime.session)
 
 
 def _tensor_list(value, what: str) -> list:
@@ -137,11 +143,9 @@ def _tensor_list(value, what: str) -> list:
     return out
 
 
-def _graph_of_script(namespace: dict, model, outputs) -> Graph:
-    """The graph --fetch names refer to: the model's or outputs', else the one Graph the
-    script defines at module level, else the default graph."""
-    if model is not None and isinstance(getattr(model, "graph", None), Graph):
-        return model.graph
+def _graph_of_script(namespace: dict, outputs) -> Graph:
+    """The graph --fetch names refer to: that of `outputs`, else the one Graph the script
+    defines at module level, else the default graph."""
     if outputs is not None:
         return _tensor_list(outputs, "outputs")[0].graph
     graphs = {id(v): v for v in namespace.values() if isinstance(v, Graph)}
