@@ -22,7 +22,7 @@ import re
 import numpy as np
 from llvmlite import ir
 
-from ...ops.registry import get_op_def
+from ...ops.registry import OpKind, get_op_def
 from ..codegen.irtypes import call_intrinsic, element_pointer, load_value, store_value
 from ..codegen.scalar_llvm import LLVMScalarBuilder
 from .kernel_ir import FULL, LIB, REDUCERS, ROW_FORMS, KernelIR
@@ -122,7 +122,9 @@ class _KernelEmitter:
                 value = self.sb.const(np.asarray(ins.attrs["value"]).item(), ins.dtype)
             else:
                 args = [self._compute(a, env, address) for a in ins.args]
-                value = get_op_def(ins.op).scalar(self.sb, *args, **ins.attrs)
+                op_def = get_op_def(ins.op)
+                # a fused reshape only re-labels a per-row value: the scalar is unchanged
+                value = args[0] if op_def.kind is OpKind.INJECTIVE else op_def.scalar(self.sb, *args, **ins.attrs)
         env[slot] = value
         return value
 

@@ -18,7 +18,7 @@ from ..program import FEED, Node, Program
 from ..report import Report
 from .fused_op import FusedKernel
 from .kernel_ir import DROP, FULL, LIB, ROW, UNIFORM, Instr, KernelIR, Operand
-from .planner import Group, Planner, inlinable_constant, is_unit
+from .planner import Group, Planner, fit, inlinable_constant, is_unit
 
 
 def fuse(program: Program, report: Report) -> Program:
@@ -61,9 +61,15 @@ def tensor_name(program: Program, ref) -> str:
     return node.name if node.op == FEED else f"{node.name}:{ref[1]}"
 
 
-def _operand_form(shape, consumer_form: str, reduced: int) -> str:
-    """How an input is walked: consumers of row values in reduced shape align it left (DROP);
-    otherwise it is right-aligned, one value per row when its reduced axes are all 1."""
+def _operand_form(shape, consumer_form: str, g: Group, role: str) -> str:
+    """How an input is walked: a reshape's input by its own shape; consumers of row values
+    in reduced shape align it left (DROP); otherwise it is right-aligned, one value per row
+    when its reduced axes are all 1."""
+    reduced = g.reduced
+    if role == "library":
+        return LIB
+    if role == "reshape":
+        return fit(shape, g.domain, reduced)
     if is_unit(shape):
         return UNIFORM
     if consumer_form == DROP:
@@ -82,12 +88,11 @@ def build_kernel_ir(g: Group, planner: Planner, name: str) -> tuple[KernelIR, li
     operand_list: list[Operand] = []
     for m in members:
         node = program.node(m)
-        lib = planner.roles[m].kind == "library"
         for r in node.inputs:
             if r[0] in g.members or inlinable_constant(program.node(r[0])):
                 continue
             spec = program.spec(r)
-            form = LIB if lib else _operand_form(tuple(spec.shape), forms[m], g.reduced)
+            form = _operand_form(tuple(spec.shape), forms[m], g, planner.roles[m].kind)
             key = (r, form)
             if key not in operands:
                 operands[key] = len(operand_list)
@@ -97,7 +102,6 @@ def build_kernel_ir(g: Group, planner: Planner, name: str) -> tuple[KernelIR, li
     instrs: list[Instr] = []
     for m in members:
         node = program.node(m)
-        lib = planner.roles[m].kind == "library"
         args = []
         for r in node.inputs:
             if r[0] in g.members:
@@ -111,7 +115,7 @@ def build_kernel_ir(g: Group, planner: Planner, name: str) -> tuple[KernelIR, li
                 args.append(n_in + len(instrs) - 1)
                 continue
             spec = program.spec(r)
-            form = LIB if lib else _operand_form(tuple(spec.shape), forms[m], g.reduced)
+            form = _operand_form(tuple(spec.shape), forms[m], g, planner.roles[m].kind)
             args.append(operands[(r, form)])
         spec = node.specs[0]
         instrs.append(Instr(node.op, node.name, tuple(args), dict(node.attrs), spec.dtype, forms[m],

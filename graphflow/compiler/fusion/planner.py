@@ -17,7 +17,12 @@ import numpy as np
 from ...ops.registry import OpKind
 from ..program import const_value
 from .epilogue import ROW_BLOCKED
-from .kernel_ir import DROP, FULL, REDUCERS, ROW, UNIFORM
+from .kernel_ir import DROP, FULL, REDUCERS, ROW, ROW_FORMS, UNIFORM
+
+# Pure reshapes: inside a kernel they only re-label a per-row value (keepdims or not), so a
+# Squeeze/ExpandDims between a reduction and its consumers does not split a row kernel.
+RESHAPES = ("Reshape", "Squeeze", "ExpandDims")
+INJECTIVE_REASON = "injective shape op (runs as a numpy view or copy between kernels)"
 
 MAX_MEMBERS = 256     # ops per kernel: bounds LLVM compile time of one function
 MAX_OPERANDS = 24     # inputs + outputs per kernel: bounds the call's argument list
@@ -64,7 +69,8 @@ def trailing_reduced(axes, rank: int) -> int | None:
 
 @dataclass
 class Role:
-    """What the planner may do with one node: 'elementwise', 'reduction' or 'library'."""
+    """What the planner may do with one node: 'elementwise', 'reduction', 'library' or
+    'reshape' (a per-row value changing between keepdims and reduced shape)."""
 
     kind: str
     domain: tuple
@@ -83,7 +89,9 @@ def classify(node, program, controlled: set, targets: set) -> tuple[Role | None,
     if node.id in targets:
         return None, "run as a target"
     if d.kind is OpKind.INJECTIVE:
-        return None, "injective shape op (runs as a numpy view or copy between kernels)"
+        if node.op in RESHAPES and len(node.inputs) == 1 and node.specs[0].shape is not None:
+            return Role("reshape", tuple(node.specs[0].shape)), None
+        return None, INJECTIVE_REASON
     if d.kind is OpKind.OPAQUE:
         return None, f"opaque op {node.op} (no scalar program or row rule)"
     if len(node.specs) != 1:
@@ -177,6 +185,8 @@ class Planner:
             if g.library is not None and len(g.members) == 1:
                 node = self.program.node(g.library)
                 self.unfused[node.name] = "library op with no elementwise consumer to fuse into its epilogue"
+            elif all(self.roles[m].kind == "reshape" for m in g.members):
+                self.unfused.update((self.program.node(m).name, INJECTIVE_REASON) for m in g.members)
             else:
                 kept.append(g)
         kept.sort(key=lambda g: g.last)
@@ -207,6 +217,10 @@ class Planner:
                     and all(form_of(r[0]) == FULL for r in node.inputs if inside(r[0])))
         if role.kind == "library":
             return form == FULL and reduced <= 1 and not any(inside(r[0]) for r in node.inputs)
+        if role.kind == "reshape":
+            allowed = (FULL,) if form == FULL else ROW_FORMS
+            return all((form_of(r[0]) if inside(r[0]) else
+                        fit(tuple(self.program.spec(r).shape), domain, reduced)) in allowed for r in node.inputs)
         allowed = _INPUT_FORMS[form]
         return all(form_of(r[0]) in allowed for r in node.inputs if inside(r[0]))
 
