@@ -15,11 +15,11 @@ from .build import convert_to_tensor, is_tensor_like, normalize_axes, normalize_
 from .composite import CompositeDef, register_composite
 
 
-def _float_tensor(x, fn, what="logits"):
+def _float_tensor(x, fn, what="logits", need_rank=True):
     t = convert_to_tensor(x)
     if t.dtype not in _dt.FLOATS:
         raise TypeError(f"{fn}: {what} '{t.name}' must be float32 or float64, got {t.dtype.name}")
-    if t.shape is None:
+    if need_rank and t.shape is None:
         raise ValueError(f"{fn}: the rank of {what} '{t.name}' must be known")
     return t
 
@@ -214,7 +214,7 @@ def dropout(x, rate, seed=None, noise_shape=None, name=None):
     from .math_api import where, zeros_like
     from .shape_ops import shape
 
-    t = _float_tensor(x, "dropout", "x")
+    t = _float_tensor(x, "dropout", "x", need_rank=False)
     dynamic_rate = is_tensor_like(rate)
     if not dynamic_rate:
         rate = float(rate)
@@ -225,7 +225,7 @@ def dropout(x, rate, seed=None, noise_shape=None, name=None):
     with t.graph.name_scope(name or "dropout"):
         if noise_shape is not None:
             dims = noise_shape
-        elif all(d is not None for d in t.shape):
+        elif t.shape is not None and all(d is not None for d in t.shape):
             dims = t.shape
         else:
             dims = shape(t)

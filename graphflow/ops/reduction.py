@@ -227,13 +227,13 @@ def reduce_logsumexp(x, axis=None, keepdims=False, name=None):
     with x.graph.name_scope(name or "ReduceLogSumExp"):
         m = stop_gradient(reduce_max(x, axis=axis, keepdims=True))
         m = where(isfinite(m), m, zeros_like(m))
-        out = log(reduce_sum(exp(x - m), axis=axis, keepdims=True)) + m
+        total = reduce_sum(exp(x - m), axis=axis, keepdims=keepdims)
         if not keepdims:
-            from .shape_ops import squeeze
+            from .shape_ops import reshape, squeeze
 
-            axes = normalize_axes(axis, len(x.shape)) if x.shape is not None else None
-            out = squeeze(out, axes)
-        return out
+            # the max with its reduced axes dropped: one element when every axis is reduced
+            m = reshape(m, ()) if axis is None else squeeze(m, normalize_axes(axis, len(x.shape)))
+        return log(total) + m
 
 
 def _np_logsumexp(x, axis=None, keepdims=False):

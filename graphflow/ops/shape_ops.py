@@ -94,7 +94,7 @@ def _expand_infer(specs, attrs):
     (x,) = specs
     if x.shape is None:
         return TensorSpec(None, x.dtype)
-    a = attrs["axis"]
+    a = normalize_axis(attrs["axis"], len(x.shape) + 1)
     return TensorSpec(x.shape[:a] + (1,) + x.shape[a:], x.dtype)
 
 
