@@ -1,0 +1,246 @@
+"""Fusion at opt_level 2: how many kernels a graph fuses into, of which kind, what the report
+says, and that fused results agree with the unfused reference (opt_level 0)."""
+import numpy as np
+import pytest
+
+import graphflow as gf
+from graphflow.compiler.fusion import planner as planner_mod
+from graphflow.compiler.fusion.fused_op import FLAT_BLOCK
+from graphflow.runtime.threads import ThreadBudget
+
+RNG = np.random.default_rng(0)
+
+
+def _kernels(fetches, feeds):
+    c = gf.compile(fetches, feed_list=feeds)
+    return c, c.report_data.kernels
+
+
+def _agree(fetches, feed_dict, rtol=1e-5, atol=1e-6):
+    ref = gf.Session(opt_level=0).run(fetches, feed_dict)
+    got = gf.Session(opt_level=2).run(fetches, feed_dict)
+    for r, g in zip(ref if isinstance(ref, list) else [ref], got if isinstance(got, list) else [got]):
+        np.testing.assert_allclose(g, r, rtol=rtol, atol=atol)
+    return got
+
+
+def _w1():
+    x = gf.placeholder(gf.float32, (None,), name="x")
+    y = gf.placeholder(gf.float32, (None,), name="y")
+    return x, y, gf.tanh(x * 0.5 + y) * gf.sigmoid(x) + gf.sqrt(gf.abs(y) + 1.0)
+
+
+def test_w1_chain_is_one_vectorized_kernel_with_the_ir_in_the_report():
+    x, y, out = _w1()
+    c, ks = _kernels(out, [x, y])
+    assert len(ks) == 1
+    k = ks[0]
+    assert k["kind"] == "elementwise" and k["vectorized"] is True
+    assert len(k["members"]) == 9 and k["inputs"] == ["x:0", "y:0"] and k["outputs"] == [out.name]
+    assert c.stats["kernels"] == 1 and c.stats["fused_ops"] == 9
+    assert f'define void @"{k["name"]}"' in c.llvm_ir
+    assert k["name"] in c.report()
+    n = 3 * FLAT_BLOCK + 5
+    _agree(out, {x: RNG.uniform(-3, 3, n).astype(np.float32), y: RNG.uniform(-3, 3, n).astype(np.float32)})
+
+
+def _softmax_input():
+    return gf.placeholder(gf.float32, (None, 33), name="x")
+
+
+@pytest.mark.parametrize("build", [
+    lambda x: gf.nn.softmax(x),
+    lambda x: gf.nn.log_softmax(x),
+    lambda x: gf.reduce_logsumexp(x, axis=-1),
+    lambda x: list(gf.nn.moments(x, axes=[1])),
+], ids=["softmax", "log_softmax", "logsumexp", "moments"])
+def test_row_patterns_are_one_row_kernel(build):
+    x = _softmax_input()
+    out = build(x)
+    _, ks = _kernels(out, [x])
+    assert [k["kind"] for k in ks] == ["row"]
+    assert ks[0]["vectorized"] is True
+    xv = RNG.standard_normal((19, 33)).astype(np.float32)
+    xv[3, 4] = np.nan
+    xv[5, :] = -np.inf
+    xv[6, 2] = np.inf
+    ref = gf.Session(opt_level=0).run(out, {x: xv})
+    got = gf.Session(opt_level=2).run(out, {x: xv})
+    for r, g in zip(ref if isinstance(ref, list) else [ref], got if isinstance(got, list) else [got]):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(r))
+        np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6)
+
+
+def test_layer_norm_from_primitives_is_one_row_kernel():
+    x = gf.placeholder(gf.float32, (None, 64), name="x")
+    gamma = gf.constant(RNG.uniform(0.5, 1.5, 64).astype(np.float32))
+    beta = gf.constant(RNG.uniform(-1, 1, 64).astype(np.float32))
+    m = gf.reduce_mean(x, axis=-1, keepdims=True)
+    v = gf.reduce_mean(gf.square(x - m), axis=-1, keepdims=True)
+    out = (x - m) * gf.rsqrt(v + 1e-5) * gamma + beta
+    _, ks = _kernels(out, [x])
+    assert len(ks) == 1 and ks[0]["kind"] == "row" and len(ks[0]["members"]) == 9
+    _agree(out, {x: RNG.standard_normal((200, 64)).astype(np.float32)}, rtol=1e-4, atol=1e-5)
+
+
+def test_softmax_cross_entropy_fuses_into_one_row_kernel():
+    x = gf.placeholder(gf.float32, (None, 10), name="x")
+    labels = gf.placeholder(gf.int32, (None,), name="labels")
+    per_row = gf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=x)
+    _, ks = _kernels(per_row, [x, labels])
+    assert [k["kind"] for k in ks] == ["row"]
+    _agree(per_row, {x: RNG.standard_normal((50, 10)).astype(np.float32),
+                     labels: RNG.integers(0, 10, 50).astype(np.int32)})
+
+
+def test_dense_bias_relu_is_one_epilogue_kernel():
+    x = gf.placeholder(gf.float32, (None, 20), name="x")
+    w = gf.constant(RNG.standard_normal((20, 30)).astype(np.float32))
+    b = gf.constant(RNG.standard_normal(30).astype(np.float32))
+    res = gf.placeholder(gf.float32, (None, 30), name="res")
+    out = gf.nn.relu(gf.matmul(x, w) + b) + res
+    c, ks = _kernels(out, [x, res])
+    assert len(ks) == 1 and ks[0]["kind"] == "epilogue"
+    assert [n.split("/")[-1] for n in ks[0]["members"]][0] == "MatMul"
+    assert not any(n.op == "MatMul" for n in c.program.nodes)
+    feeds = {x: RNG.standard_normal((700, 20)).astype(np.float32), res: RNG.standard_normal((700, 30)).astype(np.float32)}
+    _agree(out, feeds, rtol=1e-4, atol=1e-4)
+
+
+def test_dense_softmax_head_fuses_matmul_and_row_kernel():
+    x = gf.placeholder(gf.float32, (None, 8), name="x")
+    w = gf.constant(RNG.standard_normal((8, 5)).astype(np.float32))
+    out = gf.nn.softmax(gf.matmul(x, w))
+    _, ks = _kernels(out, [x])
+    assert len(ks) == 1 and ks[0]["kind"] == "epilogue" and len(ks[0]["members"]) == 6
+    _agree(out, {x: RNG.standard_normal((1000, 8)).astype(np.float32)})
+
+
+def test_expensive_op_with_outside_consumers_is_materialized_not_recomputed():
+    x = gf.placeholder(gf.float32, (None, 16), name="x")
+    e = gf.exp(gf.tanh(x))
+    a = gf.reduce_sum(e, axis=0)            # leading-axis reduction: not fused
+    b = e * 2.0 + 1.0
+    c, ks = _kernels([a, b], [x])
+    names = [n for k in ks for n in k["members"]]
+    assert len(names) == len(set(names)), "an op was duplicated into several kernels"
+    assert any(e.name in k["outputs"] for k in ks)
+    assert "reduces axes" in c.report_data.unfused[a.op.name]
+    _agree([a, b], {x: RNG.standard_normal((9, 16)).astype(np.float32)})
+
+
+def test_every_unfused_op_has_a_reason():
+    x = gf.placeholder(gf.float32, (None, 6), name="x")
+    t = gf.transpose(x * 2.0)
+    s = gf.reduce_sum(gf.exp(t), axis=0)
+    g = gf.gather(s, [0, 2])
+    c, ks = _kernels(g, [x])
+    unfused = c.report_data.unfused
+    in_kernels = {n for k in ks for n in k["members"]} | {k["name"] for k in ks}
+    for n in c.program.nodes:
+        if n.op != "Feed" and n.name not in in_kernels:
+            assert unfused.get(n.name), f"{n.name} ({n.op}) has no reason"
+    assert "injective" in unfused[t.op.name]
+    assert "opaque" in unfused[g.op.name]
+    _agree(g, {x: RNG.standard_normal((4, 6)).astype(np.float32)})
+
+
+def test_group_size_cap_fires_and_is_reported(monkeypatch):
+    monkeypatch.setattr(planner_mod, "MAX_MEMBERS", 10)
+    x = gf.placeholder(gf.float32, (None,), name="x")
+    y = x
+    for i in range(25):
+        y = y * 1.01 + 0.5 if i % 2 else gf.tanh(y)
+    c, ks = _kernels(y, [x])
+    assert len(ks) >= 3 and all(len(k["members"]) <= 10 for k in ks)
+    assert any(kind == "capped" and "group-size cap 10" in why for _, kind, _, why in c.report_data.events)
+    _agree(y, {x: RNG.standard_normal(100).astype(np.float32)})
+
+
+def test_operand_cap_fires_and_is_reported(monkeypatch):
+    monkeypatch.setattr(planner_mod, "MAX_OPERANDS", 5)
+    xs = [gf.placeholder(gf.float32, (None,), name=f"x{i}") for i in range(9)]
+    y = xs[0]
+    for t in xs[1:]:
+        y = y * t + 1.0
+    c, ks = _kernels(y, xs)
+    assert len(ks) >= 2
+    assert any(kind == "capped" and "operand cap 5" in why for _, kind, _, why in c.report_data.events)
+    _agree(y, {t: RNG.standard_normal(50).astype(np.float32) for t in xs})
+
+
+def test_broadcasting_noncontiguous_and_transposed_inputs():
+    a = gf.placeholder(gf.float32, (None, 5), name="a")
+    b = gf.placeholder(gf.float32, (5,), name="b")
+    col = gf.placeholder(gf.float32, (None, 1), name="col")
+    out = gf.sigmoid(a * b - col) + gf.exp(-gf.abs(a))
+    _, ks = _kernels(out, [a, b, col])
+    assert len(ks) == 1
+    big = RNG.standard_normal((5, 40)).astype(np.float32)
+    feeds = {a: big.T[::2], b: RNG.standard_normal(10).astype(np.float32)[::2], col: RNG.standard_normal((20, 1)).astype(np.float32)}
+    _agree(out, feeds)
+
+
+def test_new_batch_size_does_not_recompile(monkeypatch):
+    from graphflow.compiler.codegen import jit
+
+    x, y, out = _w1()
+    sess = gf.Session(opt_level=2)
+    f = sess.make_callable(out, feed_list=[x, y])
+    f(np.ones(3, np.float32), np.ones(3, np.float32))
+    calls = []
+    monkeypatch.setattr(jit, "compile_module", lambda *a: calls.append(a))
+    for n in (1, 17, 1023, 5000):
+        xv, yv = RNG.standard_normal(n).astype(np.float32), RNG.standard_normal(n).astype(np.float32)
+        np.testing.assert_allclose(f(xv, yv), gf.Session(opt_level=0).run(out, {x: xv, y: yv}), rtol=1e-5, atol=1e-6)
+    assert calls == []
+
+
+def test_integer_and_bool_elementwise_kernels():
+    i = gf.placeholder(gf.int32, (None,), name="i")
+    j = gf.placeholder(gf.int64, (None,), name="j")
+    out_i = gf.where(i > 2, i * 3 - 1, i // 2 + i % 3)
+    out_j = gf.cast(gf.logical_and(j > 0, j < 7), gf.int64) + j * j
+    _, ks = _kernels([out_i, out_j], [i, j])
+    assert len(ks) == 2
+    _agree([out_i, out_j], {i: RNG.integers(-9, 9, 1000).astype(np.int32), j: RNG.integers(-9, 9, 1000)})
+
+
+def test_fused_kernel_evaluates_in_numpy_without_llvm(monkeypatch):
+    monkeypatch.setenv("GRAPHFLOW_FUSION_NUMPY", "1")
+    x, y, out = _w1()
+    c, ks = _kernels(out, [x, y])
+    assert len(ks) == 1 and ks[0]["vectorized"] is None and c.llvm_ir == ""
+    _agree(out, {x: RNG.standard_normal(50).astype(np.float32), y: RNG.standard_normal(50).astype(np.float32)})
+
+
+class _Recording(ThreadBudget):
+    """A budget that runs chunks inline and records them, to check how kernels split work."""
+
+    def __init__(self, n):
+        super().__init__(n)
+        self.calls = []
+
+    def parallel_for(self, fn, total, grain):
+        self.calls.append((total, grain))
+        step = max(grain, 1)
+        for s in range(0, total, step):
+            fn(s, min(s + step, total))
+
+
+def test_work_is_split_by_a_cost_model_and_results_do_not_depend_on_the_split():
+    x, y, out = _w1()
+    c, _ = _kernels(out, [x, y])
+    k = next(n for n in c.program.nodes if n.op == "Fused").attrs["kernel"]
+    n = 2 ** 18 + 3
+    xv, yv = RNG.standard_normal(n).astype(np.float32), RNG.standard_normal(n).astype(np.float32)
+    budget = _Recording(4)
+    (split,) = k.run([xv, yv], None, budget)
+    (total, grain), = budget.calls
+    assert total == -(-n // FLAT_BLOCK) and 1 <= grain < total
+    (whole,) = k.run([xv, yv], None, None)
+    np.testing.assert_array_equal(split.view(np.uint32), whole.view(np.uint32))
+    # a tiny input is not split at all
+    budget = _Recording(4)
+    k.run([xv[:10], yv[:10]], None, budget)
+    assert budget.calls == [(1, budget.calls[0][1])]
