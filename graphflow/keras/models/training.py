@@ -184,13 +184,14 @@ class Trainer:
         logs: dict = {}
         for epoch in range(initial_epoch, epochs):
             cb.on_epoch_begin(epoch)
-            order = rng.generator().permutation(n) if shuffle else None
+            data = xs + ys
+            if shuffle:  # one gather per epoch, then every batch is a contiguous view
+                order = rng.generator().permutation(n)
+                data = [a[order] for a in data]
             totals, seen = np.zeros(n_scalars), 0
             for b in range(steps):
                 cb.on_train_batch_begin(b)
-                idx = order[b * batch_size:(b + 1) * batch_size] if shuffle else slice(b * batch_size,
-                                                                                      (b + 1) * batch_size)
-                batch = [a[idx] for a in xs] + [a[idx] for a in ys]
+                batch = [a[b * batch_size:(b + 1) * batch_size] for a in data]
                 values = step.fn(*batch)
                 k = len(batch[0])
                 totals += k * np.asarray(values[:n_scalars], dtype=np.float64)
