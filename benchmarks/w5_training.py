@@ -49,7 +49,7 @@ class NumpyTrainer:
                 g = (g @ p[i].T) * (acts[i // 2] > 0)
         for param, grad in zip(p, grads):
             param -= np.float32(LR) * grad
-        return np.float32(loss)
+        return loss
 
 
 def graphflow_build(params):
