@@ -18,11 +18,19 @@ Methods (polynomial coefficients are Taylor coefficients, or least-squares fits 
 - expm1: same reduction as exp; expm1(r) = r + r^2 q(r); 2^k expm1(r) + (2^k - 1) with one fma.
 - tanh: expm1(2|x|) / (expm1(2|x|) + 2) with the sign of x (|x| clamped to 20, where tanh = 1).
 - sigmoid: e = exp(-|x|); 1/(1+e) for x >= 0, e/(1+e) below (no overflow, denormal tails kept).
-- erf: x P(x^2) on |x| < 1, 1 - exp(-x^2) Q(|x|) on pieces up to the point where erf rounds to 1.
+- erf: x + x (P(x^2) - 1) on |x| < 1, 1 - exp(-x^2) Q(1/|x|) on pieces up to the point where
+  erf rounds to 1 (4 in float32, 6 in float64).
+float64 uses the same methods with longer polynomials (no libm fallback). The only fast-math
+liberty is llvm.fmuladd in polynomials and reductions (fused multiply-add where the CPU has
+it); no nnan/ninf flags, so NaN and inf go through the IEEE paths above.
 
 Measured maximum error, in ulps of the result, against float64 (for float32) and numpy
 longdouble / math.erf (for float64) references; see docs/accuracy.md for the sweeps:
-MEASURED_ULPS_PLACEHOLDER
+    function  float32  float64        function  float32  float64
+    exp       0.91     0.86           tanh      2.26     2.50
+    log       0.75     0.73           sigmoid   2.25     2.16
+    log1p     1.44     1.44           erf       1.00     1.00 (vs math.erf, itself ~1 ulp)
+    expm1     1.40     1.79
 """
 from __future__ import annotations
 
