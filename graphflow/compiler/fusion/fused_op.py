@@ -179,7 +179,8 @@ class FusedKernel:
             for r0 in range(s, e, block):
                 r1 = min(r0 + block, e)
                 part = scratch[:r1 - r0]
-                epilogue.compute_rows(ins.op, lib_args, ins.attrs, r0, r1, part)
+                with np.errstate(all="ignore"):   # like the compiled epilogue: IEEE results, no warnings
+                    epilogue.compute_rows(ins.op, lib_args, ins.attrs, r0, r1, part)
                 fn(r0, r1, 0, cols, dims, strides, *ptrs, part.ctypes.data - r0 * row_bytes, *outs)
 
         grain = max(block, math.ceil(TASK_NS / (self._elem_ns * max(cols, 1))))

@@ -1,0 +1,101 @@
+"""Fused kernels give the same results at 1 and at N threads: bitwise for elementwise and row
+kernels (elementwise work splits at multiples of the vector step; reductions split over
+rows, never within one), to float tolerance for matmul epilogues (BLAS blocks differ)."""
+import numpy as np
+import pytest
+
+import graphflow as gf
+from graphflow.runtime.threads import ThreadBudget
+
+RNG = np.random.default_rng(7)
+
+
+def _bits(a):
+    a = np.ascontiguousarray(a)
+    return a.view(np.uint8)
+
+
+def _run(out, feeds, threads):
+    with gf.Session(opt_level=2, num_threads=threads) as sess:
+        return sess.run(out, feeds)
+
+
+def _w1(n):
+    x = gf.placeholder(gf.float32, (None,), name="x")
+    y = gf.placeholder(gf.float32, (None,), name="y")
+    out = gf.tanh(x * 0.5 + y) * gf.sigmoid(x) + gf.sqrt(gf.abs(y) + 1.0)
+    xv = RNG.uniform(-4, 4, n).astype(np.float32)
+    yv = RNG.uniform(-4, 4, n).astype(np.float32)
+    xv[::977] = np.nan
+    return out, {x: xv, y: yv}
+
+
+def _broadcast_chain(n):
+    a = gf.placeholder(gf.float32, (None, None), name="a")
+    b = gf.placeholder(gf.float32, (None,), name="b")
+    out = gf.erf(a * b) + gf.exp(-gf.square(a)) - gf.log1p(gf.abs(b))
+    return out, {a: RNG.standard_normal((17, n)).astype(np.float32), b: RNG.standard_normal(n).astype(np.float32)}
+
+
+def _softmax(n):
+    x = gf.placeholder(gf.float32, (None, n), name="x")
+    return gf.nn.softmax(x * 3.0), {x: RNG.standard_normal((301, n)).astype(np.float32)}
+
+
+def _layer_norm(n):
+    x = gf.placeholder(gf.float64, (None, n), name="x")
+    m = gf.reduce_mean(x, axis=-1, keepdims=True)
+    v = gf.reduce_mean(gf.square(x - m), axis=-1, keepdims=True)
+    return (x - m) * gf.rsqrt(v + 1e-5), {x: RNG.standard_normal((257, n))}
+
+
+@pytest.mark.parametrize("build,n", [(_w1, 2 ** 18 + 3), (_broadcast_chain, 2 ** 13 + 1),
+                                     (_softmax, 1023), (_layer_norm, 513)],
+                         ids=["w1", "broadcast", "softmax", "layer_norm"])
+def test_bitwise_same_at_1_and_n_threads(build, n):
+    out, feeds = build(n)
+    one = _run(out, feeds, 1)
+    for threads in (2, 3):
+        np.testing.assert_array_equal(_bits(_run(out, feeds, threads)), _bits(one))
+    np.testing.assert_allclose(one, gf.Session(opt_level=0).run(out, feeds), rtol=1e-5, atol=1e-6)
+
+
+def test_epilogue_same_at_1_and_n_threads():
+    x = gf.placeholder(gf.float32, (None, 64), name="x")
+    w = gf.constant(RNG.standard_normal((64, 96)).astype(np.float32) / 8)
+    b = gf.constant(RNG.standard_normal(96).astype(np.float32))
+    out = gf.nn.gelu(gf.matmul(x, w) + b)
+    feeds = {x: RNG.standard_normal((2000, 64)).astype(np.float32)}
+    one = _run(out, feeds, 1)
+    np.testing.assert_allclose(_run(out, feeds, 3), one, rtol=1e-5, atol=1e-5)
+
+
+class _Spy(ThreadBudget):
+    """A real thread budget that records how many ranges each parallel_for ran."""
+
+    def __init__(self, n):
+        super().__init__(n)
+        self.ranges = []
+
+    def parallel_for(self, fn, total, grain):
+        def recorded(s, e):
+            self.ranges.append((s, e))
+            fn(s, e)
+        super().parallel_for(recorded, total, grain)
+
+
+def test_large_kernels_are_split_and_small_ones_run_inline():
+    out, feeds = _w1(2 ** 20)
+    c = gf.compile(out, feed_list=list(feeds))
+    kernel = next(n for n in c.program.nodes if n.op == "Fused").attrs["kernel"]
+    spy = _Spy(4)
+    try:
+        (big,) = kernel.run(list(feeds.values()), None, spy)
+        assert len(spy.ranges) > 1
+        spy.ranges.clear()
+        kernel.run([v[:100] for v in feeds.values()], None, spy)
+        assert len(spy.ranges) == 1
+    finally:
+        spy.close()
+    (serial,) = kernel.run(list(feeds.values()), None, None)
+    np.testing.assert_array_equal(_bits(big), _bits(serial))
