@@ -135,6 +135,15 @@ def test_sparse_cross_entropy_gradient_is_softmax_minus_one_hot():
     np.testing.assert_allclose(gv, p - np.eye(3)[labels], rtol=1e-12)
 
 
+def test_sparse_cross_entropy_rejects_labels_out_of_range():
+    labels = gf.placeholder(gf.int32, (None,))
+    loss = gf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=gf.zeros((2, 3)))
+    with gf.Session(opt_level=0) as sess:
+        with pytest.raises(gf.errors.InvalidArgumentError, match=r"CheckLabels.*label value of 3 .* \[0, 3\)"):
+            sess.run(loss, {labels: [0, 3]})
+        np.testing.assert_allclose(sess.run(loss, {labels: [0, 2]}), [np.log(3.0)] * 2, rtol=1e-6)
+
+
 def test_cross_entropy_shape_errors():
     with pytest.raises(ValueError, match=r"labels .* shape \(3,\), expected logits.shape\[:-1\] = \(4,\)"):
         gf.nn.sparse_softmax_cross_entropy_with_logits(labels=gf.zeros((3,), gf.int32), logits=gf.zeros((4, 5)))

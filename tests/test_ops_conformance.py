@@ -626,6 +626,8 @@ REFERENCE: dict[str, object] = {
     "MaxPoolGradGrad": Ref(_max_pool_grad_grad_ref, _pool_grad_cases("x_ddx")),
     "AvgPool": Ref(lambda x, ksize, strides, padding: naive_nn.avg_pool(x, ksize, strides, padding), _pool_cases),
     "AvgPoolGrad": Ref(_avg_pool_grad_ref, _pool_grad_cases("dy_x")),
+    "CheckLabels": Ref(lambda y, limit: y, [Case([np.array([0, 2, 1, 2], np.int32)], {"limit": 3}),
+                                            Case([np.zeros((2, 0), np.int64)], {"limit": 1})], first_dtype_only=True),
     "Placeholder": Check(_check_placeholder),
     "NoOp": Check(_check_noop),
     "VariableV2": Check(_check_variables),

@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes as _dt
-from .build import convert_to_tensor, is_tensor_like, normalize_axes, normalize_axis
+from .build import apply_op, convert_to_tensor, is_tensor_like, normalize_axes, normalize_axis
 from .composite import CompositeDef, register_composite
+from .registry import OpDef, OpKind, TensorSpec, register
 
 
 def _float_tensor(x, fn, what="logits", need_rank=True):
@@ -67,11 +68,32 @@ def _check_same_shape(labels, logits, fn):
                                  f"'{logits.name}' has {logits.shape}; they must have the same shape")
 
 
+def _check_labels_kernel(labels, *, limit):
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() >= limit):
+        bad = labels[(labels < 0) | (labels >= limit)].flat[0]
+        raise ValueError(f"received a label value of {bad} which is outside the valid range of [0, {limit})")
+    return labels
+
+
+def _check_labels_infer(specs, attrs):
+    (y,) = specs
+    if y.dtype not in _dt.INTS:
+        raise TypeError(f"labels must be int32 or int64, got {y.dtype.name}")
+    return y
+
+
+register(OpDef(type="CheckLabels", default_name="CheckLabels", kind=OpKind.OPAQUE, kernel=_check_labels_kernel,
+               infer=_check_labels_infer, grad=lambda op, dy: [None], dtypes=_dt.INTS,
+               sample=("label",), attrs_for_test=({"limit": 3},),
+               doc="passes int labels through, failing the run on a label outside [0, limit)"))
+
+
 def sparse_softmax_cross_entropy_with_logits(_sentinel=None, labels=None, logits=None, name=None):
     """-log(softmax(logits)[label]) per row: logsumexp(logits) - logits[label].
 
-    labels: int class indices of shape logits.shape[:-1]; an index outside [0, classes)
-    matches no class (the loss is then logsumexp(logits)).
+    labels: int class indices of shape logits.shape[:-1]; a label outside [0, classes)
+    fails the run with InvalidArgumentError (as TF's CPU kernel does).
     """
     from .math_api import equal, exp, log, where, zeros_like
     from .array_ops import range as range_
@@ -98,6 +120,7 @@ def sparse_softmax_cross_entropy_with_logits(_sentinel=None, labels=None, logits
     with x.graph.name_scope(name or "SparseSoftmaxCrossEntropyWithLogits"):
         m = stop_gradient(reduce_max(x, axis=-1, keepdims=True))
         lse = log(reduce_sum(exp(x - m), axis=-1)) + squeeze(m, -1)
+        y = apply_op("CheckLabels", [y], {"limit": depth})
         mask = equal(expand_dims(y, -1), range_(depth, dtype=y.dtype))
         picked = reduce_sum(where(mask, x, zeros_like(x)), axis=-1)
         return lse - picked
