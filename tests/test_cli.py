@@ -163,6 +163,27 @@ def test_bench_json(cli):
     assert result["max_abs_diff_vs_opt0"]["2"] < 1e-5 and result["feeds"] == {"x:0": [8, 784]}
 
 
+def test_training_op_among_outputs(cli, tmp_path):
+    path = script(tmp_path, """
+        import numpy as np
+        x = gf.placeholder(gf.float32, shape=(None, 4), name="x")
+        w = gf.Variable(np.full((4, 2), 0.1, np.float32), name="w")
+        loss = gf.reduce_mean(gf.square(gf.tanh(gf.matmul(x, w)) - 0.5), name="loss")
+        train = gf.train.GradientDescentOptimizer(0.1).minimize(loss)
+        outputs = [loss, train]
+    """)
+    done = cli("compile", path, "--output-dir", str(tmp_path / "out"), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["fetches"][0] == "loss:0" and ":" not in doc["fetches"][1]  # the training op runs as a target
+    html = (tmp_path / "out" / "report.html").read_text()
+    ET.fromstring(html)
+    assert ">loss:0<" in html
+    done = cli("bench", path, "--repeat", "2", "--batch", "8", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["max_abs_diff_vs_opt0"]["2"] < 1e-5  # same steps, same losses
+
+
 BAD_SCRIPTS = {
     "raises": ("import numpy\nraise ValueError('the data file is missing')\n",
                "model.py:3 raised ValueError: the data file is missing"),

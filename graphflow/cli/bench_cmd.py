@@ -72,7 +72,8 @@ def measure(target: Target, batch: int, repeat: int, threads: int | None) -> dic
     feeds = random_feeds(target, batch)
     sessions = open_sessions(target, threads)
     calls = {level: s.make_callable(target.fetches, feed_list=target.feeds) for level, s in sessions.items()}
-    outputs = {level: [np.asarray(o) for o in call(*feeds)] for level, call in calls.items()}  # warm-up
+    outputs = {level: [np.asarray(o) for o in call(*feeds) if o is not None]  # warm-up; ops give None
+               for level, call in calls.items()}
     times: dict = {level: [] for level in LEVELS}
     for _ in range(repeat):
         for level, call in calls.items():

@@ -97,7 +97,8 @@ def write_artifacts(directory: str, compiled, target: Target, document: dict) ->
         os.makedirs(directory, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create --output-dir {directory}: {exc.strerror}") from None
-    drawing = program_drawing(compiled.program, target.graph, document["kernels"], document["fetches"])
+    tensor_fetches = [name for name in document["fetches"] if ":" in name]  # the program's outputs
+    drawing = program_drawing(compiled.program, target.graph, document["kernels"], tensor_fetches)
     html = render_report_html(f"graphflow compile: {os.path.basename(document['script'])}",
                               f"{document['found']}  |  opt_level {document['opt_level']}  |  "
                               f"fetches {', '.join(document['fetches'])}",

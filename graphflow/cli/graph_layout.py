@@ -45,6 +45,12 @@ class Cluster:
     vectorized: object
     op_count: int
     members: list = field(default_factory=list)  # Box ids (an elided run counts as one)
+
+    @property
+    def detail(self) -> str:
+        """The line under the kernel's name: kind, vectorization, size."""
+        vec = {True: " \u00b7 vectorized", False: " \u00b7 scalar"}.get(self.vectorized, "")
+        return f"{self.kind} kernel{vec} \u00b7 {self.op_count} ops"
     x: float = 0.0
     y: float = 0.0
     w: float = 0.0
@@ -55,7 +61,8 @@ class Cluster:
 class Drawing:
     boxes: dict
     clusters: dict
-    edges: list  # (source box id, target box id)
+    edges: list  # (source box id, target box id): data flow
+    control_edges: list = field(default_factory=list)  # (before, after): control dependencies
     width: float = 0.0
     height: float = 0.0
 
@@ -98,22 +105,23 @@ def _mean(values: list):
     return sum(values) / len(values) if values else None
 
 
-def lay_out(items: list, edges: list, boxes: dict, clusters: dict, inner_edges: list) -> Drawing:
+def lay_out(items: list, edges: list, boxes: dict, clusters: dict, inner_edges: list,
+            control_edges: list = ()) -> Drawing:
     """Place program-level `items` (Box or Cluster ids) and the members inside each cluster.
 
-    `edges` join box ids (members stand for their cluster at the outer level);
-    `inner_edges` join members of the same cluster."""
+    `edges` and `control_edges` join box ids (members stand for their cluster at the outer
+    level); `inner_edges` join members of the same cluster."""
     owner = {m: c.id for c in clusters.values() for m in c.members}
     for c in clusters.values():
         member_edges = [(a, b) for a, b in inner_edges if owner.get(a) == c.id and owner.get(b) == c.id]
         pos, w, h = layered_positions(c.members, member_edges, {m: (boxes[m].w, boxes[m].h) for m in c.members})
         for m, (x, y) in pos.items():
             boxes[m].x, boxes[m].y = x + PAD, y + PAD + TITLE_H
-        c.w, c.h = max(w + 2 * PAD, 7.4 * len(c.name) + 2 * PAD), h + 2 * PAD + TITLE_H
+        c.w, c.h = max(w, 7.4 * len(c.name), 6.2 * len(c.detail)) + 2 * PAD, h + 2 * PAD + TITLE_H
         for m in c.members:  # centre the members when the title is the widest thing
             boxes[m].x += (c.w - w - 2 * PAD) / 2
     sizes = {i: ((clusters[i].w, clusters[i].h) if i in clusters else (boxes[i].w, boxes[i].h)) for i in items}
-    outer_edges = [(owner.get(a, a), owner.get(b, b)) for a, b in edges]
+    outer_edges = [(owner.get(a, a), owner.get(b, b)) for a, b in list(edges) + list(control_edges)]
     pos, width, height = layered_positions(items, outer_edges, sizes)
     for i, (x, y) in pos.items():
         x, y = x + PAD, y + PAD
@@ -125,4 +133,4 @@ def lay_out(items: list, edges: list, boxes: dict, clusters: dict, inner_edges: 
                 boxes[m].y += y
         else:
             boxes[i].x, boxes[i].y = x, y
-    return Drawing(boxes, clusters, edges + inner_edges, width + 2 * PAD, height + 2 * PAD)
+    return Drawing(boxes, clusters, edges + inner_edges, list(control_edges), width + 2 * PAD, height + 2 * PAD)

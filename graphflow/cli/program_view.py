@@ -23,6 +23,8 @@ def program_drawing(program, graph: Graph, kernels: list, fetch_names: list) -> 
     edges: list = []
     inner_edges: list = []
     box_of_output: dict = {}  # (node id, output index) -> Box id producing it
+    box_of_node: dict = {}  # node id -> the Box standing for it in control edges
+    control_edges: list = []
     for node in program.nodes:
         kernel = kernel_of.get(node.name)
         if kernel is None:
@@ -32,6 +34,7 @@ def program_drawing(program, graph: Graph, kernels: list, fetch_names: list) -> 
             for i in range(len(node.specs)):
                 box_of_output[(node.id, i)] = bid
             targets = {r: [bid] for r in node.inputs}
+            box_of_node[node.id] = bid
         else:
             cluster, member_ids, member_edges = _kernel_cluster(node, kernel, graph, boxes)
             clusters[cluster.id] = cluster
@@ -41,6 +44,8 @@ def program_drawing(program, graph: Graph, kernels: list, fetch_names: list) -> 
                 box_of_output[(node.id, i)] = member_ids.get(tensor.rpartition(":")[0], cluster.members[-1])
             targets = {r: _consumers_in(kernel, graph, _tensor_name(program, r), member_ids, cluster)
                        for r in node.inputs}
+            box_of_node[node.id] = cluster.members[-1]
+        control_edges += [(box_of_node[c], box_of_node[node.id]) for c in node.control if c in box_of_node]
         for ref, target_ids in targets.items():
             source = box_of_output.get(tuple(ref))
             if source is not None:
@@ -53,7 +58,7 @@ def program_drawing(program, graph: Graph, kernels: list, fetch_names: list) -> 
         items.append(bid)
         if source is not None:
             edges.append((source, bid))
-    return lay_out(items, edges, boxes, clusters, inner_edges)
+    return lay_out(items, edges, boxes, clusters, inner_edges, control_edges)
 
 
 def _kernel_cluster(node, kernel: dict, graph: Graph, boxes: dict):

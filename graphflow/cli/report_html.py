@@ -25,6 +25,7 @@ ROLE_STYLES = {  # box role -> (fill, stroke, text colour)
     "variable": ("#e2e8f0", "#475569", "#1e293b"),
     "elided": ("#ffffff", "#94a3b8", "#64748b"),
 }
+STYLE_OF_CONTROL = ' stroke-dasharray="5 4" stroke-opacity="0.7"'
 CSS = """
 body { margin: 0; font: 14px/1.4 -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif;
        color: #0f172a; background: #f8fafc; }
@@ -68,9 +69,11 @@ def _legend(drawing: Drawing) -> str:
     items = [(f"{k} kernel", *_kernel_colours(k)) for k in kinds]
     items += [("placeholder (feed)", *ROLE_STYLES["feed"][:2]), ("fetch", *ROLE_STYLES["fetch"][:2]),
               ("op left unfused", *ROLE_STYLES["op"][:2])]
+    control = ('<span><svg width="26" height="10"><path d="M 1 5 L 25 5" stroke="#64748b" stroke-width="1.4"'
+               f'{STYLE_OF_CONTROL}/></svg>control dependency</span>' if drawing.control_edges else "")
     spans = "".join(f'<span><i style="background:{fill};border-color:{stroke}"></i>{escape(label)}</span>'
                     for label, fill, stroke in items)
-    return f'<div class="legend">{spans}</div>'
+    return f'<div class="legend">{spans}{control}</div>'
 
 
 def _kernel_colours(kind: str) -> tuple:
@@ -78,7 +81,7 @@ def _kernel_colours(kind: str) -> tuple:
 
 
 def render_svg(drawing: Drawing) -> str:
-    """The drawing as one inline <svg>: clusters, then edges, then boxes on top."""
+    """The drawing as one inline <svg>: kernel boxes, edges, kernel titles, then op boxes on top."""
     w, h = max(drawing.width, 200), max(drawing.height, 80)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w:.0f}" height="{h:.0f}" '
              f'viewBox="0 0 {w:.0f} {h:.0f}" style="min-width:{w * 0.6:.0f}px" role="img" aria-label="compiled graph">',
@@ -86,31 +89,36 @@ def render_svg(drawing: Drawing) -> str:
              'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#64748b"/></marker></defs>']
     for c in drawing.clusters.values():
         fill, stroke = _kernel_colours(c.kind)
-        vec = {True: " \u00b7 vectorized", False: " \u00b7 scalar"}.get(c.vectorized, "")
-        detail = f"{c.kind} kernel{vec} \u00b7 {c.op_count} ops"
-        parts.append(f'<g><title>{escape(f"fused kernel {c.name}: {detail}")}</title>'
-                     f'<rect x="{c.x:.1f}" y="{c.y:.1f}" width="{c.w:.1f}" height="{c.h:.1f}" rx="10" '
-                     f'fill="{fill}" stroke="{stroke}" stroke-width="2"/>'
-                     f'<text x="{c.x + 12:.1f}" y="{c.y + 19:.1f}" font-size="13" font-weight="600" '
-                     f'fill="{stroke}">{escape(_clip(c.name, int(c.w / 7.4)))}</text>'
-                     f'<text x="{c.x + 12:.1f}" y="{c.y + 34:.1f}" font-size="11" fill="{stroke}">'
-                     f'{escape(_clip(detail, int(c.w / 6.2)))}</text></g>')
+        parts.append(f'<rect x="{c.x:.1f}" y="{c.y:.1f}" width="{c.w:.1f}" height="{c.h:.1f}" rx="10" '
+                     f'fill="{fill}" stroke="{stroke}" stroke-width="2"/>')
     for a, b in drawing.edges:
         parts.append(_edge(drawing.boxes[a], drawing.boxes[b]))
+    for a, b in drawing.control_edges:
+        parts.append(_edge(drawing.boxes[a], drawing.boxes[b], control=True))
+    for c in drawing.clusters.values():  # titles above the edges, haloed in the kernel's colour
+        fill, stroke = _kernel_colours(c.kind)
+        halo = f'fill="{stroke}" stroke="{fill}" stroke-width="4" paint-order="stroke"'
+        parts.append(f'<g><title>{escape(f"fused kernel {c.name}: {c.detail}")}</title>'
+                     f'<text x="{c.x + 12:.1f}" y="{c.y + 19:.1f}" font-size="13" font-weight="600" {halo}>'
+                     f'{escape(_clip(c.name, int(c.w / 7.4)))}</text>'
+                     f'<text x="{c.x + 12:.1f}" y="{c.y + 34:.1f}" font-size="11" {halo}>'
+                     f'{escape(_clip(c.detail, int(c.w / 6.2)))}</text></g>')
     for box in drawing.boxes.values():
         parts.append(_box(box))
     parts.append("</svg>")
     return "\n".join(parts)
 
 
-def _edge(a, b) -> str:
+def _edge(a, b, control: bool = False) -> str:
+    """A curve from the bottom of `a` to the top of `b`; dashed for a control dependency."""
     x1, y1 = a.x + a.w / 2, a.y + a.h
     x2, y2 = b.x + b.w / 2, b.y
     if y2 <= y1:  # a member feeding a later member placed beside it: enter from the side
         x2, y2 = (b.x, b.y + b.h / 2) if x2 > x1 else (b.x + b.w, b.y + b.h / 2)
     bend = max(abs(y2 - y1) / 2, 18)
     return (f'<path d="M {x1:.1f} {y1:.1f} C {x1:.1f} {y1 + bend:.1f} {x2:.1f} {y2 - bend:.1f} {x2:.1f} {y2:.1f}" '
-            'fill="none" stroke="#64748b" stroke-width="1.4" marker-end="url(#arrow)"/>')
+            f'fill="none" stroke="#64748b" stroke-width="1.4"{STYLE_OF_CONTROL if control else ""} '
+            'marker-end="url(#arrow)"/>')
 
 
 def _box(box) -> str:

@@ -32,7 +32,7 @@ class Target:
     """What one CLI command compiles: `fetches` computed from `feeds` in `graph`."""
 
     graph: Graph
-    fetches: list
+    fetches: list  # Tensors, and Operations run for their effect
     feeds: list
     origin: str  # how the fetches were found, for the report header
     session: object = None  # a Session already holding the variables' values (a gf.keras model's)
@@ -130,6 +130,8 @@ def _model_target(model) -> Target:
 
 
 def _tensor_list(value, what: str) -> list:
+    """`value` (one item or a list) as gf Tensors and Operations (ops run for their effect,
+    like a training op); Variables stand for their value."""
     items = list(value) if isinstance(value, (list, tuple)) else [value]
     if not items:
         raise UsageError(f"`{what}` is empty")
@@ -137,8 +139,8 @@ def _tensor_list(value, what: str) -> list:
     for item in items:
         if hasattr(item, "_as_graph_element"):
             item = item._as_graph_element()
-        if not isinstance(item, Tensor):
-            raise UsageError(f"`{what}` must hold gf tensors, got {type(item).__name__}")
+        if not isinstance(item, (Tensor, Operation)):
+            raise UsageError(f"`{what}` must hold gf tensors or operations, got {type(item).__name__}")
         out.append(item)
     return out
 
@@ -152,15 +154,14 @@ def _graph_of_script(namespace: dict, outputs) -> Graph:
     return next(iter(graphs.values())) if len(graphs) == 1 else get_default_graph()
 
 
-def _resolve_fetch(graph: Graph, name: str) -> Tensor:
-    """A fetch name is a tensor name ('add:0') or an op name ('add', meaning its first output)."""
+def _resolve_fetch(graph: Graph, name: str):
+    """A fetch name is a tensor name ('add:0') or an op name ('add': its first output; an op
+    without outputs, such as a training op, is run for its effect)."""
     try:
         element = graph.as_graph_element(name)
     except (LookupError, ValueError) as exc:
         raise UsageError(f"unknown fetch name '{name}': {exc}") from None
-    if isinstance(element, Operation):
-        if not element.outputs:
-            raise UsageError(f"--fetch '{name}' is an operation without outputs; fetch a tensor")
+    if isinstance(element, Operation) and element.outputs:
         element = element.outputs[0]
     return element
 
@@ -168,7 +169,7 @@ def _resolve_fetch(graph: Graph, name: str) -> Tensor:
 def needed_placeholders(fetches: list) -> list:
     """The Placeholder tensors the fetches depend on, in graph creation order."""
     seen: set = set()
-    stack = [t.op for t in fetches]
+    stack = [f if isinstance(f, Operation) else f.op for f in fetches]
     found = []
     while stack:
         op = stack.pop()
@@ -179,5 +180,5 @@ def needed_placeholders(fetches: list) -> list:
             found.append(op)
         stack.extend(t.op for t in op.inputs)
         stack.extend(op.control_inputs)
-    order = {op: i for i, op in enumerate(fetches[0].graph.get_operations())}
+    order = {op: i for i, op in enumerate(fetches[0].graph.get_operations())}  # creation order
     return [op.outputs[0] for op in sorted(found, key=order.__getitem__)]
