@@ -83,6 +83,7 @@ def test_same_shapes_and_weights_both_ways(case):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_one_adam_step_matches_keras():
     ours, theirs = _pair(_mlp)
     ours.set_weights(theirs.get_weights())
@@ -96,6 +97,7 @@ def test_one_adam_step_matches_keras():
         np.testing.assert_allclose(a, np.asarray(b), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("opt", ["sgd_momentum", "rmsprop"])
 def test_optimizer_steps_match_keras(opt):
     ours, theirs = _pair(_mlp)

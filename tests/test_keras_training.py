@@ -264,11 +264,16 @@ class _FakeTerminal(io.StringIO):
         return True
 
 
+_PRINTING = {}
+
+
 def _fit_printing(monkeypatch, stream, verbose, epochs=2):
+    if not _PRINTING:  # one model for the progress-bar tests: they differ only in where the output goes
+        model = _linear(3, activation="softmax")
+        model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        _PRINTING.update(model=model, data=_data(n=64, classes=3))
+    model, (x, y) = _PRINTING["model"], _PRINTING["data"]
     monkeypatch.setattr(sys, "stdout", stream)
-    model = _linear(3, activation="softmax")
-    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    x, y = _data(n=64, classes=3)
 
     class Slow(keras.callbacks.Callback):  # long enough steps that the in-place redraw happens
         def on_train_batch_end(self, batch, logs=None):
