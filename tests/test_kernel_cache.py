@@ -111,9 +111,20 @@ def test_damaged_entry_is_recompiled_not_loaded(cache_dir, damage):
     module = jit.compile_module(SIMPLE_IR)
     assert not module.loaded_from_cache
     assert call_triple(module) == 7.5
-    assert cache.decode_entry(entry.read_bytes()) is not None  # rewritten intact
+    assert cache.decode_entry(entry.name[: -len(cache.SUFFIX)], entry.read_bytes()) is not None  # rewritten intact
     jit.clear_memory_cache()
     assert jit.compile_module(SIMPLE_IR).loaded_from_cache
+
+
+def test_entry_under_another_keys_name_is_not_loaded(cache_dir):
+    other_ir = SIMPLE_IR.replace("3.0", "4.0")
+    jit.compile_module(SIMPLE_IR)
+    jit.compile_module(other_ir)
+    mine, other = (cache.entry_path(jit.cache_key(t)) for t in (SIMPLE_IR, other_ir))
+    mine.write_bytes(other.read_bytes())  # a valid entry, but of the other kernel
+    jit.clear_memory_cache()
+    module = jit.compile_module(SIMPLE_IR)
+    assert not module.loaded_from_cache and call_triple(module) == 7.5
 
 
 def test_optimized_ir_and_asm_available_after_a_cache_load(cache_dir):

@@ -1,8 +1,10 @@
 """On-disk kernel cache: object code keyed by a hash of the IR and the target.
 
 An entry is one file `<key>.gfk`: a fixed header (magic, format version, payload length,
-sha256 of the payload) followed by the object-file bytes. A truncated or corrupted file fails
-the header check and is treated as a miss (then overwritten), never loaded. Writes go to a
+sha256 of the payload, sha256 of the key) followed by the object-file bytes. A truncated or
+corrupted file, or one copied under another key's name, fails the header check and is
+treated as a miss (then overwritten), never loaded: object code that LLVM's linker takes
+is trusted as it is, so nothing unchecked may reach it. Writes go to a
 temporary file in the same directory and are renamed into place with `os.replace`, so two
 processes writing the same entry at once each publish a complete file and readers never see
 a partial one.
@@ -20,8 +22,8 @@ import tempfile
 from pathlib import Path
 
 MAGIC = b"GFKCACHE"
-FORMAT_VERSION = 1
-_HEADER = struct.Struct("<8sIQ32s")  # magic, version, payload length, sha256(payload)
+FORMAT_VERSION = 2
+_HEADER = struct.Struct("<8sIQ32s32s")  # magic, version, payload length, sha256(payload), sha256(key)
 SUFFIX = ".gfk"
 
 
@@ -43,18 +45,23 @@ def entry_path(key: str) -> Path:
     return cache_dir() / f"{key}{SUFFIX}"
 
 
-def encode_entry(payload: bytes) -> bytes:
-    """Header + payload, the exact bytes of one cache file."""
-    return _HEADER.pack(MAGIC, FORMAT_VERSION, len(payload), hashlib.sha256(payload).digest()) + payload
+def _key_digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
 
 
-def decode_entry(data: bytes) -> bytes | None:
-    """The payload of a cache file, or None when the file is not a complete, intact entry."""
+def encode_entry(key: str, payload: bytes) -> bytes:
+    """Header + payload, the exact bytes of the cache file of `key`."""
+    header = _HEADER.pack(MAGIC, FORMAT_VERSION, len(payload), hashlib.sha256(payload).digest(), _key_digest(key))
+    return header + payload
+
+
+def decode_entry(key: str, data: bytes) -> bytes | None:
+    """The payload of `key`'s cache file, or None when it is not a complete, intact entry of `key`."""
     if len(data) < _HEADER.size:
         return None
-    magic, version, length, digest = _HEADER.unpack_from(data)
+    magic, version, length, digest, key_digest = _HEADER.unpack_from(data)
     payload = data[_HEADER.size:]
-    if magic != MAGIC or version != FORMAT_VERSION or length != len(payload):
+    if magic != MAGIC or version != FORMAT_VERSION or length != len(payload) or key_digest != _key_digest(key):
         return None
     if hashlib.sha256(payload).digest() != digest:
         return None
@@ -69,7 +76,7 @@ def load(key: str) -> bytes | None:
         data = entry_path(key).read_bytes()
     except OSError:
         return None
-    return decode_entry(data)
+    return decode_entry(key, data)
 
 
 def store(key: str, payload: bytes) -> Path | None:
@@ -83,7 +90,7 @@ def store(key: str, payload: bytes) -> Path | None:
         fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=directory)
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(encode_entry(payload))
+                f.write(encode_entry(key, payload))
             final = entry_path(key)
             os.replace(tmp, final)
         except BaseException:

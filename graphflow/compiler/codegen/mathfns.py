@@ -250,8 +250,8 @@ def tanh(f: FloatOps, x: ir.Value) -> ir.Value:
 
 def sigmoid(f: FloatOps, x: ir.Value) -> ir.Value:
     e = exp(f, f.b.fneg(f.abs(x)))
-    d = f.add(f.c(1.0), e)
-    return f.sel(f.cmp(">=", x, f.c(0.0)), f.div(f.c(1.0), d), f.div(e, d))
+    numerator = f.sel(f.cmp(">=", x, f.c(0.0)), f.c(1.0), e)  # one division for both branches
+    return f.div(numerator, f.add(f.c(1.0), e))
 
 
 # erf coefficients: weighted least-squares fits on 300 Chebyshev nodes, solved with mpmath at
