@@ -125,6 +125,11 @@ class _KernelEmitter:
                 op_def = get_op_def(ins.op)
                 # a fused reshape only re-labels a per-row value: the scalar is unchanged
                 value = args[0] if op_def.kind is OpKind.INJECTIVE else op_def.scalar(self.sb, *args, **ins.attrs)
+                if (isinstance(value, ir.Instruction) and value.opname == "fdiv" and ins.form == FULL
+                        and kir.slot_form(ins.args[-1]) in ROW_FORMS):
+                    # a per-row divisor: LLVM may hoist its reciprocal out of the column loop
+                    # (<= 1 ulp from the exact quotient; vdivps per element costs more than the row)
+                    value.flags.append("arcp")
         env[slot] = value
         return value
 
@@ -192,6 +197,8 @@ class _KernelEmitter:
         reductions = kir.reductions
         stages = sorted({self.levels[self.n_in + i] for i in reductions})
         full_outputs = [s for s in kir.outputs if kir.slot_form(s) == FULL]
+        first_out = len(self.ptr_ops) - len(kir.outputs)
+        stash = self._stash(stages)
 
         def row_body(r, _):
             offs = self._row_offsets(r, dims, st)
@@ -203,11 +210,15 @@ class _KernelEmitter:
                 init = [self.sb.const(-0.0 if REDUCERS[kir.instrs[i].op].combine == "add"
                                       else REDUCERS[kir.instrs[i].op].identity, kir.instrs[i].dtype) for i in idx]
 
-                def reduce_body(c, accs, address, idx=idx):
+                def reduce_body(c, accs, address, idx=idx, last=stage == stages[-1]):
                     env = dict(row_env)
-                    return [self._reduce_step(REDUCERS[kir.instrs[i].op], acc,
-                                              self._compute(kir.instrs[i].args[0], env, address))
-                            for i, acc in zip(idx, accs)]
+                    new = [self._reduce_step(REDUCERS[kir.instrs[i].op], acc,
+                                             self._compute(kir.instrs[i].args[0], env, address))
+                           for i, acc in zip(idx, accs)]
+                    if last and stash:
+                        slot, k = stash
+                        store_value(b, env[slot], address(first_out + k, kir.slot_dtype(slot)))
+                    return new
 
                 accs = self._column_loops(self._i64(0), cols, row_env, bases, col_strides, init, reduce_body,
                                           f"stage{stage}")
@@ -216,10 +227,12 @@ class _KernelEmitter:
                         acc = b.fdiv(acc, b.sitofp(cols, acc.type))
                     row_env[self.n_in + i] = acc
                 self._row_values(row_env, bases, stage)
-            first_out = len(self.ptr_ops) - len(kir.outputs)
             if full_outputs:
                 def out_body(c, accs, address):
                     env = dict(row_env)
+                    if stash:
+                        slot, k = stash
+                        env[slot] = load_value(b, address(first_out + k, kir.slot_dtype(slot)), kir.slot_dtype(slot))
                     for k, s in enumerate(kir.outputs):
                         if kir.slot_form(s) == FULL:
                             store_value(b, self._compute(s, env, address), address(first_out + k, kir.slot_dtype(s)))
@@ -233,6 +246,36 @@ class _KernelEmitter:
 
         self._loop(r0, r1, [], row_body, "row")
         b.ret_void()
+
+    def _cone(self, slot: int) -> set:
+        """The elementwise (FULL) instructions `slot` is computed from within one column loop."""
+        out, stack = set(), [slot]
+        while stack:
+            x = stack.pop()
+            if x < self.n_in or x in out or self.kir.slot_form(x) != FULL or x - self.n_in == self.kir.library:
+                continue
+            out.add(x)
+            stack.extend(self.kir.instrs[x - self.n_in].args)
+        return out
+
+    def _stash(self, stages) -> tuple | None:
+        """(slot, output position) of a value the last reduction stage computes anyway and an
+        elementwise output needs (softmax's exp(x - max)): the stage stores it into that output
+        and the final loop reads it back instead of recomputing it. Only for values of two or
+        more ops, where recomputing costs more than a store and a load of an L1-resident row."""
+        kir = self.kir
+        if not stages:
+            return None
+        last = [i for i in kir.reductions if self.levels[self.n_in + i] == stages[-1]]
+        computed = set().union(*(self._cone(kir.instrs[i].args[0]) for i in last))
+        for k, s in enumerate(kir.outputs):
+            if kir.slot_form(s) != FULL:
+                continue
+            shared = [v for v in self._cone(s) & computed
+                      if np.dtype(kir.slot_dtype(v)) == np.dtype(kir.slot_dtype(s)) and len(self._cone(v)) >= 2]
+            if shared:
+                return max(shared, key=lambda v: len(self._cone(v))), k
+        return None
 
     def _row_values(self, env: dict, bases: list, stage: int) -> None:
         """Per-row values available after reduction `stage`: row operands, constants, and
