@@ -93,8 +93,28 @@ def jax_system(n_ops: int) -> System:
     return System("jax (jit)", factory)
 
 
+def pass_scaling_system(n_ops: int) -> System:
+    """The graph passes alone (opt_level 1, no codegen) on compile_time.py's mixed graph:
+    seconds per op at 1k and 10k ops shows whether they stay near linear."""
+    def factory(threads: int):
+        from .compile_time import mixed_graph, time_compile
+
+        def measure():
+            result = time_compile(lambda: mixed_graph(n_ops), repeat=1)
+            return {"seconds": result["total"], "figure": result["total"],
+                    "note": f"{result['ops']} ops -> {result['ops_after']}, "
+                            f"{result['total'] / result['ops'] * 1e6:.1f} us/op"}
+
+        return measure
+
+    return System(f"graphflow passes, {n_ops}-op mixed graph", factory)
+
+
 def cases(quick: bool) -> list:
     n_ops = QUICK_CHAIN_OPS if quick else CHAIN_OPS
+    scaling = (500, 2_000) if quick else (1_000, 10_000)
     return [Case("W6", f"compile {n_ops}-op chain", None, lambda s: s, "s",
                  [graphflow_system(False, n_ops), graphflow_system(True, n_ops), jax_system(n_ops)],
-                 one_shot=True, per_thread=False)]
+                 one_shot=True, per_thread=False),
+            Case("W6", f"graph passes {scaling[0]} -> {scaling[1]} ops", None, lambda s: s, "s",
+                 [pass_scaling_system(n) for n in scaling], one_shot=True, per_thread=False)]
