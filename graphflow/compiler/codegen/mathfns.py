@@ -164,7 +164,7 @@ def _taylor(first: int, last: int) -> list[float]:
 # exp(r) on |r| <= ln2/2: truncation below 0.05 ulp.
 _EXP_POLY = {False: _taylor(0, 7), True: _taylor(0, 13)}
 # expm1(r) = r + r^2 q(r), q = 1/2! + r/3! + ...
-_EXPM1_Q = {False: _taylor(2, 9), True: _taylor(2, 15)}
+_EXPM1_Q = {False: _taylor(2, 8), True: _taylor(2, 15)}
 # log: R(z) = sum_{k>=1} 2/(2k+1) z^k, z = s^2 <= 0.0295.
 _LOG_R = {False: [2 / (2 * k + 1) for k in range(1, 6)], True: [2 / (2 * k + 1) for k in range(1, 13)]}
 
@@ -222,19 +222,25 @@ def log1p(f: FloatOps, x: ir.Value) -> ir.Value:
     return _log_specials(f, x, res, -1.0)
 
 
+def _expm1_parts(f: FloatOps, x: ir.Value) -> tuple[ir.Value, ir.Value]:
+    """(p, k) with expm1(x) = 2^k (p + 1) - 1 and p = expm1(r), r = x - k ln2 (x clamped)."""
+    k, r = f.reduce_ln2(x)
+    return f.fma(f.mul(r, r), f.poly(r, _EXPM1_Q[f.is64]), r), f.to_int(k)
+
+
+def _expm1_small(f: FloatOps, p: ir.Value, k: ir.Value) -> ir.Value:
+    """2^k p + (2^k - 1) with one rounding, for |k| <= 60 (2^k and 2^k - 1 are normal)."""
+    two = f.pow2(k)
+    return f.fma(two, p, f.sub(two, f.c(1.0)))
+
+
 def expm1(f: FloatOps, x: ir.Value) -> ir.Value:
     b = f.b
-    hi = _EXP_RANGE[f.is64][1]
-    xc = f.clamp(x, -50.0, hi)
-    k, r = f.reduce_ln2(xc)
-    p = f.fma(f.mul(r, r), f.poly(r, _EXPM1_Q[f.is64]), r)
-    ki = f.to_int(k)
-    # Small k: 2^k p + (2^k - 1), one rounding. Large k: the -1 is below half an ulp.
-    k_small = b.select(b.icmp_signed(">", ki, f.ic(60)), f.ic(60), ki)
-    two = f.pow2(k_small)
-    small = f.fma(two, p, f.sub(two, f.c(1.0)))
-    big = f.scale(f.add(p, f.c(1.0)), ki)
-    res = f.sel(b.icmp_signed(">", ki, f.ic(60)), big, small)
+    p, k = _expm1_parts(f, f.clamp(x, -50.0, _EXP_RANGE[f.is64][1]))
+    # Large k: the -1 is below half an ulp of 2^k (p + 1), which `scale` builds without overflow.
+    large = b.icmp_signed(">", k, f.ic(60))
+    small = _expm1_small(f, p, b.select(large, f.ic(60), k))
+    res = f.sel(large, f.scale(f.add(p, f.c(1.0)), k), small)
     res = f.sel(f.cmp("<", x, f.c(-45.0)), f.c(-1.0), res)  # exp(-45) < half an ulp of 1 (float64)
     res = f.sel(f.cmp("==", x, f.c(0.0)), x, res)  # keeps -0.0
     return f.sel(f.isnan(x), x, res)
@@ -242,8 +248,8 @@ def expm1(f: FloatOps, x: ir.Value) -> ir.Value:
 
 def tanh(f: FloatOps, x: ir.Value) -> ir.Value:
     a = f.abs(x)
-    a = f.sel(f.cmp("<", a, f.c(20.0)), a, f.c(20.0))  # tanh(20) rounds to 1 in float64
-    e = expm1(f, f.add(a, a))
+    a = f.sel(f.cmp("<", a, f.c(20.0)), a, f.c(20.0))  # tanh(20) rounds to 1 in float64; NaN -> 20
+    e = _expm1_small(f, *_expm1_parts(f, f.add(a, a)))  # 2|x| <= 40: k <= 58, no special cases
     res = f.copysign(f.div(e, f.add(e, f.c(2.0))), x)
     return f.sel(f.isnan(x), x, res)
 
