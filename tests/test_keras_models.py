@@ -141,3 +141,18 @@ def test_graph_holds_named_variables():
     model = keras.Sequential([keras.Input(shape=(3,)), L.Dense(2, name="proj")])
     names = [v.op.name for v in gf.global_variables(model.graph)]
     assert names == ["proj/kernel", "proj/bias"]
+
+
+def test_a_sub_model_shared_with_a_bigger_model_sees_its_training():
+    encoder = keras.Sequential([keras.Input(shape=(3,)), L.Dense(2, name="code")], name="encoder")
+    x = RNG.normal(size=(8, 3)).astype("float32")
+    before = encoder.predict(x)
+    full = keras.Sequential([keras.Input(shape=(3,)), encoder, L.Dense(3)])
+    full.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    full.fit(x, x, epochs=2, verbose=0)
+    k, b = encoder.get_weights()
+    np.testing.assert_allclose(encoder.predict(x), x @ k + b, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(encoder.predict(x), before)
+    encoder.set_weights([np.zeros((3, 2)), np.ones(2)])
+    _, _, k2, b2 = full.get_weights()
+    np.testing.assert_allclose(full.predict(x), np.ones((8, 2)) @ k2 + b2, rtol=1e-5, atol=1e-5)

@@ -25,11 +25,22 @@ class GraphRuntime:
         self.output_struct = outputs
         self.outputs = tree.flatten(outputs)
         self.session = gf.Session(graph=self.graph, opt_level=2)
-        for w in model._all_weights():
-            var = w.variable(self.graph)
-            self.session._set_variable(var, w.numpy())
-            w.set_home(self.session, var)
+        self._weights = [(w, w.variable(self.graph)) for w in model._all_weights()]
         self._predict_fn = None
+        self.claim()
+
+    def claim(self) -> None:
+        """Make this session hold the live value of every weight of the model.
+
+        A layer shared with another model (a nested or reused sub-model) may have been
+        trained or set there since; its current value moves here before this model runs.
+        """
+        session = self.session
+        for w, var in self._weights:
+            home = w._home
+            if home is None or home[0] is not session:
+                session._set_variable(var, w.numpy())
+                w.set_home(session, var)
 
     def initialize_new_variables(self) -> None:
         """Run the initializers of variables the optimizer just added (slots, step counters)."""
@@ -123,6 +134,12 @@ class Model(Trainer, Layer):
 
     def _require_runtime(self) -> GraphRuntime:
         return self._ensure_runtime()
+
+    def _runtime_for_run(self, data=None) -> GraphRuntime:
+        """The runtime, holding the current value of every weight (see GraphRuntime.claim)."""
+        runtime = self._ensure_runtime(data)
+        runtime.claim()
+        return runtime
 
     def _invalidate_runtime(self) -> None:
         """Forget the graph (after the layer list changed); weights keep their current values."""

@@ -154,7 +154,7 @@ class Trainer:
             validation_data=None, shuffle=True, initial_epoch=0):
         """Train for `epochs` epochs; returns the History (per-epoch loss, metrics and val_ entries)."""
         self._check_compiled()
-        runtime = self._ensure_runtime(x)
+        runtime = self._runtime_for_run(x)
         xs = self._input_arrays(x, runtime)
         ys = self._target_arrays(y, len(runtime.outputs))
         n = _num_samples(xs + ys, self.name)
@@ -192,6 +192,7 @@ class Trainer:
             for b in range(steps):
                 cb.on_train_batch_begin(b)
                 batch = [a[b * batch_size:(b + 1) * batch_size] for a in data]
+                runtime.claim()  # a callback may have run a model sharing these layers
                 values = step.fn(*batch)
                 k = len(batch[0])
                 totals += k * np.asarray(values[:n_scalars], dtype=np.float64)
@@ -209,6 +210,7 @@ class Trainer:
         return history
 
     def _evaluate_arrays(self, runtime, xs, ys, batch_size) -> dict:
+        runtime.claim()
         step = self._test_step(runtime, ys)
         n = _num_samples(xs + ys, self.name)
         totals = np.zeros(len(step.names))
@@ -220,7 +222,7 @@ class Trainer:
     def evaluate(self, x=None, y=None, batch_size=32, verbose=0, return_dict=False):
         """The loss (and metrics) on (x, y) in inference mode: a float, or [loss, metric, ...]."""
         self._check_compiled()
-        runtime = self._ensure_runtime(x)
+        runtime = self._runtime_for_run(x)
         logs = self._evaluate_arrays(runtime, self._input_arrays(x, runtime),
                                      self._target_arrays(y, len(runtime.outputs)), batch_size)
         if verbose:
@@ -232,7 +234,7 @@ class Trainer:
 
     def predict(self, x, batch_size=32, verbose=0):
         """The model's outputs for `x`, computed in batches of `batch_size` (inference mode)."""
-        runtime = self._ensure_runtime(x)
+        runtime = self._runtime_for_run(x)
         xs = self._input_arrays(x, runtime)
         n = _num_samples(xs, self.name)
         fn = runtime.predict_function()
@@ -248,7 +250,7 @@ class Trainer:
     def train_on_batch(self, x, y):
         """One optimizer step on one batch; returns the loss (or [loss, metrics...])."""
         self._check_compiled()
-        runtime = self._ensure_runtime(x)
+        runtime = self._runtime_for_run(x)
         ys = self._target_arrays(y, len(runtime.outputs))
         step = self._train_step(runtime, ys)
         values = step.fn(*self._input_arrays(x, runtime), *ys)[:len(step.names)]
