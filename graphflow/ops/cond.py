@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from .. import dtypes as _dt
 from ..graph import Operation, Tensor
-from .build import convert_to_tensor, merge_dim
+from .build import convert_to_tensor
 from .registry import OpDef, OpKind, TensorSpec, register
 
 

@@ -1,12 +1,10 @@
-"""Graph control: identity, stop_gradient, no_op, group, and cond (lazy branches)."""
+"""Graph control: identity, stop_gradient, no_op, group (cond lives in cond.py)."""
 from __future__ import annotations
 
-import numpy as np
-
 from .. import dtypes as _dt
-from ..graph import Operation, Tensor, get_default_graph
+from ..graph import Tensor, get_default_graph
 from .build import apply_op, convert_to_tensor
-from .registry import OpDef, OpKind, TensorSpec, register
+from .registry import OpDef, OpKind, register
 
 register(OpDef(type="Identity", default_name="Identity", kind=OpKind.ELEMENTWISE, dtypes=_dt.ALL,
                infer=lambda specs, attrs: specs[0], kernel=lambda x: x, grad=lambda op, dy: [dy],

@@ -13,7 +13,7 @@ import numpy as np
 from .. import dtypes as _dt
 from .build import apply_op, convert_to_tensor, is_tensor_like, normalize_axes, normalize_axis
 from .composite import CompositeDef, register_composite
-from .registry import OpDef, OpKind, TensorSpec, register
+from .registry import OpDef, OpKind, register
 
 
 def _float_tensor(x, fn, what="logits", need_rank=True):

@@ -219,7 +219,6 @@ def reduce_prod(x, axis=None, keepdims=False, name=None):
 
 def reduce_logsumexp(x, axis=None, keepdims=False, name=None):
     """log(sum(exp(x))) computed stably as max + log(sum(exp(x - max)))."""
-    from ..graph import name_scope
     from .control import stop_gradient
     from .math_api import exp, log, where, isfinite, zeros_like
 
