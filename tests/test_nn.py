@@ -55,6 +55,16 @@ def test_max_pool_gradient_goes_to_the_first_maximum():
     np.testing.assert_array_equal(run(g).reshape(2, 2), [[0.0, 1.0], [0.0, 0.0]])
 
 
+def test_max_pool_gradient_ignores_padding_even_against_minus_inf():
+    x = gf.constant(np.array([[-np.inf, -np.inf], [-np.inf, 5.0]]).reshape(1, 2, 2, 1))
+    (g,) = gf.gradients(gf.reduce_sum(gf.nn.max_pool2d(x, 3, 1, "SAME")), [x])
+    # each of the four 3x3 windows covers the whole 2x2 image: all route to the 5
+    np.testing.assert_array_equal(run(g).reshape(2, 2), [[0.0, 0.0], [0.0, 4.0]])
+    y = gf.nn.max_pool2d(gf.constant(np.full((1, 2, 2, 1), -np.inf)), 2, 2, "SAME")
+    (g,) = gf.gradients(gf.reduce_sum(y), [y.op.inputs[0]])
+    np.testing.assert_array_equal(run(g).reshape(2, 2), [[1.0, 0.0], [0.0, 0.0]])
+
+
 def test_conv2d_with_unknown_batch_and_gradients():
     x = gf.placeholder(gf.float32, (None, 6, 6, 2))
     w = gf.constant(rng.standard_normal((3, 3, 2, 4)).astype(np.float32))
@@ -195,6 +205,8 @@ def test_moments_and_batch_normalization():
     np.testing.assert_allclose(v, x.var((0, 1)))
     np.testing.assert_allclose(yv, 2 * (x - m) / np.sqrt(v + 1e-3) + 1, rtol=1e-10)
     np.testing.assert_allclose(yp, (x - m) / np.sqrt(v + 1e-3), rtol=1e-10)
+    y32 = gf.nn.batch_normalization(gf.constant(x.astype(np.float32)), m, v, 1.0, 2.0, 1e-3)  # numpy statistics
+    np.testing.assert_allclose(run(y32), yv, rtol=1e-5)
     mk, _ = gf.nn.moments(gf.constant(x), axes=[1], keepdims=True)
     assert mk.shape == (8, 1, 3) and mean.shape == (3,)
 
@@ -203,6 +215,8 @@ def test_bias_add_and_l2_loss():
     x = rng.standard_normal((2, 3, 4))
     b = rng.standard_normal(4)
     out, l2 = run([gf.nn.bias_add(x, b), gf.nn.l2_loss(x)])
+    f32 = run(gf.nn.bias_add(gf.constant(x.astype(np.float32)), b))  # a numpy bias takes the value's dtype
+    assert f32.dtype == np.float32
     np.testing.assert_allclose(out, x + b)
     assert l2 == pytest.approx(0.5 * np.sum(x ** 2))
     nchw = run(gf.nn.bias_add(rng.standard_normal((2, 4, 3, 3)), b, data_format="NCHW"))

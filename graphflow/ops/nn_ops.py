@@ -176,7 +176,7 @@ def bias_add(value, bias, data_format=None, name=None):
     from .shape_ops import reshape
 
     x = convert_to_tensor(value)
-    b = convert_to_tensor(bias)
+    b = convert_to_tensor(bias) if is_tensor_like(bias) else convert_to_tensor(bias, dtype=x.dtype)
     if b.dtype != x.dtype:
         raise TypeError(f"bias_add: bias '{b.name}' ({b.dtype.name}) and value '{x.name}' ({x.dtype.name}) "
                         "must have the same dtype")
@@ -221,6 +221,8 @@ def batch_normalization(x, mean, variance, offset, scale, variance_epsilon, name
     from .math_api import rsqrt
 
     t = _float_tensor(x, "batch_normalization", "x")
+    mean, variance, offset, scale = (v if v is None or is_tensor_like(v) else convert_to_tensor(v, dtype=t.dtype)
+                                     for v in (mean, variance, offset, scale))
     with t.graph.name_scope(name or "batchnorm"):
         inv = rsqrt(variance + variance_epsilon)
         if scale is not None:

@@ -40,7 +40,7 @@ def _setup(x, ksize, strides, padding):
 
 def _argmax_positions(x, ksize, strides, padding):
     """Flat indices into the padded input of each window's first maximum (NaN counts as
-    the maximum, as numpy's), and the padded shape."""
+    the maximum, as numpy's), and the padded shape. Padding never wins, even over -inf."""
     x, pads, (oh, ow) = _setup(x, ksize, strides, padding)
     kh, kw = ksize
     xp = pad_spatial(x, pads, -np.inf)
@@ -48,7 +48,13 @@ def _argmax_positions(x, ksize, strides, padding):
     win = windows(xp, kh, kw, strides, (oh, ow)).reshape(n, oh, ow, kh * kw, c)
     if win.size == 0:
         return np.zeros((n, oh, ow, c), dtype=np.int64), xp.shape, pads
-    a = np.argmax(win, axis=3)
+    if any(p for pair in pads for p in pair):
+        inside = pad_spatial(np.ones((1,) + x.shape[1:3] + (1,), dtype=bool), pads, False)
+        inside = windows(inside, kh, kw, strides, (oh, ow)).reshape(1, oh, ow, kh * kw, 1)
+        peak = win.max(axis=3, keepdims=True)
+        a = np.argmax(((win == peak) | np.isnan(win)) & inside, axis=3)
+    else:
+        a = np.argmax(win, axis=3)
     rows = np.arange(oh)[None, :, None, None] * strides[0] + a // kw
     cols = np.arange(ow)[None, None, :, None] * strides[1] + a % kw
     flat = ((np.arange(n)[:, None, None, None] * hp + rows) * wp + cols) * c + np.arange(c)
