@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from .. import dtypes as _dt
 from ..graph import Operation, Tensor
+from .array_ops import constant
 from .build import convert_to_tensor
 from .registry import OpDef, OpKind, TensorSpec, register
 
@@ -141,7 +142,12 @@ def cond(pred, true_fn, false_fn, name=None):
         for label, fn in (("true", true_fn), ("false", false_fn)):
             branch = CondBranch(parent)
             with g._cond_branch(branch), g.name_scope(label):
-                outs, kind = _flatten(fn(), label)
+                result = fn()
+                if isinstance(result, Operation):  # run for its effects (TF1: a train op or no_op)
+                    with g.control_dependencies([result]):
+                        outs, kind = [constant(True, name="done")], "op"
+                else:
+                    outs, kind = _flatten(result, label)
                 with g.control_dependencies(None):
                     branch.outputs = [convert_to_tensor(o) for o in outs]
             branches.append((branch, kind))
@@ -163,7 +169,7 @@ def cond(pred, true_fn, false_fn, name=None):
                              {"graph_branches": (tb, fb), "out_specs": tuple(specs), "n_true": len(tcaps)},
                              name="Merge")
     outs = list(op.outputs)
-    if tkind == "none":
+    if tkind in ("none", "op"):
         return op
     if tkind == "single":
         return outs[0]
