@@ -161,8 +161,12 @@ def test_cross_entropy_shape_errors():
         gf.nn.sparse_softmax_cross_entropy_with_logits(labels=gf.zeros((4,)), logits=gf.zeros((4, 5)))
     with pytest.raises(ValueError, match="same shape"):
         gf.nn.softmax_cross_entropy_with_logits(labels=gf.zeros((4, 4)), logits=gf.zeros((4, 5)))
-    with pytest.raises(ValueError, match="named arguments"):
-        gf.nn.sigmoid_cross_entropy_with_logits(gf.zeros((4,)), gf.zeros((4,)))
+    with pytest.raises(ValueError, match="both labels= and logits= are required"):
+        gf.nn.sigmoid_cross_entropy_with_logits(logits=gf.zeros((4,)))
+    z, x = np.array([0.2, 1.0]), np.array([-1.0, 3.0])
+    positional, named = run([gf.nn.sigmoid_cross_entropy_with_logits(z, x),  # TF2 order: labels, logits
+                             gf.nn.sigmoid_cross_entropy_with_logits(labels=z, logits=x)])
+    np.testing.assert_array_equal(positional, named)
 
 
 def test_dropout_statistics():

@@ -39,7 +39,7 @@ def softmax(logits, axis=-1, name=None):
     from .reduction import reduce_sum
 
     x = _float_tensor(logits, "softmax")
-    axis = normalize_axis(axis, len(x.shape))
+    axis = normalize_axis(-1 if axis is None else axis, len(x.shape))
     with x.graph.name_scope(name or "Softmax"):
         e = exp(_max_shift(x, axis))
         return e / reduce_sum(e, axis=axis, keepdims=True)
@@ -51,7 +51,7 @@ def log_softmax(logits, axis=-1, name=None):
     from .reduction import reduce_sum
 
     x = _float_tensor(logits, "log_softmax")
-    axis = normalize_axis(axis, len(x.shape))
+    axis = normalize_axis(-1 if axis is None else axis, len(x.shape))
     with x.graph.name_scope(name or "LogSoftmax"):
         shifted = _max_shift(x, axis)
         return shifted - log(reduce_sum(exp(shifted), axis=axis, keepdims=True))
@@ -89,7 +89,7 @@ register(OpDef(type="CheckLabels", default_name="CheckLabels", kind=OpKind.OPAQU
                doc="passes int labels through, failing the run on a label outside [0, limit)"))
 
 
-def sparse_softmax_cross_entropy_with_logits(_sentinel=None, labels=None, logits=None, name=None):
+def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None):
     """-log(softmax(logits)[label]) per row: logsumexp(logits) - logits[label].
 
     labels: int class indices of shape logits.shape[:-1]; a label outside [0, classes)
@@ -102,8 +102,8 @@ def sparse_softmax_cross_entropy_with_logits(_sentinel=None, labels=None, logits
     from .shape_ops import expand_dims, squeeze
 
     fn = "sparse_softmax_cross_entropy_with_logits"
-    if _sentinel is not None or labels is None or logits is None:
-        raise ValueError(f"{fn}: call it with named arguments labels=..., logits=...")
+    if labels is None or logits is None:
+        raise ValueError(f"{fn}: both labels= and logits= are required")
     x = _float_tensor(logits, fn)
     y = convert_to_tensor(labels)
     if y.dtype not in _dt.INTS:
@@ -126,14 +126,14 @@ def sparse_softmax_cross_entropy_with_logits(_sentinel=None, labels=None, logits
         return lse - picked
 
 
-def softmax_cross_entropy_with_logits(_sentinel=None, labels=None, logits=None, axis=-1, name=None):
+def softmax_cross_entropy_with_logits(labels=None, logits=None, axis=-1, name=None):
     """-sum(labels * log_softmax(logits)) along `axis` (labels: a distribution per row;
     differentiable in both labels and logits, as TF2's v2 op)."""
     from .reduction import reduce_sum
 
     fn = "softmax_cross_entropy_with_logits"
-    if _sentinel is not None or labels is None or logits is None:
-        raise ValueError(f"{fn}: call it with named arguments labels=..., logits=...")
+    if labels is None or logits is None:
+        raise ValueError(f"{fn}: both labels= and logits= are required")
     x = _float_tensor(logits, fn)
     z = convert_to_tensor(labels, dtype=x.dtype) if not is_tensor_like(labels) else convert_to_tensor(labels)
     if z.dtype != x.dtype:
@@ -144,13 +144,13 @@ def softmax_cross_entropy_with_logits(_sentinel=None, labels=None, logits=None, 
         return -reduce_sum(z * log_softmax(x, axis=axis), axis=axis)
 
 
-def sigmoid_cross_entropy_with_logits(_sentinel=None, labels=None, logits=None, name=None):
+def sigmoid_cross_entropy_with_logits(labels=None, logits=None, name=None):
     """Elementwise logistic loss max(x, 0) - x * z + log1p(exp(-|x|)) (stable for any x)."""
     from .math_api import abs as abs_, exp, log1p, maximum
 
     fn = "sigmoid_cross_entropy_with_logits"
-    if _sentinel is not None or labels is None or logits is None:
-        raise ValueError(f"{fn}: call it with named arguments labels=..., logits=...")
+    if labels is None or logits is None:
+        raise ValueError(f"{fn}: both labels= and logits= are required")
     x = _float_tensor(logits, fn)
     z = convert_to_tensor(labels, dtype=x.dtype) if not is_tensor_like(labels) else convert_to_tensor(labels)
     if z.dtype != x.dtype:
