@@ -8,7 +8,8 @@ is not rerun on a program it produced or already left unchanged. Any pass but `p
 decides what a run executes) can be switched off by name: `build_program(...,
 disable=("cse",))` or the env `GRAPHFLOW_DISABLE_PASSES=cse,simplify`. With
 `GRAPHFLOW_VERIFY=1` (set in the tests) the invariant checker runs after every pass;
-`GRAPHFLOW_DEBUG=1` prints a line per pass run, `2` also the program after it.
+`GRAPHFLOW_DEBUG=1` prints a line per pass run, `2` also the program after it, `3` also
+the LLVM IR of the generated kernels.
 """
 from __future__ import annotations
 
@@ -161,4 +162,6 @@ def build_program(graph, outputs, targets, feeds, opt_level: int = 2, disable=()
     report.stage_seconds["lower"] = time.perf_counter() - t0
     program = run_passes(program, report, opt_level, disable)
     fill_unfused(report, program, opt_level, disable)
+    if _debug_level() >= 3 and report.llvm_ir:
+        print(report.llvm_ir, file=sys.stderr)
     return program, report

@@ -18,11 +18,14 @@ import os
 
 import numpy as np
 
+from ...errors import GraphflowError
 from ...ops.registry import TensorSpec
 from ..program import Node, Program, const_value, make_const
 from .rewrite import Rewrite
 
 DEFAULT_LIMIT_BYTES = 1 << 22
+# what a reference kernel raises on bad values (the runtime turns these into InvalidArgumentError)
+_KERNEL_ERRORS = (ArithmeticError, ValueError, IndexError, KeyError, TypeError, GraphflowError)
 
 
 def fold_limit_bytes() -> int:
@@ -120,7 +123,7 @@ class _Folder:
         try:
             with np.errstate(all="ignore"):
                 result = node.op_def.kernel(*args, **node.attrs)
-        except Exception as exc:  # noqa: BLE001 - the run reports it, as opt_level 0 would
+        except _KERNEL_ERRORS as exc:  # the run raises it, as opt_level 0 would
             self.report.record("fold_constants", "not folded", [node.name], f"kernel raised {type(exc).__name__}")
             return None
         values = list(result) if isinstance(result, (tuple, list)) else [result]
