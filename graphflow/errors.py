@@ -11,15 +11,32 @@ class GraphflowError(Exception):
 
 
 class OpError(GraphflowError):
-    """An error tied to one operation (TF1's `tf.errors.OpError`)."""
+    """An error tied to one operation (TF1's `tf.errors.OpError`).
 
-    def __init__(self, message: str, op_name: str | None = None):
+    Built as `OpError(message, op_name=None)`, or TF1-style as
+    `OpError(node_def, op, message[, error_code])`; `.message`, `.op_name` and `.op` hold them.
+    """
+
+    def __init__(self, *args, op_name: str | None = None):
+        op = None
+        if len(args) >= 3:  # TF1's (node_def, op, message, ...)
+            op, message = args[1], args[2]
+            op_name = getattr(op, "name", op) if op is not None else op_name
+        else:
+            message = args[0] if args else ""
+            if len(args) == 2:
+                op_name = args[1]
+        message = str(message)
         super().__init__(message)
         self.message = message
         self.op_name = op_name
+        self.op = op
 
     def __str__(self) -> str:
         return self.message
+
+    def __reduce__(self):  # picklable for multiprocessing, despite the custom __init__
+        return (type(self), (self.message, self.op_name))
 
 
 class InvalidArgumentError(OpError, ValueError):
@@ -62,3 +79,27 @@ class DataLossError(OpError, OSError):
 
 class CancelledError(OpError, RuntimeError):
     """The run was cancelled (for example, the session was closed)."""
+
+
+class UnknownError(OpError, RuntimeError):
+    """An error with no better category."""
+
+
+class DeadlineExceededError(OpError, TimeoutError):
+    """An operation ran past its deadline."""
+
+
+class PermissionDeniedError(OpError, PermissionError):
+    """The caller may not do this (for example, write to a checkpoint directory)."""
+
+
+class UnauthenticatedError(OpError, PermissionError):
+    """The request has no valid credentials."""
+
+
+class AbortedError(OpError, RuntimeError):
+    """The operation was aborted, typically by a concurrent conflicting one."""
+
+
+class UnavailableError(OpError, RuntimeError):
+    """A resource is temporarily unavailable."""
