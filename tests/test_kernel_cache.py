@@ -154,11 +154,11 @@ WRITER = textwrap.dedent("""
     import sys
     from graphflow.compiler.codegen import cache
     seed = int(sys.argv[1])
-    payload = bytes([seed]) * (1 << 20)
-    for _ in range(30):
+    payload = bytes([seed]) * (1 << 18)
+    for _ in range(20):
         cache.store("samekey", payload)
         data = cache.load("samekey")
-        assert data is None or (len(data) == 1 << 20 and len(set(data)) == 1), "partial or mixed entry"
+        assert data is None or (len(data) == 1 << 18 and len(set(data)) == 1), "partial or mixed entry"
 """)
 
 
@@ -172,3 +172,43 @@ def test_concurrent_writers_never_leave_a_partial_entry(cache_dir):
     data = cache.load("samekey")
     assert data is not None and data[0] in (1, 2, 3) and len(set(data)) == 1
     assert [p.name for p in cache_dir.iterdir()] == ["samekey" + cache.SUFFIX]  # no temp files left
+
+
+KEYED_CHILD = textwrap.dedent("""
+    import json
+    from graphflow.compiler.codegen import jit
+    built = []
+
+    def build():
+        built.append(1)
+        return {ir!r}
+
+    module = jit.compile_keyed("triple kernel v1", build)
+    print(json.dumps({{"loaded": module.loaded_from_cache, "built": len(built)}}))
+""").format(ir=SIMPLE_IR)
+
+
+def test_keyed_compile_skips_building_the_ir_on_a_hit(cache_dir):
+    env = dict(os.environ, GRAPHFLOW_CACHE_DIR=str(cache_dir))
+    results = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", KEYED_CHILD], capture_output=True, text=True, env=env,
+                              cwd=REPO, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert results == [{"loaded": False, "built": 1}, {"loaded": True, "built": 0}]
+
+
+def test_keyed_module_builds_its_ir_only_when_asked(cache_dir):
+    calls = []
+
+    def build():
+        calls.append(1)
+        return SIMPLE_IR
+
+    jit.compile_keyed("triple", build)
+    jit.clear_memory_cache()
+    module = jit.compile_keyed("triple", build)
+    assert module.loaded_from_cache and calls == [1] and call_triple(module) == 7.5
+    assert module.ir_text == SIMPLE_IR and calls == [1, 1]
+    assert jit.keyed_cache_key("triple") != jit.keyed_cache_key("triple v2") != jit.cache_key(SIMPLE_IR)

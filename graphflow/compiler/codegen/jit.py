@@ -7,14 +7,23 @@ JitModule) and on disk (see `cache`), keyed by sha256 of the IR text and the tar
 fingerprint (llvmlite and LLVM versions, CPU name and features). A process that finds the
 entry on disk loads the object file directly: no IR parsing, no optimization, no codegen.
 
+`compile_keyed(description, build_ir)` is the same cache keyed by the caller's description
+of the module instead of its IR, so a hit also skips building the IR in Python (for a
+1000-op kernel that is most of the warm-cache time). The key then also covers the source of
+the code that turns descriptions into IR (graphflow/compiler and graphflow/ops), so editing
+an emitter never serves stale code.
+
 Keep the JitModule alive as long as any function pointer taken from it may be called: the
 machine code lives in its execution engine.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import time
+from pathlib import Path
+from typing import Callable
 
 import llvmlite.binding as llvm
 
@@ -26,13 +35,13 @@ from .target import fingerprint, new_target_machine, target_machine
 class JitModule:
     """Machine code of one LLVM module, loaded into its own execution engine."""
 
-    def __init__(self, ir_text: str, key: str, engine: llvm.ExecutionEngine, *,
+    def __init__(self, key: str, engine: llvm.ExecutionEngine, build_ir: Callable[[], str], *,
                  loaded_from_cache: bool, compile_seconds: float, optimized: llvm.ModuleRef | None):
-        self.ir_text = ir_text
         self.key = key
         self.loaded_from_cache = loaded_from_cache
         self.compile_seconds = compile_seconds
         self._engine = engine
+        self._build_ir = build_ir
         self._optimized = optimized
 
     def address(self, name: str) -> int:
@@ -42,6 +51,11 @@ class JitModule:
             raise NotFoundError(f"JIT module {self.key[:12]}: no function named {name!r}; "
                                 "expected one defined (not just declared) in the IR")
         return address
+
+    @functools.cached_property
+    def ir_text(self) -> str:
+        """The module's IR as compiled (built on first access after a keyed cache hit)."""
+        return self._build_ir()
 
     def _optimized_module(self) -> llvm.ModuleRef:
         # A module loaded from the cache has no IR in memory: rebuild it only when asked.
@@ -64,13 +78,34 @@ _memory: dict[str, JitModule] = {}
 _lock = threading.Lock()
 
 
+def _digest(*parts: str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
 def cache_key(ir_text: str) -> str:
     """sha256 over the IR text and the target fingerprint."""
+    return _digest(fingerprint(), ir_text)
+
+
+@functools.lru_cache(maxsize=None)
+def generator_fingerprint() -> str:
+    """sha256 of the source of graphflow/compiler and graphflow/ops: the code that decides
+    which IR a description becomes (read once per process, a few milliseconds)."""
+    root = Path(__file__).resolve().parents[2]
     h = hashlib.sha256()
-    h.update(fingerprint().encode())
-    h.update(b"\0")
-    h.update(ir_text.encode())
+    for path in sorted([*(root / "compiler").rglob("*.py"), *(root / "ops").rglob("*.py")]):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(path.read_bytes())
     return h.hexdigest()
+
+
+def keyed_cache_key(description: str) -> str:
+    """The cache key `compile_keyed` uses for `description`."""
+    return _digest(fingerprint(), "keyed", generator_fingerprint(), description)
 
 
 def parse(ir_text: str) -> llvm.ModuleRef:
@@ -97,15 +132,14 @@ def optimize(module: llvm.ModuleRef) -> llvm.ModuleRef:
 
 
 def _load_object(object_code: bytes) -> llvm.ExecutionEngine:
+    # The engine owns (and frees) its target machine: give it a fresh one.
     engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), new_target_machine())
     engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
     engine.finalize_object()
     return engine
 
 
-def compile_module(ir_text: str) -> JitModule:
-    """Machine code for `ir_text`, from the memory cache, the disk cache, or LLVM."""
-    key = cache_key(ir_text)
+def _compile(key: str, build_ir: Callable[[], str]) -> JitModule:
     with _lock:
         hit = _memory.get(key)
         if hit is not None:
@@ -115,14 +149,28 @@ def compile_module(ir_text: str) -> JitModule:
         optimized = None
         loaded = object_code is not None
         if not loaded:
+            ir_text = build_ir()
+            build_ir = functools.partial(str, ir_text)
             optimized = optimize(parse(ir_text))
             object_code = target_machine().emit_object(optimized)
             cache.store(key, object_code)
         engine = _load_object(object_code)
-        module = JitModule(ir_text, key, engine, loaded_from_cache=loaded,
+        module = JitModule(key, engine, build_ir, loaded_from_cache=loaded,
                            compile_seconds=time.perf_counter() - start, optimized=optimized)
         _memory[key] = module
         return module
+
+
+def compile_module(ir_text: str) -> JitModule:
+    """Machine code for `ir_text`, from the memory cache, the disk cache, or LLVM."""
+    return _compile(cache_key(ir_text), functools.partial(str, ir_text))
+
+
+def compile_keyed(description: str, build_ir: Callable[[], str]) -> JitModule:
+    """Machine code for the module `build_ir()` returns, cached under `description`, which must
+    determine that IR given graphflow's source (e.g. a canonical listing of the fused kernels).
+    `build_ir` runs only when neither cache has the module, or when `.ir_text` is read."""
+    return _compile(keyed_cache_key(description), build_ir)
 
 
 def clear_memory_cache() -> None:
