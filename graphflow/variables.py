@@ -5,7 +5,7 @@ import numpy as np
 
 from . import dtypes as _dt
 from .graph import Tensor, get_default_graph
-from .ops.build import convert_to_tensor
+from .ops.build import convert_to_tensor, is_tensor_like
 
 GLOBAL_VARIABLES = "variables"
 TRAINABLE_VARIABLES = "trainable_variables"
@@ -18,34 +18,46 @@ class Variable:
     `initializer` assigns `initial_value`; `assign`, `assign_add` and `assign_sub` build ops.
     """
 
+    __array_priority__ = 100  # `ndarray + Variable` builds an op, as with a Tensor
+
     def __init__(self, initial_value, trainable: bool = True, name: str | None = None, dtype=None,
                  validate_shape: bool = True):
-        if callable(initial_value):
-            initial_value = initial_value()
         base = name or "Variable"
-        init = convert_to_tensor(initial_value, dtype=None)
-        if dtype is not None:
-            dtype = _dt.as_dtype(dtype)
-            if init.dtype != dtype:
-                from .ops.math_api import cast
-
-                init = cast(init, dtype)
-        g = init.graph
-        shape = init.shape
-        if validate_shape and (shape is None or any(d is None for d in shape)):
-            raise ValueError(f"variable '{base}': the initial value '{init.name}' has a partly unknown shape "
-                             f"{shape}; give a fully defined initial value (or validate_shape=False)")
-        with g.control_dependencies(None):
+        g = initial_value.graph if is_tensor_like(initial_value) else get_default_graph()
+        # As TF1's init_scope: a variable's ops never depend on the control dependencies or
+        # the gf.cond branch the caller is in (the variable outlives both).
+        with g.as_default(), g.control_dependencies(None), g._cond_branch(None):
+            if callable(initial_value) and not is_tensor_like(initial_value):
+                initial_value = initial_value()
+            init = self._initial_tensor(initial_value, dtype)
+            shape = init.shape
+            if validate_shape and (shape is None or any(d is None for d in shape)):
+                raise ValueError(f"variable '{base}': the initial value '{init.name}' has a partly unknown shape "
+                                 f"{shape}; give a fully defined initial value (or validate_shape=False)")
             self._op = g.create_op("VariableV2", [], {"var": None, "shape": shape, "dtype": init.dtype}, base)
-        self._op.attrs["var"] = self._op.name
-        self._value = self._op.outputs[0]
-        self.initial_value = init
-        self.trainable = bool(trainable)
-        with g.name_scope(self._op.name + "/"):
-            self.initializer = self._assign_op("Assign", init, "Assign", validate_shape).op
+            self._op.attrs["var"] = self._op.name
+            self._value = self._op.outputs[0]
+            self.initial_value = init
+            self.trainable = bool(trainable)
+            with g.name_scope(self._op.name + "/"):
+                self.initializer = self._assign_op("Assign", init, "Assign", validate_shape).op
         g.add_to_collection(GLOBAL_VARIABLES, self)
         if self.trainable:
             g.add_to_collection(TRAINABLE_VARIABLES, self)
+
+    @staticmethod
+    def _initial_tensor(value, dtype) -> Tensor:
+        """The initial value as a tensor of `dtype`: Python/numpy values are converted
+        directly (so 0.1 stays exact in float64), tensors of another dtype are cast."""
+        dtype = None if dtype is None else _dt.as_dtype(dtype)
+        if not is_tensor_like(value):
+            return convert_to_tensor(value, dtype=dtype)
+        init = convert_to_tensor(value)
+        if dtype is not None and init.dtype != dtype:
+            from .ops.math_api import cast
+
+            init = cast(init, dtype)
+        return init
 
     # ---- tensor-like behaviour ----
     def _as_graph_element(self) -> Tensor:

@@ -189,3 +189,35 @@ def test_concurrent_runs_never_repeat_a_draw():
         for t in threads:
             t.join()
     assert len(draws) == 40 and len(set(draws)) == 40
+
+
+def test_variables_ignore_the_callers_control_dependencies_and_cond_branch():
+    x = gf.placeholder(gf.float32, (), name="x")
+    with gf.control_dependencies([x]):
+        w = gf.Variable(1.0, name="w")
+    assert w.initializer.control_inputs == [] and w.op.control_inputs == []
+    p = gf.placeholder(gf.bool, (), name="p")
+    made = []
+
+    def branch():
+        made.append(gf.Variable(5.0, name="in_branch"))
+        return made[0] + 1.0
+
+    out = gf.cond(p, branch, lambda: gf.constant(0.0))
+    with gf.Session(opt_level=0) as sess:
+        sess.run(gf.global_variables_initializer())  # needs no feed of x or p
+        assert sess.run(made[0]) == 5.0 and sess.run(out, {p: True}) == 6.0
+
+
+def test_dtype_argument_converts_python_values_exactly_and_numpy_defers():
+    d = gf.Variable(0.1, dtype=gf.float64, name="d")
+    assert d.initial_value.dtype == gf.float64
+    v = gf.Variable([1.0, 2.0], name="v")
+    mixed = np.array([10.0, 20.0], np.float32) + v
+    assert isinstance(mixed, gf.Tensor)
+    with gf.Session(opt_level=0) as sess:
+        sess.run(gf.global_variables_initializer())
+        assert sess.run(d) == 0.1
+        np.testing.assert_array_equal(sess.run(mixed), [11.0, 22.0])
+    with pytest.raises(TypeError):
+        gf.Variable(1.5, dtype=gf.int32)
