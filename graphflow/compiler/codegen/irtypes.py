@@ -76,8 +76,11 @@ def match(b: ir.IRBuilder, *values: ir.Value) -> list[ir.Value]:
 def constant(ty: ir.Type, value) -> ir.Constant:
     """A constant of `ty` (splatted over the lanes of a vector type)."""
     elem = element_type(ty)
-    if isinstance(elem, ir.IntType):
-        value = int(value)
+    if isinstance(elem, ir.IntType) and elem.width == 1:
+        value = int(bool(value))
+    elif isinstance(elem, ir.IntType):  # wrapped into the signed range, as numpy's casts do
+        half = 1 << (elem.width - 1)
+        value = (int(value) + half) % (2 * half) - half
     else:
         value = float(value)
     n = lanes(ty)

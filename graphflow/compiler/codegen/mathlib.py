@@ -24,9 +24,8 @@ INLINE_USES = 4  # per function and dtype in one module
 _libraries: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def call(b: ir.IRBuilder, name: str, x: ir.Value) -> ir.Value:
-    """Emits `name(x)` at b's insertion point, for a float32/float64 scalar or vector x."""
-    module = b.module
+def call(b: ir.IRBuilder, module: ir.Module, name: str, x: ir.Value) -> ir.Value:
+    """Emits `name(x)` at b's insertion point (in `module`), for a float32/float64 scalar or vector x."""
     library = _libraries.get(module)
     if library is None:
         library = _libraries[module] = _Library(module)

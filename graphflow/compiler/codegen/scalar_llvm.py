@@ -46,9 +46,6 @@ class LLVMScalarBuilder:
 
     # ---- values ----
     def const(self, value, dtype) -> ir.Constant:
-        dtype = np.dtype(dtype)
-        if dtype == np.bool_:
-            return ir.Constant(_BOOL, int(bool(value)))
         return constant(ir_type(dtype), value)
 
     def dtype(self, x) -> np.dtype:
@@ -199,7 +196,7 @@ class LLVMScalarBuilder:
     def _math(self, name, x):
         if not _is_float(x):
             raise UnimplementedError(f"LLVM codegen: {name} expects float32 or float64, got {dtype_of(x)}")
-        return mathlib.call(self.b, name, x)
+        return mathlib.call(self.b, self.module, name, x)
 
     def exp(self, x):
         return self._math("exp", x)
