@@ -57,11 +57,18 @@ def _binary():
     return [G(list(p)) for p in BROADCAST_PAIRS if 0 not in p[0] and 0 not in p[1]]
 
 
+class NoGrad:
+    """An op whose gradient is None by definition, built on float64 inputs of these shapes."""
+
+    def __init__(self, shapes=((3,),), attrs=None):
+        self.shapes, self.attrs = list(shapes), dict(attrs or {})
+
+
 _REDUCE_ATTRS = ({"axes": None, "keepdims": False}, {"axes": (0,), "keepdims": False}, {"axes": (1,), "keepdims": True})
 _WITH_ZEROS = np.array([[0.0, 1.5, -2.0], [0.7, 0.0, 0.0], [1.1, -0.4, 2.0]])
 
-# op type -> gradient cases; ops whose gradient is None by definition map to None.
-CASES: dict[str, list | None] = {
+# op type -> gradient cases; ops whose gradient is None by definition map to NoGrad.
+CASES: dict[str, list | NoGrad] = {
     **{t: _unary() for t in ("Neg", "Abs", "Exp", "Log", "Log1p", "Expm1", "Sqrt", "Rsqrt", "Square", "Reciprocal",
                              "Sin", "Cos", "Tanh", "Sigmoid", "Erf", "Identity", "Relu", "Relu6", "Elu", "Selu",
                              "Softplus")},
@@ -109,8 +116,12 @@ CASES: dict[str, list | None] = {
     "AvgPool": [G([_X], a) for a in _POOL_ATTRS],
     "AvgPoolGrad": [G([_pool_out(_X, a), _X], a) for a in _POOL_ATTRS],
     # piecewise constant, integer-valued or shape-valued: no gradient by definition
-    **{t: None for t in ("Sign", "Floor", "Ceil", "Round", "FloorDiv", "ZerosLike", "OnesLike", "Shape",
-                         "StopGradient", "CheckLabels")},
+    **{t: NoGrad() for t in ("Sign", "Floor", "Ceil", "Round", "StopGradient", "CheckLabels")},
+    "FloorDiv": NoGrad([(3,), (3,)]),
+    "ZerosLike": NoGrad(attrs={"dtype": None}),
+    "OnesLike": NoGrad(attrs={"dtype": None}),
+    "Shape": NoGrad(attrs={"out_type": np.dtype("int32")}),
+    "DynamicRange": NoGrad([(), (), ()], {"dtype": F64}),
 }
 
 # checked elsewhere in this file: Cond by test_gradient_through_cond
@@ -201,8 +212,8 @@ def test_primitive_gradient(op_type):
     assert op_type in CASES, f"{op_type} has a gradient but no entry in CASES (add its gradient cases)"
     cases = CASES[op_type]
     d = get_op_def(op_type)
-    if cases is None:
-        _check_no_gradient(op_type, d)
+    if isinstance(cases, NoGrad):
+        _check_no_gradient(op_type, d, cases)
         return
 
     def build(inputs, attrs):
@@ -210,17 +221,13 @@ def test_primitive_gradient(op_type):
     _check_grads(build, cases, d.sample, op_type, d.extra.get("shape_only_inputs", ()))
 
 
-def _check_no_gradient(op_type, d):
+def _check_no_gradient(op_type, d, spec):
     if d.dtypes and not any(t.kind == "f" for t in d.dtypes):
         return  # integer-only: nothing to differentiate
-    x = gf.placeholder(gf.float64, (3,))
-    inputs = [x] * max(1, len(d.sample))
-    attrs = d.attrs_for_test[0] if d.attrs_for_test else {"out_type": gf.int32} if op_type == "Shape" else {}
-    op = gf.get_default_graph().create_op(op_type, inputs, attrs)
-    y = op.outputs[0]
-    if y.dtype.kind != "f":
-        return
-    assert gf.gradients(gf.reduce_sum(y), [x]) == [None]
+    xs = [gf.placeholder(gf.float64, s) for s in spec.shapes]
+    y = gf.get_default_graph().create_op(op_type, xs, spec.attrs).outputs[0]
+    if y.dtype.kind == "f":
+        assert gf.gradients(gf.reduce_sum(y), xs) == [None] * len(xs), f"{op_type} should have no gradient"
 
 
 _COMPOSITE_CASES = {
@@ -330,7 +337,7 @@ def test_integer_inputs_and_piecewise_constant_ops_have_no_gradient():
 
 def test_elementwise_kinds_are_covered_by_second_order():
     missing = [d.type for d in all_op_defs() if d.kind is OpKind.ELEMENTWISE and d.type in CASES
-               and CASES[d.type] is not None and d.type not in SECOND_ORDER
+               and not isinstance(CASES[d.type], NoGrad) and d.type not in SECOND_ORDER
                and d.type not in ("Identity", "Select", "Cast", "BroadcastTo", "BroadcastLike", "Neg", "Relu6",
                                   "FloorMod")]
     assert not missing, f"elementwise ops without a second-derivative check: {missing}"

@@ -154,6 +154,29 @@ def test_sparse_cross_entropy_rejects_labels_out_of_range():
         np.testing.assert_allclose(sess.run(loss, {labels: [0, 2]}), [np.log(3.0)] * 2, rtol=1e-6)
 
 
+def test_sparse_cross_entropy_with_unknown_class_count():
+    logits = gf.placeholder(gf.float64, (None, None))
+    labels = gf.placeholder(gf.int64, (None,))
+    loss = gf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    (g,) = gf.gradients(gf.reduce_sum(loss), [logits])
+    lv = rng.standard_normal((3, 5))
+    yv = np.array([4, 0, 2])
+    out, gv = run([loss, g], {logits: lv, labels: yv})
+    p = np.exp(lv) / np.exp(lv).sum(1, keepdims=True)
+    np.testing.assert_allclose(out, -np.log(p[np.arange(3), yv]), rtol=1e-12)
+    np.testing.assert_allclose(gv, p - np.eye(5)[yv], rtol=1e-12)
+
+
+def test_range_with_tensor_bounds():
+    x = gf.placeholder(gf.float32, (None, 2))
+    r = gf.range(gf.shape(x)[0])
+    r2 = gf.range(1, gf.shape(x)[0] * 2, 3, dtype=gf.int64)
+    a, b = run([r, r2], {x: np.zeros((7, 2))})
+    np.testing.assert_array_equal(a, np.arange(7))
+    np.testing.assert_array_equal(b, np.arange(1, 14, 3))
+    assert r.dtype == np.int32 and b.dtype == np.int64 and r.shape == (None,)
+
+
 def test_cross_entropy_shape_errors():
     with pytest.raises(ValueError, match=r"labels .* shape \(3,\), expected logits.shape\[:-1\] = \(4,\)"):
         gf.nn.sparse_softmax_cross_entropy_with_logits(labels=gf.zeros((3,), gf.int32), logits=gf.zeros((4, 5)))

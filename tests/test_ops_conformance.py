@@ -82,10 +82,8 @@ def _run_cases(build, cases_by_dtype, ref, label):
         for dtype, case, arrays in cases_by_dtype:
             phs = [gf.placeholder(a.dtype, a.shape) for a in arrays]
             outs = _as_list(build(phs, case.attrs))
-            loose = [None] * len(outs)
-            if ref.unknown_dims:
-                unknown = [gf.placeholder(a.dtype, (None,) * a.ndim) for a in arrays]
-                loose = _as_list(build(unknown, case.attrs))
+            unknown = [gf.placeholder(a.dtype, (None,) * a.ndim) for a in arrays]
+            loose = _as_list(build(unknown, case.attrs))
             built.append((dtype, case, arrays, phs, outs, loose))
     fetches = [o for b in built for o in b[4]]
     feed = {ph: a for b in built for ph, a in zip(b[3], b[2])}
@@ -105,10 +103,9 @@ def _run_cases(build, cases_by_dtype, ref, label):
                 assert _compatible(o.shape, v.shape), f"{desc}: static shape {o.shape}, the kernel returned {v.shape}"
             else:
                 assert o.shape == v.shape, f"{desc}: static shape {o.shape}, the kernel returned {v.shape}"
-            if lo is not None:
-                assert lo.dtype == v.dtype
-                assert _compatible(lo.shape, v.shape), \
-                    f"{desc}: with unknown input dims the op infers {lo.shape}, incompatible with {v.shape}"
+            assert lo.dtype == v.dtype
+            assert _compatible(lo.shape, v.shape), \
+                f"{desc}: with unknown input dims the op infers {lo.shape}, incompatible with {v.shape}"
 
 
 def _compatible(static, actual):

@@ -164,10 +164,38 @@ register(OpDef(type="Range", default_name="range", kind=OpKind.SOURCE, infer=_ra
                kernel=lambda *, start, limit, delta, dtype: np.arange(start, limit, delta, dtype=dtype)))
 
 
+def _dynamic_range_infer(specs, attrs):
+    for what, s in zip(("start", "limit", "delta"), specs):
+        if s.dtype not in _dt.NUMERIC or (s.shape is not None and len(s.shape) != 0):
+            raise TypeError(f"{what} must be a numeric scalar, got {s.dtype.name} of shape {s.shape}")
+    return TensorSpec((None,), attrs["dtype"])
+
+
+def _dynamic_range_kernel(start, limit, delta, *, dtype):
+    if delta == 0:
+        raise ValueError("delta must not be zero")
+    return np.arange(start, limit, delta, dtype=dtype)
+
+
+register(OpDef(type="DynamicRange", default_name="range", kind=OpKind.OPAQUE, infer=_dynamic_range_infer,
+               kernel=_dynamic_range_kernel, grad=lambda op, dy: [None, None, None]))
+
+
 def range(start, limit=None, delta=1, dtype=None, name=None):  # noqa: A001 - public name
-    """Like numpy.arange / tf.range (static bounds)."""
+    """Like numpy.arange / tf.range; bounds may be scalar tensors (`gf.range(gf.shape(x)[0])`)."""
+    from .build import is_tensor_like
+
     if limit is None:
         start, limit = 0, start
+    bounds = (start, limit, delta)
+    if any(is_tensor_like(v) for v in bounds):
+        if dtype is None:
+            dtype = next(convert_to_tensor(v).dtype for v in bounds if is_tensor_like(v))
+        dtype = _dt.as_dtype(dtype)
+        from .math_api import cast
+
+        tensors = [cast(v, dtype) if is_tensor_like(v) else convert_to_tensor(v, dtype) for v in bounds]
+        return apply_op("DynamicRange", tensors, {"dtype": dtype}, name=name)
     if delta == 0:
         raise ValueError("range: delta must not be zero")
     if dtype is None:

@@ -68,8 +68,9 @@ def _check_same_shape(labels, logits, fn):
                                  f"'{logits.name}' has {logits.shape}; they must have the same shape")
 
 
-def _check_labels_kernel(labels, *, limit):
+def _check_labels_kernel(labels, logits):
     labels = np.asarray(labels)
+    limit = np.shape(logits)[-1]
     if labels.size and (labels.min() < 0 or labels.max() >= limit):
         bad = labels[(labels < 0) | (labels >= limit)].flat[0]
         raise ValueError(f"received a label value of {bad} which is outside the valid range of [0, {limit})")
@@ -77,16 +78,16 @@ def _check_labels_kernel(labels, *, limit):
 
 
 def _check_labels_infer(specs, attrs):
-    (y,) = specs
+    y, _ = specs
     if y.dtype not in _dt.INTS:
         raise TypeError(f"labels must be int32 or int64, got {y.dtype.name}")
     return y
 
 
 register(OpDef(type="CheckLabels", default_name="CheckLabels", kind=OpKind.OPAQUE, kernel=_check_labels_kernel,
-               infer=_check_labels_infer, grad=lambda op, dy: [None], dtypes=_dt.INTS,
-               sample=("label",), attrs_for_test=({"limit": 3},),
-               doc="passes int labels through, failing the run on a label outside [0, limit)"))
+               infer=_check_labels_infer, grad=lambda op, dy: [None, None], dtypes=_dt.INTS,
+               sample=("label", "real"), extra={"shape_only_inputs": (1,)},
+               doc="passes int labels through, failing the run on one outside [0, classes of the logits)"))
 
 
 def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None):
@@ -99,7 +100,7 @@ def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None
     from .array_ops import range as range_
     from .control import stop_gradient
     from .reduction import reduce_max, reduce_sum
-    from .shape_ops import expand_dims, squeeze
+    from .shape_ops import expand_dims, shape, squeeze
 
     fn = "sparse_softmax_cross_entropy_with_logits"
     if labels is None or logits is None:
@@ -114,13 +115,11 @@ def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None
             a is not None and b is not None and a != b for a, b in zip(y.shape, x.shape[:-1]))):
         raise ValueError(f"{fn}: labels '{y.name}' has shape {y.shape}, expected logits.shape[:-1] = "
                          f"{x.shape[:-1]} (logits '{x.name}' has shape {x.shape})")
-    depth = x.shape[-1]
-    if depth is None:
-        raise ValueError(f"{fn}: the number of classes (last dimension of '{x.name}') must be known")
     with x.graph.name_scope(name or "SparseSoftmaxCrossEntropyWithLogits"):
         m = stop_gradient(reduce_max(x, axis=-1, keepdims=True))
         lse = log(reduce_sum(exp(x - m), axis=-1)) + squeeze(m, -1)
-        y = apply_op("CheckLabels", [y], {"limit": depth})
+        y = apply_op("CheckLabels", [y, x])
+        depth = x.shape[-1] if x.shape[-1] is not None else shape(x)[-1]
         mask = equal(expand_dims(y, -1), range_(depth, dtype=y.dtype))
         picked = reduce_sum(where(mask, x, zeros_like(x)), axis=-1)
         return lse - picked
