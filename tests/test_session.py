@@ -313,3 +313,15 @@ def test_one_session_from_several_threads(net, opt_level):
         assert not errors, errors
         assert len(results) == 6
         assert sess.run(v) == 120.0
+
+
+def test_repeated_runs_keep_each_fetch_structure(net, opt_level):
+    """A namedtuple equals a plain tuple with the same items: the run cache must not mix them."""
+    x, h, y, total = net
+    with gf.Session(opt_level=opt_level) as sess:
+        for _ in range(2):
+            for fetches, kind in [(Pair(h, total), Pair), ((h, total), tuple), ([h, total], list),
+                                  ([Pair(h, total)], Pair), ([(h, total)], tuple)]:
+                out = sess.run(fetches, {x: DATA})
+                inner = out[0] if isinstance(out, list) and kind is not list else out
+                assert type(inner) is kind, (fetches, out)

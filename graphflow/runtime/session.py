@@ -18,7 +18,6 @@ from .state import VariableStore
 from .threads import ThreadBudget, resolve_num_threads
 
 _local = threading.local()
-_LIST = object()  # marks a list of fetches in the run cache's keys (a list is not hashable)
 
 
 def get_default_session():
@@ -134,7 +133,8 @@ class Session:
         """Compute `fetches` (any nesting of tensors, ops, variables or names) given `feed_dict`."""
         if options is None and run_metadata is None:
             # repeated calls: one dict lookup finds the function that checks the feeds and runs the plan
-            f = (_LIST, *fetches) if fetches.__class__ is list else fetches
+            cls = fetches.__class__
+            f = (cls, *fetches) if cls is list or cls is tuple else fetches
             try:
                 runner = self._runners[(f, *feed_dict) if feed_dict else (f,)]
             except (KeyError, TypeError):
@@ -169,7 +169,11 @@ class Session:
         return rebuild(values)
 
     def _remember_runner(self, fetches, feed_dict, plan, elements, rebuild) -> None:
-        f = (_LIST, *fetches) if fetches.__class__ is list else fetches
+        cls = fetches.__class__
+        if isinstance(fetches, tuple) and cls is not tuple or (
+                cls in (list, tuple) and any(isinstance(e, tuple) for e in fetches)):
+            return  # a namedtuple equals a plain tuple as a key: such structures take the general path
+        f = (cls, *fetches) if cls is list or cls is tuple else fetches
         key = (f, *feed_dict) if feed_dict else (f,)
         try:
             hash(key)
