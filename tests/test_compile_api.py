@@ -118,3 +118,19 @@ def test_compile_of_an_operation_and_variables():
     c = gf.compile([gf.global_variables_initializer(), step], opt_level=1)
     assert "AssignAdd" in {n.op for n in c.program.nodes}
     assert c.stats["ops_after"] >= 3
+
+
+def test_level_2_report_shows_kernels_clusters_and_ir():
+    x = gf.placeholder(gf.float32, (None, 8), name="x")
+    y = gf.exp(gf.constant(2.0) * gf.tanh(x)) + x
+    c = gf.compile(y, feed_list=[x])
+    s = c.stats
+    assert s["kernels"] >= 1 and s["fused_ops"] >= 3 and s["ops_after"] < s["ops_before"]
+    text, dot = c.report(), c.to_dot()
+    for k in c.report_data.kernels:
+        assert f"kernel {k['name']}" in text and ", ".join(k["members"]) in text
+    for name, why in c.report_data.unfused.items():
+        assert f"{name}: {why}" in text
+    assert "subgraph cluster_" in dot and "n0 -> " in dot
+    assert "define" in c.llvm_ir
+    json.dumps(c.to_json(), allow_nan=False)

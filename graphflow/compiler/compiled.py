@@ -140,10 +140,10 @@ class CompiledGraph:
         for n in self.program.nodes:
             ids = members_of.get(n.id)
             for r in n.inputs:
-                lines.append(f"  {out_of[r]} -> {self._consumer_dot(n, r, ids, out_of)};")
+                lines.extend(f"  {out_of[r]} -> {d};" for d in self._consumer_dots(n, r, ids))
             for c in n.control:
                 src = out_of.get((c, 0), f"n{c}")
-                lines.append(f"  {src} -> {self._consumer_dot(n, None, ids, out_of)} [style=dashed];")
+                lines.extend(f"  {src} -> {d} [style=dashed];" for d in self._consumer_dots(n, None, ids))
         for i, r in enumerate(self.program.outputs):
             lines.append(f"  fetch{i} [label={_q(self.fetch_names[i] if i < len(self.fetch_names) else 'fetch')}, "
                          "shape=oval];")
@@ -151,16 +151,18 @@ class CompiledGraph:
         lines.append("}")
         return "\n".join(lines) + "\n"
 
-    def _consumer_dot(self, node, ref, ids, out_of) -> str:
-        """The dot id that consumes `ref`: the node, or the kernel member reading it."""
+    def _consumer_dots(self, node, ref, ids) -> list[str]:
+        """The dot ids that consume `ref`: the node, or every kernel member reading it."""
         if ids is None:
-            return f"n{node.id}"
+            return [f"n{node.id}"]
         if ref is not None:
-            producer_name = self.program.node(ref[0]).name
-            for m, did in ids.items():
-                if any(src == producer_name for src in self._member_inputs(m)):
-                    return did
-        return next(iter(ids.values()))
+            producer = self.program.node(ref[0])
+            # a Feed node is named after the fed tensor ("x:0"); members read its op ("x")
+            producer_name = producer.name.rpartition(":")[0] if producer.op == FEED else producer.name
+            readers = [did for m, did in ids.items() if producer_name in self._member_inputs(m)]
+            if readers:
+                return readers
+        return [next(iter(ids.values()))]
 
     def _graph_op(self, name: str) -> Operation | None:
         try:
