@@ -84,6 +84,8 @@ def test_conv2d_errors_name_the_op_and_shapes():
         gf.nn.conv2d(x, gf.zeros((7, 1, 3, 1)), padding="VALID")
     with pytest.raises(ValueError, match="padding must be 'SAME' or 'VALID'"):
         gf.nn.conv2d(x, gf.zeros((1, 1, 3, 1)), padding="FULL")
+    np.testing.assert_allclose(run(gf.nn.conv2d(x, filter=gf.ones((1, 1, 3, 1)), strides=[1, 1, 1, 1], padding="VALID"),
+                                   {x: np.ones((1, 5, 5, 3))}), np.full((1, 5, 5, 1), 3.0))
     with pytest.raises(ValueError, match="strides"):
         gf.nn.conv2d(x, gf.zeros((1, 1, 3, 1)), strides=(2, 2, 2, 2))
     with pytest.raises(TypeError, match="float32.*float64"):
@@ -219,6 +221,9 @@ def test_dropout_rate_zero_is_identity_and_unknown_shapes_work():
     assert set(np.unique(gv)) <= {0.0, np.float32(1 / 0.75)}
     with pytest.raises(ValueError, match=r"rate must be in \[0, 1\)"):
         gf.nn.dropout(x, 1.0)
+    np.testing.assert_array_equal(run(gf.nn.dropout(x, keep_prob=1.0), {x: xv}), xv)  # TF1 spelling
+    kept = run(gf.nn.dropout(x, keep_prob=0.5, seed=3), {x: xv})
+    np.testing.assert_allclose(kept[kept != 0], 2 * xv[kept != 0], rtol=1e-6)
 
 
 def test_moments_and_batch_normalization():

@@ -201,9 +201,13 @@ register(OpDef(type="Conv2DBackpropFilter", default_name="Conv2DBackpropFilter",
                extra={"shape_only_inputs": (2,)}))
 
 
-def conv2d(input, filters, strides=1, padding="SAME", data_format="NHWC", dilations=None, name=None):  # noqa: A002
+def conv2d(input, filters=None, strides=1, padding="SAME", data_format="NHWC", dilations=None,  # noqa: A002
+           name=None, filter=None):  # noqa: A002 - TF1 spells the filters `filter`
     """2-D convolution of an NHWC `input` with HWIO `filters` (TF's SAME/VALID padding)."""
     fn = "conv2d"
+    if (filters is None) == (filter is None):
+        raise ValueError(f"{fn}: pass the HWIO filters once, as filters= (or TF1's filter=)")
+    filters = filters if filters is not None else filter
     if str(data_format).upper() != "NHWC":
         raise ValueError(f"{fn}: only data_format='NHWC' is supported, got {data_format!r}")
     if dilations not in (None, 1, (1, 1), [1, 1], (1, 1, 1, 1), [1, 1, 1, 1]):

@@ -230,15 +230,19 @@ def batch_normalization(x, mean, variance, offset, scale, variance_epsilon, name
         return t * inv + shift
 
 
-def dropout(x, rate, seed=None, noise_shape=None, name=None):
+def dropout(x, rate=None, seed=None, noise_shape=None, name=None, keep_prob=None):
     """Zero each element with probability `rate` and scale the kept ones by 1 / (1 - rate)
-    (TF2's `rate`); `rate` = 0 returns x unchanged."""
+    (TF2's `rate`; TF1's keep_prob= is 1 - rate); `rate` = 0 returns x unchanged."""
     from .array_ops import random_uniform
     from .control import identity
     from .math_api import where, zeros_like
     from .shape_ops import shape
 
     t = _float_tensor(x, "dropout", "x", need_rank=False)
+    if (rate is None) == (keep_prob is None):
+        raise ValueError("dropout: pass exactly one of rate= and keep_prob=")
+    if keep_prob is not None:
+        rate = 1.0 - keep_prob
     dynamic_rate = is_tensor_like(rate)
     if not dynamic_rate:
         rate = float(rate)
