@@ -147,6 +147,9 @@ def test_feed_conversion_rules(opt_level):
         out = sess.run(i + 0, {i: [5, 6]})  # a list -> an array
         assert out.dtype == np.int32
         np.testing.assert_array_equal(sess.run(i + 0, {i: np.array([7, 8], np.int64)}), [7, 8])
+        np.testing.assert_array_equal(sess.run(i + 0, {i: np.array([9, 255], np.uint8)}), [9, 255])
+        with pytest.raises(TypeError, match="'i:0'"):
+            sess.run(i + 0, {i: np.array([2 ** 32, 1], np.uint64)})  # out of int32 range
         with pytest.raises(TypeError, match=r"float64.*'i:0'.*int32"):
             sess.run(i + 0, {i: np.array([1.5, 2.0])})  # float -> int loses information
         with pytest.raises(TypeError, match="'i:0'"):

@@ -258,7 +258,7 @@ def _convert_value(t: Tensor, value) -> np.ndarray:
     if src == dtype:
         return arr
     ok = (src.kind == dtype.kind and src.kind in "fiub") or (src.kind in "iub" and dtype.kind == "f") \
-        or (src.kind == "b" and dtype.kind in "iu")
+        or (src.kind in "iub" and dtype.kind in "iu")  # integers: checked against the range below
     if ok and dtype.kind in "iu" and src.kind in "iu" and arr.size:
         info = np.iinfo(dtype)
         ok = bool(arr.min() >= info.min and arr.max() <= info.max)
