@@ -142,6 +142,16 @@ def test_cache_off_writes_nothing(cache_dir, monkeypatch):
     assert not cache_dir.exists() or not any(cache_dir.iterdir())
 
 
+def test_unwritable_cache_directory_does_not_fail_the_compile(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the cache directory should be")
+    monkeypatch.setenv("GRAPHFLOW_CACHE_DIR", str(blocker / "kernels"))
+    jit.clear_memory_cache()
+    module = jit.compile_module(SIMPLE_IR)
+    assert call_triple(module) == 7.5 and not module.loaded_from_cache
+    jit.clear_memory_cache()
+
+
 def test_default_directory_follows_xdg(monkeypatch, tmp_path):
     monkeypatch.delenv("GRAPHFLOW_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
