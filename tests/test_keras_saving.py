@@ -86,7 +86,7 @@ def test_custom_layer_via_registration_and_custom_objects(tmp_path):
             self.factor = factor
 
         def build(self, input_shape):
-            self.w = self.add_weight("w", (input_shape[-1],), initializer="ones")
+            self.w = self.add_weight(name="w", shape=(input_shape[-1],), initializer="ones")
 
         def call(self, inputs):
             return inputs * self.w * self.factor

@@ -339,3 +339,35 @@ def test_digits_mlp_reaches_97_percent_validation_accuracy():
     hist = model.fit(x, y, batch_size=32, epochs=20, validation_split=0.2, verbose=0)
     assert time.perf_counter() - start < 60
     assert max(hist.history["val_accuracy"]) >= 0.97
+
+
+def test_evaluate_and_predict_verbose_print_one_line(monkeypatch):
+    model = _linear()
+    model.compile(loss="mse")
+    x, y = _data(n=10)
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", stream)
+    loss = model.evaluate(x, y, batch_size=4, verbose=1)
+    model.predict(x, batch_size=4, verbose=1)
+    model.predict(x)
+    monkeypatch.undo()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("3/3 [") and f"loss: {loss:.4f}" in lines[0]
+    assert lines[1].startswith("3/3 [")
+
+
+def test_custom_layer_with_a_training_argument_gets_training_true_in_fit():
+    modes = []
+
+    class Noisy(L.Layer):
+        def call(self, inputs, training=None):
+            modes.append(bool(training))
+            return inputs + 1.0 if training else inputs
+
+    model = keras.Sequential([keras.Input(shape=(1,)), Noisy(), L.Dense(1, kernel_initializer="ones")])
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    x = np.zeros((4, 1), "float32")
+    hist = model.fit(x, np.zeros((4, 1)), batch_size=4, verbose=0)
+    assert hist.history["loss"][0] == pytest.approx(1.0)  # the training graph added 1
+    assert model.evaluate(x, np.zeros((4, 1))) == pytest.approx(0.0)
+    assert True in modes and False in modes

@@ -52,7 +52,7 @@ class Progbar:
         self._last_draw = now
         elapsed = now - self.start
         eta = elapsed / step * (self.target - step) if step else 0.0
-        self._write("\r" + f"{self.prefix}{self._bar(step)} - ETA: {_fmt_time(eta)}{_fmt_logs(logs)}")
+        self._write(f"{self.prefix}{self._bar(step)} - ETA: {_fmt_time(eta)}{_fmt_logs(logs)}")
 
     def finish(self, logs: dict) -> None:
         """Write the epoch's final line (time per step, all logs including val_ ones) and a newline."""
@@ -60,16 +60,12 @@ class Progbar:
             return
         elapsed = time.perf_counter() - self.start
         per_step = elapsed / max(self.target, 1)
-        text = f"{self.prefix}{self._bar(self.target)} - {_fmt_time(elapsed)} {per_step * 1e3:.0f}ms/step{_fmt_logs(logs)}"
-        self._write(("\r" if self.dynamic else "") + text + "\n")
+        self._write(f"{self.prefix}{self._bar(self.target)} - {_fmt_time(elapsed)} {per_step * 1e3:.0f}ms/step"
+                    f"{_fmt_logs(logs)}", end="\n")
 
-    def _write(self, text: str) -> None:
-        line = text.rstrip("\n").lstrip("\r")
-        pad = " " * max(self._last_len - len(line), 0) if text.startswith("\r") else ""
-        self._last_len = len(line)
-        if pad and text.endswith("\n"):
-            text = text[:-1] + pad + "\n"
-        else:
-            text += pad
-        self.stream.write(text)
+    def _write(self, line: str, end: str = "") -> None:
+        if self.dynamic:  # back to the line start, and blank out what a longer previous line left
+            line = "\r" + line + " " * max(self._last_len - len(line), 0)
+            self._last_len = len(line) - 1
+        self.stream.write(line + end)
         self.stream.flush()

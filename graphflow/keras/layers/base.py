@@ -109,7 +109,6 @@ class Layer:
     """Base class of every layer; subclasses override `build`, `call` and `get_config`."""
 
     input_dtype = gf.float32  # what a model feeds when this layer is its first (Embedding: int32)
-    training_dependent = False  # True when call() differs between training and inference
 
     def __init__(self, name: str | None = None, trainable: bool = True, dtype="float32",
                  input_shape=None, **kwargs):
@@ -150,10 +149,16 @@ class Layer:
     def from_config(cls, config: dict):
         return cls(**config)
 
-    def add_weight(self, name: str, shape, initializer="glorot_uniform", trainable: bool = True,
-                   dtype=None) -> Weight:
-        """Create a weight (its initial value is drawn now, in numpy)."""
+    def add_weight(self, shape=None, initializer=None, dtype=None, trainable: bool = True,
+                   name: str | None = None) -> Weight:
+        """Create a weight whose initial value is drawn now, in numpy (Keras 3's signature; the default
+        initializer is glorot_uniform for floats and zeros otherwise, as in Keras)."""
+        if shape is None:
+            raise ValueError(f"{self.name}: add_weight needs a shape")
         dtype = gf.dtypes.as_dtype(dtype or self.dtype)
+        if initializer is None:
+            initializer = "glorot_uniform" if dtype.kind == "f" else "zeros"
+        name = name or f"variable_{len(self._own_weights)}"
         shape = tuple(int(d) for d in shape)
         value = np.asarray(initializers.get(initializer)(shape, dtype), dtype=dtype)
         if value.shape != shape:
@@ -207,6 +212,11 @@ class Layer:
             params = inspect.signature(cls.call).parameters
             cache[arg] = arg in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
         return cache[arg]
+
+    @classmethod
+    def _is_training_dependent(cls) -> bool:
+        """Whether call() may differ between training and inference: it takes a `training` argument."""
+        return cls._accepts("training")
 
     def compute_output_shape(self, input_shape):
         """The output shape for inputs of `input_shape`, found by tracing into a scratch graph."""

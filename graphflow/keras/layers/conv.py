@@ -45,9 +45,9 @@ class Conv2D(Layer):
 
     def build(self, input_shape):
         _check_nhwc(self, input_shape)
-        self.kernel = self.add_weight("kernel", self.kernel_size + (input_shape[-1], self.filters),
-                                      self.kernel_initializer)
-        self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer) if self.use_bias else None
+        self.kernel = self.add_weight(self.kernel_size + (input_shape[-1], self.filters), self.kernel_initializer,
+                                      name="kernel")
+        self.bias = self.add_weight((self.filters,), self.bias_initializer, name="bias") if self.use_bias else None
 
     def call(self, inputs):
         y = gf.nn.conv2d(inputs, self.kernel, strides=self.strides, padding=self.padding.upper())

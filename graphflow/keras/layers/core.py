@@ -30,8 +30,8 @@ class Dense(Layer):
     def build(self, input_shape):
         if input_shape is None or input_shape[-1] is None:
             raise ValueError(f"{self.name}: the last dimension of the input must be known, got {input_shape}")
-        self.kernel = self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer)
-        self.bias = self.add_weight("bias", (self.units,), self.bias_initializer) if self.use_bias else None
+        self.kernel = self.add_weight((input_shape[-1], self.units), self.kernel_initializer, name="kernel")
+        self.bias = self.add_weight((self.units,), self.bias_initializer, name="bias") if self.use_bias else None
 
     def call(self, inputs):
         rank = inputs.ndim
@@ -100,8 +100,6 @@ class Reshape(Layer):
 class Dropout(Layer):
     """Zeroes a `rate` fraction of the inputs while training (scaling the rest by 1/(1-rate))."""
 
-    training_dependent = True
-
     def __init__(self, rate, seed=None, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= float(rate) < 1.0:
@@ -130,8 +128,8 @@ class Embedding(Layer):
         self.embeddings_initializer = initializers.get(embeddings_initializer)
 
     def build(self, input_shape):
-        self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
-                                          self.embeddings_initializer)
+        self.embeddings = self.add_weight((self.input_dim, self.output_dim), self.embeddings_initializer,
+                                          name="embeddings")
 
     def call(self, inputs):
         if inputs.dtype.kind != "i":

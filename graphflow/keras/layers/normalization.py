@@ -26,8 +26,6 @@ def _broadcastable(param, axis: int, rank: int):
 class BatchNormalization(Layer):
     """Normalizes over the batch (and every axis but `axis`); weights gamma, beta, moving_mean, moving_variance."""
 
-    training_dependent = True
-
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones", moving_mean_initializer="zeros",
                  moving_variance_initializer="ones", **kwargs):
@@ -44,11 +42,11 @@ class BatchNormalization(Layer):
         if input_shape[a] is None:
             raise ValueError(f"{self.name}: the normalized axis {self.axis} of input shape {input_shape} must be known")
         c = (input_shape[a],)
-        self.gamma = self.add_weight("gamma", c, self.gamma_initializer) if self.scale else None
-        self.beta = self.add_weight("beta", c, self.beta_initializer) if self.center else None
-        self.moving_mean = self.add_weight("moving_mean", c, self.moving_mean_initializer, trainable=False)
-        self.moving_variance = self.add_weight("moving_variance", c, self.moving_variance_initializer,
-                                               trainable=False)
+        self.gamma = self.add_weight(c, self.gamma_initializer, name="gamma") if self.scale else None
+        self.beta = self.add_weight(c, self.beta_initializer, name="beta") if self.center else None
+        self.moving_mean = self.add_weight(c, self.moving_mean_initializer, trainable=False, name="moving_mean")
+        self.moving_variance = self.add_weight(c, self.moving_variance_initializer, trainable=False,
+                                               name="moving_variance")
 
     def call(self, inputs, training=None):
         rank = inputs.ndim
@@ -90,8 +88,8 @@ class LayerNormalization(Layer):
         if input_shape[a] is None:
             raise ValueError(f"{self.name}: the normalized axis {self.axis} of input shape {input_shape} must be known")
         c = (input_shape[a],)
-        self.gamma = self.add_weight("gamma", c, self.gamma_initializer) if self.scale else None
-        self.beta = self.add_weight("beta", c, self.beta_initializer) if self.center else None
+        self.gamma = self.add_weight(c, self.gamma_initializer, name="gamma") if self.scale else None
+        self.beta = self.add_weight(c, self.beta_initializer, name="beta") if self.center else None
 
     def call(self, inputs):
         rank = inputs.ndim

@@ -58,6 +58,10 @@ class Functional(Model):
     def input_names(self) -> list[str]:
         return [t.node.layer.name for t in self.inputs]
 
+    @classmethod
+    def _is_training_dependent(cls) -> bool:
+        return False  # passes `training` on; its layers decide
+
     def call(self, inputs, training=None):
         memo = {id(kt): t for kt, t in zip(self.inputs, tree.flatten(inputs))}
         for node in self._nodes:

@@ -57,6 +57,10 @@ class Sequential(Model):
             return super()._input_specs(data)
         return [("input", shape, self._default_input_dtype())]
 
+    @classmethod
+    def _is_training_dependent(cls) -> bool:
+        return False  # passes `training` on; its layers decide
+
     def call(self, inputs, training=None):
         x = inputs
         for layer in self._layers:

@@ -16,6 +16,7 @@ import graphflow as gf
 from .. import callbacks as callbacks_module
 from .. import losses, metrics, optimizers, rng, tree
 from ..layers.normalization import UPDATE_OPS
+from ..progbar import Progbar
 
 
 class _Step:
@@ -119,7 +120,7 @@ class Trainer:
         g = runtime.graph
         with g.as_default(), g.name_scope("training"):
             n_updates = len(g.get_collection(UPDATE_OPS))
-            if any(layer.training_dependent for layer in self._all_layers()):
+            if any(layer._is_training_dependent() for layer in [self] + self._all_layers()):
                 outputs = tree.flatten(self._trace(self._pack_inputs(runtime.inputs), training=True))
             else:
                 outputs = runtime.outputs
@@ -209,24 +210,27 @@ class Trainer:
         cb.on_train_end(logs)
         return history
 
-    def _evaluate_arrays(self, runtime, xs, ys, batch_size) -> dict:
+    def _evaluate_arrays(self, runtime, xs, ys, batch_size, verbose=0) -> dict:
         runtime.claim()
         step = self._test_step(runtime, ys)
         n = _num_samples(xs + ys, self.name)
-        totals = np.zeros(len(step.names))
-        for start in range(0, n, batch_size):
-            batch = [a[start:start + batch_size] for a in xs + ys]
+        steps = math.ceil(n / batch_size)
+        bar = Progbar(steps, verbose=verbose)
+        totals, logs = np.zeros(len(step.names)), {}
+        for b in range(steps):
+            batch = [a[b * batch_size:(b + 1) * batch_size] for a in xs + ys]
             totals += len(batch[0]) * np.asarray(step.fn(*batch), dtype=np.float64)
-        return {name: float(v) for name, v in zip(step.names, totals / max(n, 1))}
+            logs = {name: float(v) for name, v in zip(step.names, totals / min(n, (b + 1) * batch_size))}
+            bar.update(b + 1, logs)
+        bar.finish(logs)
+        return logs
 
     def evaluate(self, x=None, y=None, batch_size=32, verbose=0, return_dict=False):
         """The loss (and metrics) on (x, y) in inference mode: a float, or [loss, metric, ...]."""
         self._check_compiled()
         runtime = self._runtime_for_run(x)
         logs = self._evaluate_arrays(runtime, self._input_arrays(x, runtime),
-                                     self._target_arrays(y, len(runtime.outputs)), batch_size)
-        if verbose:
-            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+                                     self._target_arrays(y, len(runtime.outputs)), batch_size, verbose)
         if return_dict:
             return logs
         values = list(logs.values())
@@ -238,13 +242,17 @@ class Trainer:
         xs = self._input_arrays(x, runtime)
         n = _num_samples(xs, self.name)
         fn = runtime.predict_function()
-        chunks = [fn(*[a[s:s + batch_size] for a in xs]) for s in range(0, n, batch_size)]
+        steps = math.ceil(n / batch_size)
+        bar = Progbar(steps, verbose=verbose)
+        chunks = []
+        for b in range(steps):
+            chunks.append(fn(*[a[b * batch_size:(b + 1) * batch_size] for a in xs]))
+            bar.update(b + 1, {})
+        bar.finish({})
         if not chunks:
             return tree.pack_like(runtime.output_struct,
                                   [np.zeros((0,) + tuple(t.shape[1:]), t.dtype) for t in runtime.outputs])
         outs = [np.concatenate([c[i] for c in chunks]) for i in range(len(runtime.outputs))]
-        if verbose:
-            print(f"{len(chunks)}/{len(chunks)} batches")
         return tree.pack_like(runtime.output_struct, outs)
 
     def train_on_batch(self, x, y):
