@@ -141,7 +141,7 @@ def test_blas_steps_are_barriers_in_the_inter_op_schedule():
         (plan,) = sess._plans.values()
         ex = plan.execution
         deps = ex.dependencies()
-        (k,) = [s.index for s in ex.steps if s.exclusive]
+        (k,) = [s.index for s in ex.steps if s.blas is not None]
         before = {j for j in range(k)}
         reach = set()
         stack = list(deps[k])
@@ -159,3 +159,18 @@ def test_blas_steps_are_barriers_in_the_inter_op_schedule():
                     seen.add(i)
                     stack.extend(deps[i])
             assert k in seen
+
+
+def test_blas_threads_follow_the_step_kind():
+    from graphflow.runtime.threads import blas_threads
+
+    if blas_threads() is None:
+        pytest.skip("numpy's BLAS is not an OpenBLAS this process can reach")
+    a = gf.placeholder(gf.float32, (4, 4), name="a")
+    y = gf.matmul(a, a)
+    with gf.Session(num_threads=2, opt_level=0) as sess:
+        sess.run(y, {a: np.eye(4, dtype=np.float32)})
+        assert blas_threads() == 2  # a whole-op BLAS call gets the session's threads
+    with gf.Session(num_threads=1, opt_level=0) as sess:
+        sess.run(y, {a: np.eye(4, dtype=np.float32)})
+        assert blas_threads() == 1

@@ -78,10 +78,10 @@ def _copy_out(v):
 class Step:
     """One node of the program as the plan runs it."""
 
-    __slots__ = ("index", "node", "mode", "fn", "kernel", "inputs", "outputs", "stateful", "exclusive",
+    __slots__ = ("index", "node", "mode", "fn", "kernel", "inputs", "outputs", "stateful", "blas",
                  "info", "dtypes")
 
-    def __init__(self, index, node, mode, fn, kernel, inputs, outputs, stateful, exclusive, info, dtypes):
+    def __init__(self, index, node, mode, fn, kernel, inputs, outputs, stateful, blas, info, dtypes):
         self.index = index
         self.node = node
         self.mode = mode          # "ufunc" | "out" | "call"
@@ -90,7 +90,10 @@ class Step:
         self.inputs = inputs
         self.outputs = outputs
         self.stateful = stateful
-        self.exclusive = exclusive  # calls numpy's BLAS: runs alone in the inter-op schedule
+        # numpy BLAS use: "own" (one BLAS call over the whole op: BLAS gets the session's
+        # threads) or "split" (row blocks spread over the pool: BLAS gets one thread each);
+        # either way the step runs alone in the inter-op schedule
+        self.blas = blas
         self.info = info
         self.dtypes = dtypes
 
@@ -158,12 +161,13 @@ class ExecutionPlan:
                 continue
             ins = tuple(value_of[r] for r in n.inputs)
             specs_in = [program.spec(r) for r in n.inputs]
-            exclusive = d.kind is OpKind.LIBRARY
+            blas = "own" if d.kind is OpKind.LIBRARY else None
             kernel_obj = None
             if d.extra.get("accepts_out"):
                 mode, fn = "out", None
                 kernel_obj = n.attrs["kernel"]
-                exclusive = exclusive or getattr(kernel_obj, "kind", None) == "epilogue"
+                if getattr(kernel_obj, "kind", None) == "epilogue":
+                    blas = "split"
                 inplace = tuple(getattr(kernel_obj, "inplace_ok", ()))
                 info = StepInfo(ins, outs, True, inplace)
             elif not d.stateful and _ufunc_fits(d.kernel, n, specs_in):
@@ -175,7 +179,7 @@ class ExecutionPlan:
                 fn = partial(d.kernel, **n.attrs) if n.attrs else d.kernel
                 info = StepInfo(ins, outs, False, (), False, d.stateful)
             node_step[n.id] = len(steps)
-            steps.append(Step(len(steps), n, mode, fn, kernel_obj, ins, outs, d.stateful or d.random, exclusive,
+            steps.append(Step(len(steps), n, mode, fn, kernel_obj, ins, outs, d.stateful or d.random, blas,
                               info, [specs[v][1] for v in outs]))
         self.steps = steps
         self.output_values = [value_of[r] for r in program.outputs]
@@ -185,7 +189,6 @@ class ExecutionPlan:
         self.n_buffers = self.memory.n_buffers
         self.stateful = any(s.stateful for s in steps)
         self.uses_numpy = any(s.mode != "out" for s in steps)
-        self.uses_blas = any(s.exclusive for s in steps)
         self._control = {node_step[n.id]: [node_step[c] for c in n.control if c in node_step]
                          for n in program.nodes if n.id in node_step and n.control}
         self._arenas: list = []
@@ -219,12 +222,15 @@ class ExecutionPlan:
         return self.memory.peak_bytes(self.specs, [s.info for s in self.steps], self.external, dim)
 
     # ---------------------------------------------------------------- code generation
-    def _step_lines(self, st: Step, name, free: bool) -> list[str]:
-        """Python source for one step; `name(v)` spells value v (a local or a list item)."""
+    def _step_lines(self, st: Step, name, free: bool, blas_line: bool = True) -> list[str]:
+        """Python source for one step; `name(v)` spells value v (a local or a list item);
+        `blas_line`: set numpy's BLAS threads for this step (a serial run skips repeats)."""
         k = st.index
         mem = self.memory
         ins = ", ".join(name(v) for v in st.inputs)
         lines = []
+        if st.blas is not None and blas_line:
+            lines.append("LIMIT(NT)" if st.blas == "own" else "LIMIT(1)")
         if st.mode == "call":
             args = ("S, " if st.node.op_def.stateful else "") + ins
             if len(st.outputs) == 1:
@@ -317,13 +323,13 @@ class ExecutionPlan:
 
         src = [f"def check({params}):"] + checks + [f"    return [{params}]", ""]
         body = []
+        blas = None
         for st in self.steps:
             body.append(f"k = {st.index}")
-            body += self._step_lines(st, local, free=True)
+            body += self._step_lines(st, local, free=True, blas_line=st.blas not in (None, blas))
+            blas = st.blas or blas
         outs = ", ".join(self._output_expr(v, local) for v in self.output_values)
         src += [f"def run({params}):"] + checks
-        if self.uses_blas:
-            src.append("    LIMIT(NT)")
         if self.n_buffers:
             src += ["    try:", "        A = ARENAS.pop()", "    except IndexError:",
                     f"        A = [None] * {self.n_buffers}"]
@@ -390,8 +396,6 @@ class ExecutionPlan:
         except IndexError:
             A = [None] * self.n_buffers
         S = RunState(self.store) if self.stateful else None
-        if self.uses_blas:
-            limit_blas_threads(self.budget.num_threads)
         tok = _fp_set(_FP_IGNORE)
         try:
             if parallel:
@@ -452,7 +456,7 @@ class ExecutionPlan:
                         d.update(mem.readers[w])
                     d.add(producer[u])
             d.discard(k)
-            if st.exclusive:
+            if st.blas is not None:
                 d.update(j for j in segment if j not in has_succ)
                 barrier, segment, has_succ = k, set(), set()
             else:

@@ -9,10 +9,15 @@ Every wait is "helping": a thread that waits for work it handed out first runs w
 left of that work itself, so nested use (a step running on a worker that calls
 `parallel_for`) cannot deadlock even when every worker is busy.
 
-numpy's BLAS keeps its own threads. The policy: BLAS may use the session's `num_threads`
-(set through numpy's bundled OpenBLAS with ctypes, see `limit_blas_threads`), and the
-plan never runs a BLAS step concurrently with other steps (they are barriers in the
-inter-op schedule), so the two pools never compete.
+numpy's BLAS keeps its own threads, so the plan sets how many it may use (through numpy's
+bundled OpenBLAS, with ctypes: `limit_blas_threads`) before each step that calls it:
+a step that is one BLAS call over the whole op (the reference MatMul) gives BLAS the
+session's `num_threads`; a fused epilogue kernel, which splits the product into row
+blocks over this pool, gives BLAS one thread per block. Either way the step runs alone
+(BLAS steps are barriers in the inter-op schedule), so at most `num_threads` threads
+compute at any time. The setting is process-wide: sessions with different budgets that
+run BLAS at the same moment can still exceed one budget. An unknown BLAS (MKL) keeps its
+own default.
 """
 from __future__ import annotations
 
@@ -80,43 +85,56 @@ def resolve_num_threads(requested: int | None) -> tuple[int, str]:
 
 # ---- numpy's BLAS ----
 
-def _blas_setter():
-    """numpy's bundled OpenBLAS `set_num_threads` function, or None (MKL / unknown BLAS)."""
+def _blas_functions():
+    """numpy's bundled OpenBLAS (set_num_threads, get_num_threads), or (None, None) for an
+    unknown BLAS (MKL, Accelerate): it then keeps its own default."""
     try:
         with open("/proc/self/maps") as f:
             paths = {line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line}
     except OSError:
-        return None
+        return None, None
     for path in sorted(paths):
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
-                     "openblas_set_num_threads64_", "openblas_set_num_threads"):
-            fn = getattr(lib, name, None)
-            if fn is not None:
-                fn.argtypes = [ctypes.c_int]
-                fn.restype = None
-                return fn
-    return None
+        for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""), ("openblas", "64_"),
+                               ("openblas", "")):
+            setter = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+            getter = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+            if setter is not None and getter is not None:
+                setter.argtypes, setter.restype = [ctypes.c_int], None
+                getter.argtypes, getter.restype = [], ctypes.c_int
+                return setter, getter
+    return None, None
 
 
-_blas = {"setter": None, "resolved": False, "threads": None}
+_blas = {"functions": None, "threads": None}
 _blas_lock = threading.Lock()
+
+
+def _blas_fns():
+    if _blas["functions"] is None:
+        with _blas_lock:
+            if _blas["functions"] is None:
+                _blas["functions"] = _blas_functions()
+    return _blas["functions"]
 
 
 def limit_blas_threads(n: int) -> None:
     """Let numpy's BLAS use at most `n` threads (process-wide; a no-op when unchanged)."""
     if _blas["threads"] == n:
         return
-    with _blas_lock:
-        if not _blas["resolved"]:
-            _blas["setter"] = _blas_setter()
-            _blas["resolved"] = True
-        if _blas["setter"] is not None:
-            _blas["setter"](n)
-        _blas["threads"] = n
+    setter, _ = _blas_fns()
+    if setter is not None:
+        setter(n)
+    _blas["threads"] = n
+
+
+def blas_threads() -> int | None:
+    """How many threads numpy's BLAS may use now (None: not an OpenBLAS we can ask)."""
+    _, getter = _blas_fns()
+    return None if getter is None else getter()
 
 
 # ---- the pool ----
