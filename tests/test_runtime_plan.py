@@ -253,3 +253,70 @@ def test_floating_point_warnings_stay_quiet(recwarn):
     assert np.isnan(out).all()
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
     assert np.geterr() == before  # the caller's floating-point state is left as it was
+
+
+# ---- the out= contract of fused nodes (CONTRACTS.md B), with a stand-in op ----
+
+class _SumDiff:
+    """A kernel object with the fused-kernel contract: outputs (x + y, x - y)."""
+
+    name, members, kind = "sum_diff", ("sum_diff",), "elementwise"
+    inplace_ok = ((0, 0), (1, 1))
+
+    def __init__(self):
+        self.calls = []
+
+    def output_shapes(self, input_shapes):
+        s = np.broadcast_shapes(*input_shapes)
+        return [s, s]
+
+    def run(self, inputs, outputs=None, budget=None):
+        x, y = inputs
+        self.calls.append((outputs is not None, budget,
+                           outputs is not None and any(np.shares_memory(o, i) for o in outputs for i in inputs)))
+        if outputs is None:
+            outputs = [np.empty(np.broadcast_shapes(x.shape, y.shape), x.dtype) for _ in range(2)]
+        s = x + y
+        np.subtract(x, y, out=outputs[1])
+        outputs[0][...] = s
+        return outputs
+
+
+def _register_sum_diff():
+    from graphflow.ops.registry import OpDef, OpKind, TensorSpec, get_op_def, register
+
+    try:
+        return get_op_def("TestSumDiff")
+    except KeyError:
+        return register(OpDef(
+            type="TestSumDiff", default_name="sum_diff", kind=OpKind.OPAQUE,
+            infer=lambda specs, attrs: (TensorSpec(specs[0].shape, specs[0].dtype),) * 2,
+            kernel=lambda *arrays, kernel, out=None, budget=None, **_: tuple(kernel.run(list(arrays), out, budget)),
+            extra={"accepts_out": True}))
+
+
+@pytest.mark.parametrize("level", [0, 1])
+def test_out_contract_ops_get_reused_buffers_in_place_and_the_session_budget(level):
+    _register_sum_diff()
+    kernel = _SumDiff()
+    x = gf.placeholder(gf.float32, (None, 4), name="x")
+    a, b = gf.exp(x), gf.tanh(x)
+    for _ in range(4):  # a chain: each pair dies where the next pair is made
+        op = gf.get_default_graph().create_op("TestSumDiff", [a, b], {"kernel": kernel})
+        a, b = op.outputs
+    mid = a
+    op = gf.get_default_graph().create_op("TestSumDiff", [a, b], {"kernel": kernel})
+    out = op.outputs[0] * 1.0
+    data = np.linspace(-1, 1, 12).astype(np.float32).reshape(3, 4)
+    ea, eb = np.exp(data), np.tanh(data)
+    for _ in range(4):
+        ea, eb = ea + eb, ea - eb
+    want_mid, want_out = ea, ea + eb
+    with gf.Session(opt_level=level, num_threads=2) as sess:
+        for _ in range(3):
+            got_mid, got_out = sess.run([mid, out], {x: data})
+            np.testing.assert_allclose(got_mid, want_mid, rtol=1e-5)
+            np.testing.assert_allclose(got_out, want_out, rtol=1e-5)
+        assert all(budget is sess.budget for _, budget, _ in kernel.calls)
+        assert any(given for given, _, _ in kernel.calls)       # buffers were handed in
+        assert any(aliased for _, _, aliased in kernel.calls)   # ... and written in place
