@@ -74,9 +74,10 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("dtype, opt_level", [(np.float64, 0), (np.float32, 0), (np.float32, 2)],
+                         ids=["float64-O0", "float32-O0", "float32-O2"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_three_steps_match_numpy(case, dtype):
+def test_three_steps_match_numpy(case, dtype, opt_level):
     make, reference = CASES[case]
     w, b, loss = _build(dtype)
     train_op = make().minimize(loss)
@@ -84,7 +85,7 @@ def test_three_steps_match_numpy(case, dtype):
     pw, pb = W0.copy(), B0.copy()
     sw, sb = {}, {}
     tol = dict(rtol=1e-9, atol=1e-12) if dtype == np.float64 else dict(rtol=2e-4, atol=1e-5)
-    with gf.Session(opt_level=0) as sess:
+    with gf.Session(opt_level=opt_level) as sess:
         sess.run(gf.global_variables_initializer())
         for t in range(1, 4):
             gw, gb = _loss_and_grads(pw, pb)
