@@ -34,6 +34,9 @@ IDENTITY_LIKE = {
     "add_pos_zero": lambda t: t + 0.0, "sub_zero": lambda t: t - 0.0, "sub_neg_zero": lambda t: t - gf.constant(-0.0, t.dtype),
     "div_one": lambda t: t / 1.0, "mul_zero": lambda t: t * 0.0, "sub_self": lambda t: t - t,
     "mul_ones_row": lambda t: t * gf.ones((1, 3), t.dtype), "mul_ones_wide": lambda t: t * gf.ones((2, 3), t.dtype),
+    "abs_abs": lambda t: gf.abs(gf.abs(t)), "relu_relu": lambda t: gf.nn.relu(gf.nn.relu(t)),
+    "round_round": lambda t: gf.round(gf.round(t)), "max_self": lambda t: gf.maximum(t, t),
+    "where_same": lambda t: gf.where(t > 0.0, t, t), "squeeze_expand": lambda t: gf.squeeze(gf.expand_dims(t, 0), 0),
 }
 REDUCE = {"sum": gf.reduce_sum, "mean": gf.reduce_mean, "max": gf.reduce_max, "min": gf.reduce_min}
 

@@ -457,3 +457,45 @@ def test_identity_element_rules_respect_unknown_dims():
     v = np.array([[np.nan, -0.0, np.inf]], np.float32)
     assert run(1, may_broadcast, {x: v}).shape == (2, 3)
     check_same_as_level0([scalar_one, row_of_ones, may_broadcast, higher_rank], {x: v})
+
+
+@pytest.mark.parametrize("fn", [gf.abs, gf.floor, gf.ceil, gf.round, gf.sign, gf.nn.relu, gf.nn.relu6])
+def test_idempotent_op_applied_twice_keeps_one(fn):
+    x = gf.placeholder(gf.float32, (12,), name="x")
+    y = fn(fn(x))
+    program, _ = optimize(y, [x])
+    assert len(program) == 2 and program.nodes[-1].inputs == ((program.feeds[0], 0),)
+    check_same_as_level0(y, {x: SPECIAL})
+    assert_bits_equal(run(1, y, {x: SPECIAL}), run(0, fn(x), {x: SPECIAL}))
+
+
+def test_same_operand_binary_ops_are_dropped():
+    x = gf.placeholder(gf.float32, (None, 12), name="x")
+    b = gf.placeholder(gf.bool, (3,), name="b")
+    floats = [gf.maximum(x, x), gf.minimum(x, x)]
+    bools = [gf.logical_and(b, b), gf.logical_or(b, b)]
+    assert op_types(optimize(floats + bools, [x, b])[0]) == ["Feed", "Feed"]
+    assert "Maximum" in op_types(optimize(gf.maximum(x, -x), [x])[0])
+    check_same_as_level0(floats + bools, {x: SPECIAL[None, :], b: [True, False, True]})
+
+
+def test_where_with_equal_branches_is_dropped_unless_the_condition_broadcasts():
+    x = gf.placeholder(gf.float32, (12,), name="x")
+    c = gf.placeholder(gf.bool, (12,), name="c")
+    wide = gf.placeholder(gf.bool, (2, 12), name="wide")
+    same = gf.where(c, x, x)
+    broadcast = gf.where(wide, x, x)
+    assert op_types(optimize(same, [x, c])[0]) == ["Feed", "Feed"]
+    assert "Select" in op_types(optimize(broadcast, [x, wide])[0])
+    cond = np.arange(12) % 2 == 0
+    check_same_as_level0([same, broadcast], {x: SPECIAL, c: cond, wide: np.stack([cond, ~cond])})
+
+
+def test_squeeze_of_expand_dims():
+    x = gf.placeholder(gf.float32, (3, 4), name="x")
+    back = gf.squeeze(gf.expand_dims(x, 1), 1)
+    other_axis = gf.squeeze(gf.expand_dims(gf.expand_dims(x, 0), 2), 0)
+    assert op_types(optimize(back, [x])[0]) == ["Feed"]
+    assert "ExpandDims" in op_types(optimize(other_axis, [x])[0])
+    v = SPECIAL.reshape(3, 4)
+    check_same_as_level0([back, other_axis], {x: v})

@@ -11,7 +11,9 @@ identities exact for all inputs, NaN, inf and -0.0 included, are here:
 - `transpose(transpose(x))` (composed, dropped when it is the identity permutation),
   `reshape(reshape(x))`, a reshape to x's own static shape;
 - `cast(x, x.dtype)`, `identity(x)`, `stop_gradient(x)` (gradients are already built),
-  `broadcast_to(x, x.shape)`.
+  `broadcast_to(x, x.shape)`, `squeeze(expand_dims(x, a), a)`;
+- `f(f(x)) -> f(x)` for idempotent f (abs, floor, ceil, round, sign, relu, relu6);
+- `maximum(x, x)`, `minimum(x, x)`, `x and x`, `x or x`, `where(c, x, x)` -> x.
 
 `x * 0 -> 0` and `x - x -> 0` are wrong for NaN and inf and are not done. A rule that
 drops an operand applies only when broadcasting cannot change the kept operand's shape,
@@ -95,6 +97,32 @@ def _involution(node, rw):
     return [inner.inputs[0]] if inner is not None else None
 
 
+def _idempotent(node, rw):
+    """f(f(x)) -> f(x) for ops with f∘f = f (abs, floor, sign, relu, ...): the outer node goes."""
+    inner = _bypassable(rw, node.inputs[0], node.op)
+    return [node.inputs[0]] if inner is not None and inner.attrs == node.attrs else None
+
+
+def _same_operands(node, rw):
+    """op(x, x) -> x for max, min, and, or (exact, NaN included: both operands are the NaN)."""
+    a, b = node.inputs
+    return [a] if a == b and rw.spec(a).dtype == node.specs[0].dtype else None
+
+
+def _select_same_branches(node, rw):
+    """where(c, x, x) -> x when c cannot broadcast x to a bigger shape."""
+    _, a, b = node.inputs
+    return [a] if a == b and _keeps_spec(node, rw, a) else None
+
+
+def _squeeze_expanded(node, rw):
+    """squeeze(expand_dims(x, a), a) -> x."""
+    inner = _bypassable(rw, node.inputs[0], "ExpandDims")
+    if inner is not None and tuple(node.attrs["axes"]) == (inner.attrs["axis"],):
+        return [inner.inputs[0]]
+    return None
+
+
 def _same_dtype_cast(node, rw):
     return [node.inputs[0]] if rw.spec(node.inputs[0]).dtype == node.specs[0].dtype else None
 
@@ -140,6 +168,10 @@ RULES = {
     "Identity": _forward,
     "StopGradient": _forward,
     "BroadcastTo": _broadcast_to,
+    "Squeeze": _squeeze_expanded,
+    **{op: _idempotent for op in ("Abs", "Floor", "Ceil", "Round", "Sign", "Relu", "Relu6")},
+    **{op: _same_operands for op in ("Maximum", "Minimum", "LogicalAnd", "LogicalOr")},
+    "Select": _select_same_branches,
 }
 
 
