@@ -72,3 +72,33 @@ def test_concurrent_runs_commit_their_variable_updates_atomically():
         np.testing.assert_array_equal(bv, av * 2)  # the last commit wrote both variables together
         for av, bv in seen:
             assert np.all(av == av[0]) and np.all(bv == bv[0])
+
+
+def test_concurrent_runs_on_the_inter_op_schedule():
+    x = gf.placeholder(gf.float32, (None, 8), name="x")
+    branches = [gf.reduce_sum(gf.exp(x * (0.1 * i)) * x, axis=1) for i in range(5)]
+    y = branches[0]
+    for b in branches[1:]:
+        y = y * 0.5 + b
+    with gf.Session(num_threads=3, opt_level=0) as sess:
+        run = sess.make_callable(y, [x])
+        run(np.zeros((2, 8), np.float32))
+        (plan,) = sess._plans.values()
+        assert plan.execution.parallel_ok
+        plan.execution._seconds = 1.0  # as after a long run: every later run takes the pool schedule
+        scheduled = []
+        real = plan.execution.run_steps
+        plan.execution.run_steps = lambda *a, **k: scheduled.append(1) or real(*a, **k)
+
+        def work(i):
+            rng = np.random.default_rng(i)
+            for r in range(60):
+                plan.execution._seconds = 1.0
+                data = rng.uniform(-1, 1, (1 + r % 4, 8)).astype(np.float32)
+                want = (np.exp(data * 0.0) * data).sum(axis=1)
+                for k in range(1, 5):
+                    want = want * 0.5 + (np.exp(data * np.float32(0.1 * k)) * data).sum(axis=1)
+                np.testing.assert_allclose(run(data), want, rtol=1e-4, atol=1e-5)
+
+        _hammer(work, threads=8)
+        assert len(scheduled) >= 60
