@@ -156,3 +156,9 @@ def test_a_sub_model_shared_with_a_bigger_model_sees_its_training():
     encoder.set_weights([np.zeros((3, 2)), np.ones(2)])
     _, _, k2, b2 = full.get_weights()
     np.testing.assert_allclose(full.predict(x), np.ones((8, 2)) @ k2 + b2, rtol=1e-5, atol=1e-5)
+
+
+def test_python_lists_and_single_item_lists_as_data():
+    model = keras.Sequential([L.Dense(1, kernel_initializer="ones")])
+    np.testing.assert_allclose(model.predict([[1.0, 2.0], [3.0, 4.0]]), [[3.0], [7.0]])
+    np.testing.assert_allclose(model.predict([np.array([[1.0, 1.0]])]), [[2.0]])

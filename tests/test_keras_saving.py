@@ -184,3 +184,17 @@ def test_save_replaces_atomically(tmp_path):
     model.save(path)
     assert zipfile.is_zipfile(path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]  # no temp file left behind
+
+
+def test_registered_custom_activation_round_trips(tmp_path):
+    @keras.saving.register_keras_serializable(package="tests")
+    def shifted_relu(x):
+        return gf.nn.relu(x - 0.5)
+
+    model = keras.Sequential([keras.Input(shape=(2,)), L.Dense(2, activation=shifted_relu)])
+    model.set_weights([np.eye(2), np.zeros(2)])
+    model.save(tmp_path / "a.keras")
+    loaded = keras.models.load_model(tmp_path / "a.keras")
+    np.testing.assert_allclose(loaded.predict(np.array([[1.0, 0.2]])), [[0.5, 0.0]])
+    with pytest.raises(ValueError, match="register"):
+        keras.Sequential([keras.Input(shape=(2,)), L.Dense(2, activation=lambda x: x)]).save(tmp_path / "b.keras")

@@ -56,6 +56,10 @@ def get(identifier):
         return fn
     if callable(identifier):
         return identifier
+    if isinstance(identifier, dict):  # a registered custom function, as saved in a layer config
+        from .saving import deserialize_callable
+
+        return deserialize_callable(identifier)
     raise TypeError(f"activation must be a name or a callable, got {identifier!r}")
 
 

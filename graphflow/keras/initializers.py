@@ -159,6 +159,10 @@ def get(identifier) -> Initializer:
         if cls is None:
             raise ValueError(f"unknown initializer {identifier!r}; expected one of {sorted(_BY_NAME)}")
         return cls()
+    if isinstance(identifier, dict) and identifier.get("class_name") == "function":
+        from .saving import deserialize_callable
+
+        return deserialize_callable(identifier)
     if isinstance(identifier, dict) and "class_name" in identifier:
         cls = _BY_CLASS.get(identifier["class_name"])
         if cls is None:

@@ -6,6 +6,8 @@ becomes one Variable of that graph whose live value sits in the model's Session.
 """
 from __future__ import annotations
 
+import numpy as np
+
 import graphflow as gf
 
 from .. import tree
@@ -82,7 +84,9 @@ class Model(Trainer, Layer):
                     enumerate(shapes)]
         if data is None:
             return None
-        leaves = tree.flatten(data)
+        from .training import array_list
+
+        leaves = [np.asarray(a) for a in (list(data.values()) if isinstance(data, dict) else array_list(data, None))]
         return [(f"input_{i}" if i else "input", (None,) + tuple(a.shape[1:]), self._default_input_dtype())
                 for i, a in enumerate(leaves)]
 

@@ -66,14 +66,14 @@ class Trainer:
                 raise ValueError(f"model '{self.name}': no data for input(s) {missing}; got keys {sorted(x)}")
             leaves = [x[n] for n in runtime.input_names]
         else:
-            leaves = tree.flatten(x)
+            leaves = array_list(x, len(runtime.inputs))
         if len(leaves) != len(runtime.inputs):
             raise ValueError(f"model '{self.name}' expects {len(runtime.inputs)} input array(s), got {len(leaves)}")
         return [np.asarray(a, dtype=ph.dtype) if ph.dtype.kind == "f" or np.asarray(a).dtype.kind in "iub"
                 else np.asarray(a) for a, ph in zip(leaves, runtime.inputs)]
 
     def _target_arrays(self, y, n_outputs: int) -> list[np.ndarray]:
-        leaves = tree.flatten(y) if isinstance(y, (list, tuple, dict)) and n_outputs > 1 else [y]
+        leaves = [y[k] for k in self.output_names] if isinstance(y, dict) else array_list(y, n_outputs)
         if len(leaves) != n_outputs:
             raise ValueError(f"model '{self.name}' has {n_outputs} output(s) but got {len(leaves)} target array(s)")
         out = []
@@ -263,6 +263,17 @@ class Trainer:
         step = self._train_step(runtime, ys)
         values = step.fn(*self._input_arrays(x, runtime), *ys)[:len(step.names)]
         return float(values[0]) if len(values) == 1 else [float(v) for v in values]
+
+
+def array_list(data, expected: int | None) -> list:
+    """The arrays of `data` for a model with `expected` inputs (or outputs): one array (which may be a
+    nested Python list), or a list/tuple of arrays, one per input."""
+    is_seq = isinstance(data, (list, tuple))
+    if is_seq and all(hasattr(a, "shape") for a in data) and (expected is None or len(data) == expected):
+        return list(data)
+    if expected is not None and expected > 1 and is_seq:
+        return list(data)
+    return [data]
 
 
 def _num_samples(arrays, name) -> int:
