@@ -364,7 +364,9 @@ class ExecutionPlan:
         n = st.node
         where = f" (created at {n.source})" if n.source else ""
         shapes = ", ".join(shape_str(np.shape(frame.get(f"v{v}", self.constants.get(v)))) for v in st.inputs)
-        raise InvalidArgumentError(f"'{n.name}' ({n.op}) failed on inputs of shapes [{shapes}]: {exc}{where}",
+        members = getattr(st.kernel, "members", None)
+        what = f"{n.op} of {', '.join(members)}" if members else n.op
+        raise InvalidArgumentError(f"'{n.name}' ({what}) failed on inputs of shapes [{shapes}]: {exc}{where}",
                                    n.name) from exc
 
     # ---------------------------------------------------------------- running
