@@ -93,6 +93,10 @@ def test_fetch_structures(net, opt_level):
         np.testing.assert_array_equal(out[3][0][0], DATA * 2 + 1)
         assert out[1][1] == out[2]["t"] == np.float32((DATA * 2 + 1).sum())
         assert sess.run([], feed) == [] and sess.run({}, feed) == {}
+        ordered = sess.run(collections.OrderedDict([("b", total), ("a", h)]), feed)
+        assert isinstance(ordered, collections.OrderedDict) and list(ordered) == ["b", "a"]
+        dd = sess.run(collections.defaultdict(list, {"t": total}), feed)
+        assert isinstance(dd, collections.defaultdict) and dd["missing"] == []
         same = sess.run([y, y, "y:0"], feed)
         for a in same:
             np.testing.assert_array_equal(a, DATA * 2 + 1)

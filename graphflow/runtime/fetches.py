@@ -2,6 +2,7 @@
 into a flat list of graph elements, and rebuild the same structure around the results."""
 from __future__ import annotations
 
+import collections
 from typing import Callable
 
 from ..graph import Graph, Operation, Tensor
@@ -19,7 +20,11 @@ def flatten_fetches(graph: Graph, fetches) -> tuple[list, Callable[[list], objec
 
             def build_dict(vals):
                 d = {k: b(vals) for k, b in zip(keys, builders)}
-                return d if cls is dict else cls(d)
+                if cls is dict:
+                    return d
+                if isinstance(f, collections.defaultdict):  # its constructor wants the factory first
+                    return cls(f.default_factory, d)
+                return cls(d)
             return build_dict
         if isinstance(f, tuple) and hasattr(f, "_fields"):  # namedtuple
             builders = [visit(x) for x in f]
