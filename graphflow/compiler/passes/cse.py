@@ -65,7 +65,8 @@ def cse(program: Program, report) -> Program:
     for old in program.nodes:
         node = rw.remap(old)
         if _mergeable(node):
-            key = (node.op, attr_key(dict(node.attrs)), node.inputs, tuple(sorted(node.control)))
+            attrs = attr_key(dict(node.attrs)) if node.attrs else ()
+            key = (node.op, attrs, node.inputs, tuple(sorted(node.control)) if node.control else ())
             first = seen.get(key)
             if first is not None:
                 rw.alias(node, [(first.id, i) for i in range(len(node.specs))])
