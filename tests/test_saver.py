@@ -125,6 +125,8 @@ def test_missing_and_corrupted_files_give_clear_errors(tmp_path):
         sess.run(gf.global_variables_initializer())
         with pytest.raises(NotFoundError, match="nothing_here"):
             saver.restore(sess, str(tmp_path / "nothing_here"))
+        with pytest.raises(ValueError, match="None"):
+            saver.restore(sess, gf.train.latest_checkpoint(str(tmp_path)))
         path = saver.save(sess, str(tmp_path / "ck"))
         data = next(tmp_path.glob("ck.data-*.npz"))
         good = data.read_bytes()

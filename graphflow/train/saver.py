@@ -184,7 +184,7 @@ class Saver:
     `max_to_keep`: how many recent checkpoints `save` keeps (None or 0: all).
     """
 
-    def __init__(self, var_list=None, max_to_keep: int | None = 5, name: str | None = None, **_tf1_options):
+    def __init__(self, var_list=None, max_to_keep: int | None = 5, name: str | None = None):
         if var_list is None:
             var_list = global_variables()
             if not var_list:
@@ -202,6 +202,7 @@ class Saver:
                 raise ValueError(f"Saver: two variables would be saved under the name '{key}'")
             self._vars[key] = var
         self.max_to_keep = max_to_keep
+        self.name = name or "save"  # TF1's name; this Saver builds no graph ops, it reads the session
         self._last: list[str] = []
 
     @property
@@ -261,6 +262,8 @@ class Saver:
     def restore(self, sess, save_path: str) -> None:
         """Load every variable of this Saver from the checkpoint `save_path` (a prefix, or a
         directory meaning its latest checkpoint). Checks everything before changing anything."""
+        if save_path is None:
+            raise ValueError("Saver.restore: save_path is None (gf.train.latest_checkpoint found no checkpoint?)")
         prefix = _resolve(save_path)
         index = _read_index(prefix)
         stored = index["variables"]
