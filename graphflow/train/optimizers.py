@@ -45,6 +45,8 @@ class Optimizer:
     A subclass says which slots each variable needs (`_create_slots`), prepares its
     hyperparameters as tensors of one dtype (`_hyper`) and builds the update of one
     variable (`_apply_dense`); `_finish` adds what runs once after all updates.
+    `use_locking` is accepted for TF1 compatibility: a run's variable writes are always
+    published together, under the session's lock, when the run succeeds.
     """
 
     def __init__(self, use_locking: bool = False, name: str = "Optimizer"):
