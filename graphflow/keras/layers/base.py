@@ -8,6 +8,7 @@ traces it into a throwaway graph to learn the output shapes and records a `Node`
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
 import weakref
@@ -65,7 +66,9 @@ class Weight:
         var = self._variables.get(graph)
         if var is None:
             with graph.as_default():
-                var = gf.Variable(self.numpy(), name=self.name, trainable=self._trainable)
+                # a shape-inference graph needs no values: a fill keeps it from copying the weight
+                initial = gf.zeros(self.shape, self.dtype) if _is_scratch(graph) else self.numpy()
+                var = gf.Variable(initial, name=self.name, trainable=self._trainable)
             self._variables[graph] = var
         return var
 
@@ -193,14 +196,25 @@ class Layer:
     def _symbolic_call(self, inputs, args, kwargs):
         from .input_layer import KerasTensor, Node
 
-        scratch = gf.Graph()
-        with scratch.as_default():
+        with self._scratch_graph():
             fed = tree.map_structure(
                 lambda t: gf.placeholder(t.dtype, t.shape) if isinstance(t, KerasTensor) else t, inputs)
             outs = self._graph_call(fed, args, dict(kwargs))
         outputs = tree.map_structure(lambda t: KerasTensor(t.shape, t.dtype), outs)
         Node(self, inputs, outputs, args, kwargs)
         return outputs
+
+    @contextlib.contextmanager
+    def _scratch_graph(self):
+        """A throwaway default graph for shape inference; the weights forget their Variables in it after."""
+        scratch = gf.Graph()
+        scratch._keras_scratch = True
+        try:
+            with scratch.as_default():
+                yield scratch
+        finally:
+            for w in self._all_weights():
+                w._variables.pop(scratch, None)
 
     @classmethod
     def _accepts(cls, arg: str) -> bool:
@@ -220,8 +234,7 @@ class Layer:
 
     def compute_output_shape(self, input_shape):
         """The output shape for inputs of `input_shape`, found by tracing into a scratch graph."""
-        scratch = gf.Graph()
-        with scratch.as_default():
+        with self._scratch_graph():
             is_shape = lambda s: isinstance(s, tuple) and all(d is None or isinstance(d, int) for d in s)  # noqa: E731
             fed = (gf.placeholder(self.dtype, input_shape) if is_shape(input_shape)
                    else [gf.placeholder(self.dtype, s) for s in input_shape])
@@ -282,6 +295,10 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def _is_scratch(graph) -> bool:
+    return getattr(graph, "_keras_scratch", False)
 
 
 def _as_tensor(value):
