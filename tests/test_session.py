@@ -332,3 +332,18 @@ def test_repeated_runs_keep_each_fetch_structure(net, opt_level):
                 out = sess.run(fetches, {x: DATA})
                 inner = out[0] if isinstance(out, list) and kind is not list else out
                 assert type(inner) is kind, (fetches, out)
+
+
+def test_every_feed_is_validated_even_when_not_needed(net, opt_level):
+    x, h, y, total = net
+    unused = gf.placeholder(gf.float32, (3,), name="unused")
+    with gf.Session(opt_level=opt_level) as sess:
+        np.testing.assert_array_equal(sess.run(y, {x: DATA, unused: [1, 2, 3]}), DATA * 2 + 1)
+        with pytest.raises(InvalidArgumentError, match=r"'unused:0'.*\(3,\)"):
+            sess.run(y, {x: DATA, unused: [1, 2]})
+        with pytest.raises(KeyError, match="nope"):
+            sess.run(y, {x: DATA, "nope:0": [1.0]})
+        with pytest.raises(TypeError, match="feed_dict key 5"):
+            sess.run(y, {x: DATA, 5: [1.0]})
+        with pytest.raises(ValueError, match="'x:0'"):  # an op name is not a tensor name
+            sess.run(y, {"x": DATA})
