@@ -161,16 +161,25 @@ def test_blas_steps_are_barriers_in_the_inter_op_schedule():
             assert k in seen
 
 
-def test_blas_threads_follow_the_step_kind():
-    from graphflow.runtime.threads import blas_threads
+def test_blas_threads_follow_the_step_kind_and_are_restored_after_the_run(monkeypatch):
+    from graphflow.runtime import threads
 
-    if blas_threads() is None:
+    if threads.blas_threads() is None:
         pytest.skip("numpy's BLAS is not an OpenBLAS this process can reach")
+    default = threads.blas_threads()
+    seen = []
+    real = threads.limit_blas_threads
+
+    def spy(n):
+        seen.append(n)
+        real(n)
+
+    monkeypatch.setattr("graphflow.runtime.execution_plan.limit_blas_threads", spy)
     a = gf.placeholder(gf.float32, (4, 4), name="a")
     y = gf.matmul(a, a)
-    with gf.Session(num_threads=2, opt_level=0) as sess:
-        sess.run(y, {a: np.eye(4, dtype=np.float32)})
-        assert blas_threads() == 2  # a whole-op BLAS call gets the session's threads
-    with gf.Session(num_threads=1, opt_level=0) as sess:
-        sess.run(y, {a: np.eye(4, dtype=np.float32)})
-        assert blas_threads() == 1
+    for n in (1, 3):
+        with gf.Session(num_threads=n, opt_level=0) as sess:
+            seen.clear()
+            sess.run(y, {a: np.eye(4, dtype=np.float32)})
+            assert seen[0] == n  # a whole-op BLAS call gets the session's threads
+            assert threads.blas_threads() == default  # and numpy gets its own setting back

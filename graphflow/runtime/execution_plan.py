@@ -26,7 +26,7 @@ from ..graph import shape_str
 from ..ops.registry import OpKind
 from .memory import StepInfo, plan_memory
 from .state import RunState
-from .threads import SERIAL, limit_blas_threads
+from .threads import SERIAL, limit_blas_threads, restore_blas_threads
 
 try:  # numpy >= 2: set the floating-point error state without building an errstate object
     from numpy._core._ufunc_config import _extobj_contextvar as _fp_var
@@ -189,6 +189,7 @@ class ExecutionPlan:
         self.n_buffers = self.memory.n_buffers
         self.stateful = any(s.stateful for s in steps)
         self.uses_numpy = any(s.mode != "out" for s in steps)
+        self.uses_blas = any(s.blas is not None for s in steps)
         self._control = {node_step[n.id]: [node_step[c] for c in n.control if c in node_step]
                          for n in program.nodes if n.id in node_step and n.control}
         self._arenas: list = []
@@ -305,7 +306,8 @@ class ExecutionPlan:
               "COPY": _copy_out, "FIN": _finish, "BUDGET": self.budget, "RunState": RunState,
               "STORE": self.store, "FPSET": _fp_set, "FPRESET": _fp_reset, "IGNORE": _FP_IGNORE,
               "ERRORS": _KERNEL_ERRORS, "OpError": OpError, "STEP_ERROR": self._step_error,
-              "ARENAS": self._arenas, "LIMIT": limit_blas_threads, "NT": self.budget.num_threads}
+              "ARENAS": self._arenas, "LIMIT": limit_blas_threads, "NT": self.budget.num_threads,
+              "RESTORE": restore_blas_threads}
         for v, x in self.constants.items():
             ns[f"v{v}"] = x
         for st in self.steps:
@@ -340,6 +342,8 @@ class ExecutionPlan:
                 "    except ERRORS as exc:", "        STEP_ERROR(k, exc, locals())",
                 "    finally:"]
         src.append("        FPRESET(tok)" if self.uses_numpy else "        pass")
+        if self.uses_blas:
+            src.append("        RESTORE()")
         if self.n_buffers:
             src.append("        ARENAS.append(A)")
         if self.stateful:
@@ -408,6 +412,8 @@ class ExecutionPlan:
         finally:
             _fp_reset(tok)
             self._arenas.append(A)
+            if self.uses_blas:
+                restore_blas_threads()
         if S is not None:
             S.commit()
         return self._outputs(v)

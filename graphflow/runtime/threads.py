@@ -109,7 +109,7 @@ def _blas_functions():
     return None, None
 
 
-_blas = {"functions": None, "threads": None}
+_blas = {"functions": None, "threads": None, "default": None}
 _blas_lock = threading.Lock()
 
 
@@ -117,7 +117,9 @@ def _blas_fns():
     if _blas["functions"] is None:
         with _blas_lock:
             if _blas["functions"] is None:
-                _blas["functions"] = _blas_functions()
+                setter, getter = _blas["functions"] = _blas_functions()
+                if getter is not None:
+                    _blas["threads"] = _blas["default"] = getter()
     return _blas["functions"]
 
 
@@ -129,6 +131,13 @@ def limit_blas_threads(n: int) -> None:
     if setter is not None:
         setter(n)
     _blas["threads"] = n
+
+
+def restore_blas_threads() -> None:
+    """Give numpy's BLAS back the thread count it had before graphflow changed it, so
+    numpy code outside a run keeps its usual speed."""
+    if _blas["default"] is not None:
+        limit_blas_threads(_blas["default"])
 
 
 def blas_threads() -> int | None:
