@@ -105,7 +105,8 @@ class EarlyStopping(Callback):
                  restore_best_weights=False, start_from_epoch=0):
         super().__init__()
         self.monitor, self.patience, self.verbose = monitor, int(patience), verbose
-        self.baseline, self.restore_best_weights, self.start_from_epoch = baseline, restore_best_weights, start_from_epoch
+        self.baseline, self.restore_best_weights = baseline, restore_best_weights
+        self.start_from_epoch = start_from_epoch
         self.monitor_op, self._initial = _monitor_op(monitor, mode)
         self.min_delta = abs(float(min_delta)) * (1 if self.monitor_op is np.greater else -1)
 

@@ -26,7 +26,8 @@ class KerasTensor:
         return len(self.shape)
 
     def __repr__(self):
-        return f"<KerasTensor shape={self.shape} dtype={self.dtype.name}" + (f" name={self.name}>" if self.name else ">")
+        name = f" name={self.name}" if self.name else ""
+        return f"<KerasTensor shape={self.shape} dtype={self.dtype.name}{name}>"
 
 
 class Node:

@@ -34,7 +34,8 @@ class Functional(Model):
         for what, struct in (("inputs", inputs), ("outputs", outputs)):
             bad = [t for t in tree.flatten(struct) if not isinstance(t, KerasTensor)]
             if bad:
-                raise TypeError(f"Model {what} must be KerasTensors (from gf.keras.Input and layer calls), got {bad[0]!r}")
+                raise TypeError(f"Model {what} must be KerasTensors (from gf.keras.Input and layer calls), "
+                                f"got {bad[0]!r}")
         in_list = tree.flatten(inputs)
         for t in in_list:
             if not isinstance(t.node.layer, InputLayer):
