@@ -166,12 +166,21 @@ def test_unfused_reason_below_level_2():
     assert report.unfused == {y.op.name: "opt_level 1: no fusion"}
 
 
-def test_cond_branches_survive_the_passes():
+def test_passes_optimize_inside_cond_branches():
     x = gf.placeholder(gf.float32, (), name="x")
-    y = gf.cond(x > 0.0, lambda: x * 1.0 + 1.0, lambda: -(-x) - 1.0)
-    for v in (2.0, -2.0):
+    y = gf.cond(x > 0.0, lambda: x * 1.0 + gf.constant(1.0) * 2.0,
+                lambda: -(-x) - gf.cond(x < -1.0, lambda: gf.identity(x), lambda: x / 1.0))
+    program, report = compile_program([y], [x])
+    cond = [n for n in program.nodes if n.op == "Cond"][0]
+    true_branch, false_branch = cond.attrs["branches"]
+    assert sorted(n.op for n in true_branch.nodes) == ["Add", "Const", "Feed"]
+    assert sorted(n.op for n in false_branch.nodes) == ["Cond", "Const", "Feed", "Less", "Sub"]
+    inner = [n for n in false_branch.nodes if n.op == "Cond"][0]
+    assert [sorted(n.op for n in b.nodes) for b in inner.attrs["branches"]] == [["Feed"], ["Feed"]]
+    assert any("branch" in p.name for p in report.passes)
+    for v in (2.0, -0.5, -2.0, np.nan):
         with gf.Session(opt_level=0) as s0, gf.Session(opt_level=1) as s1:
-            assert s0.run(y, {x: v}) == s1.run(y, {x: v})
+            np.testing.assert_array_equal(s0.run(y, {x: v}), s1.run(y, {x: v}))
 
 
 def test_ten_thousand_op_graph_compiles_fast():

@@ -81,19 +81,20 @@ class _Runner:
         self.verify = os.environ.get("GRAPHFLOW_VERIFY", "0") not in ("", "0")
         self.debug = _debug_level()
 
-    def __call__(self, p: Pass, program: Program, round_no: int = 0) -> Program:
+    def __call__(self, p: Pass, program: Program, round_no: int = 0, where: str = "") -> Program:
         before = len(program)
         t0 = time.perf_counter()
         out = p.fn(program, self.report)
         dt = time.perf_counter() - t0
         after = len(out)
-        self.report.timed(p.name, dt, before, after, round_no)
+        name = f"{p.name} [{where}]" if where else p.name
+        self.report.timed(name, dt, before, after, round_no)
         self.report.stage_seconds[p.stage] = self.report.stage_seconds.get(p.stage, 0.0) + dt
         if self.verify and out is not program:
             verify(out, p.name)
         if self.debug:
             tag = f" round {round_no}" if round_no else ""
-            print(f"[graphflow] {p.name}{tag}: {dt * 1e3:.2f} ms, ops {before} -> {after}", file=sys.stderr)
+            print(f"[graphflow] {name}{tag}: {dt * 1e3:.2f} ms, ops {before} -> {after}", file=sys.stderr)
             if self.debug >= 2 and out is not program:
                 print(out.dump(), file=sys.stderr)
         return out
@@ -114,11 +115,28 @@ def run_passes(program: Program, report: Report, opt_level: int, disable=()) -> 
         while j < len(selected) and selected[j].fixed_point:
             j += 1
         program = _fixed_point(selected[i:j], program, report, run)
+        program = _optimize_branches(selected[i:j], program, report, run)
         i = j
     return program
 
 
-def _fixed_point(group, program: Program, report: Report, run) -> Program:
+def _optimize_branches(group, program: Program, report: Report, run) -> Program:
+    """Run the fixed-point `group` inside every gf.cond branch (the sub-programs a Cond node
+    carries), innermost conds first; the report names each run after its branch."""
+    nodes, changed = [], False
+    for n in program.nodes:
+        branches = n.attrs.get("branches") if n.op_def.extra.get("has_branches") else None
+        if branches:
+            new = tuple(_fixed_point(group, _optimize_branches(group, b, report, run), report, run,
+                                     f"{n.name} branch {i}") for i, b in enumerate(branches))
+            if any(a is not b for a, b in zip(new, branches)):
+                n = n.with_(attrs=dict(n.attrs, branches=new))
+                changed = True
+        nodes.append(n)
+    return program.with_nodes(nodes) if changed else program
+
+
+def _fixed_point(group, program: Program, report: Report, run, where: str = "") -> Program:
     """Repeat `group` until a round changes nothing. Passes are idempotent, so a pass is
     skipped when the program is one it returned or left unchanged before."""
     settled: dict = {}  # pass name -> a program that is a fixed point of that pass
@@ -127,13 +145,14 @@ def _fixed_point(group, program: Program, report: Report, run) -> Program:
         for p in group:
             if settled.get(p.name) is program:
                 continue
-            out = run(p, program, round_no)
+            out = run(p, program, round_no, where)
             settled[p.name] = out
             changed = changed or out is not program
             program = out
         if not changed:
             return program
-    report.note(f"passes {', '.join(p.name for p in group)} did not reach a fixed point in {MAX_ROUNDS} rounds")
+    report.note(f"passes {', '.join(p.name for p in group)} did not reach a fixed point in {MAX_ROUNDS} rounds"
+                + (f" ({where})" if where else ""))
     return program
 
 
