@@ -121,8 +121,9 @@ def main(argv=None) -> int:
             print(tables.text_table(f"{workload}: {case.title}", case_rows, rows, limits), flush=True)
     rows += [r for r in others if r.case == "(all cases)"]
     settings_text = (f"median of {settings.repeat} timed repeats after warm-up (compilation included in the "
-                     f"warm-up), systems alternating within each repeat; threads {threads}"
-                     + ("; QUICK sizes" if args.quick else ""))
+                     "warm-up); graphflow's opt levels alternate call by call (fused vs unfused in one process), "
+                     "each other system is timed in its own block; outputs checked against numpy first; "
+                     f"threads {threads}" + ("; QUICK sizes" if args.quick else ""))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": info, "settings": settings_text, "rows": [r.as_dict() for r in rows]}, f, indent=1)

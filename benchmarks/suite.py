@@ -17,11 +17,14 @@ class System:
     """One way to compute a case. `factory(threads)` returns a zero-argument callable that
     computes the case's output (or raises ImportError when its library is missing).
     `isolated` systems (jax) are run in a subprocess per thread count, where thread
-    settings can be made before the library is imported."""
+    settings can be made before the library is imported. Systems sharing a `group`
+    alternate call by call; every other system is timed in a block of its own, after a
+    warm-up, so that one library's still-spinning thread pool does not slow the next."""
 
     name: str
     factory: Callable[[int], Callable[[], object]]
     isolated: bool = False
+    group: str = ""  # systems of one non-empty group are timed in alternation (graphflow's levels)
 
 
 @dataclass
@@ -101,9 +104,9 @@ def prepare(case: Case, system: System, threads: int, reference) -> tuple[Callab
     fn, got = built
     ok, worst = max_difference(got[0] if case.calls_checked == 1 else got, reference, case.rtol, case.atol)
     if not ok:
-        row.status, row.note = "wrong", f"max |diff| vs numpy {worst:.3g}"
+        row.status, row.note = "wrong", f"max abs diff vs numpy {worst:.3g}"
         return None, row
-    row.note = f"max |diff| {worst:.1e}" if worst else ""
+    row.note = f"max abs diff {worst:.1e}" if worst else ""
     return fn, row
 
 
@@ -157,13 +160,15 @@ def run_case(case: Case, systems: list, threads: int, settings: Settings) -> lis
     if case.one_shot:
         return [measure_once(case, system, threads) for system in systems]
     reference = case.reference()
-    rows, fns = [], {}
-    for system in systems:
+    rows, blocks = [], {}
+    for i, system in enumerate(systems):
         fn, row = prepare(case, system, threads, reference)
         rows.append(row)
         if fn is not None:
-            fns[system.name] = fn
-    samples = time_alternating(fns, settings)
+            blocks.setdefault(system.group or i, {})[system.name] = fn
+    samples: dict = {}
+    for fns in blocks.values():
+        samples.update(time_alternating(fns, settings))
     for row in rows:
         if row.system in samples:
             s = samples[row.system]

@@ -25,7 +25,7 @@ def graphflow_systems(build, inputs: list, pick: int | None = None, levels=GRAPH
             call = graphflow_callable(build, level, threads)
             return (lambda: call(*inputs)) if pick is None else (lambda: call(*inputs)[pick])
 
-        return System(f"graphflow opt {level}", factory)
+        return System(f"graphflow opt {level}", factory, group="graphflow")
 
     return [system(level) for level in levels]
 

@@ -73,7 +73,7 @@ def text_table(title: str, case_rows: list, all_rows: list, limits: dict) -> str
 def markdown_table(case_rows: list, all_rows: list, limits: dict) -> str:
     header, cells = table_rows(case_rows, all_rows, limits)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(c.replace("|", "/") for c in line) + " |" for line in cells]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in cells]
     return "\n".join(lines) + "\n"
 
 

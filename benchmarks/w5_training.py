@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from .suite import Case, System
-from .systems import graphflow_systems, jax_system, torch_system
+from .systems import graphflow_systems
 from .w4_mlp import SIZES, glorot_weights, graphflow_logits, jax_logits, torch_logits
 
 BATCH, LR = 128, 0.01

@@ -25,7 +25,7 @@ def session_run_system(level: int, inputs: list) -> System:
         feed_dict = dict(zip(feeds, inputs))
         return lambda: sess.run(out, feed_dict)
 
-    return System(f"graphflow opt {level} Session.run", factory)
+    return System(f"graphflow opt {level} Session.run", factory, group="graphflow")
 
 
 def cases(quick: bool) -> list:
