@@ -1,7 +1,9 @@
 """Run a user's model script and find what the CLI should compile in it.
 
-The script runs as `__main__` would (runpy, from its own directory, with that directory on
-`sys.path`), so it can import its neighbours and read files next to it. What to compile is
+The script runs as `python MODEL.py` would (runpy, from its own directory, with that
+directory on `sys.path`, so it can import its neighbours and read files next to it), except
+that `__name__` is not "__main__": code under the main guard (training, a demo) is skipped,
+and its prints go to stderr, keeping stdout for the report. What to compile is
 taken, in order, from `--fetch` names, a module-level `model` (a `gf.keras` model: its
 inference outputs, fed through its inputs), or module-level `outputs` (with optional
 `inputs`). Without `inputs`, the feeds are the placeholders the fetches depend on.
