@@ -32,8 +32,10 @@ def _t(x):
 
 
 def _matmul_kernel(a, b, *, transpose_a, transpose_b):
-    a = _t(a) if transpose_a else a
-    b = _t(b) if transpose_b else b
+    # contiguous operands: BLAS's rounding must not depend on whether a transpose is a flag,
+    # a view or a copy (passes move transposes into the flags)
+    a = np.ascontiguousarray(_t(a) if transpose_a else a)
+    b = np.ascontiguousarray(_t(b) if transpose_b else b)
     return np.matmul(a, b)
 
 

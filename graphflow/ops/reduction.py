@@ -32,14 +32,16 @@ def _reduce_infer(allowed, out_dtype=None):
 
 
 def _np_reduce(fn):
+    # numpy's summation order follows the memory layout: a C-contiguous copy makes the result
+    # depend on the values only (a pass that turns a copy into a strided view changes nothing)
     def kernel(x, *, axes, keepdims):
-        out = fn(x, axis=axes, keepdims=keepdims)
+        out = fn(np.ascontiguousarray(x), axis=axes, keepdims=keepdims)
         return np.asarray(out, dtype=np.asarray(x).dtype)
     return kernel
 
 
 def _mean_kernel(x, *, axes, keepdims):
-    x = np.asarray(x)
+    x = np.ascontiguousarray(x)  # layout-independent summation order, as in _np_reduce
     n = x.size if axes is None else int(np.prod([x.shape[a] for a in axes]))
     if x.dtype.kind != "f":
         # integer mean truncates toward zero, as TF does
@@ -279,7 +281,7 @@ def _sum_to_shape_kernel(g, like):
         return g
     lead = g.ndim - len(target)
     axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(target) if d == 1 and g.shape[lead + i] != 1)
-    return np.sum(g, axis=axes, keepdims=True).reshape(target)
+    return np.sum(np.ascontiguousarray(g), axis=axes, keepdims=True).reshape(target)
 
 
 def _sum_to_shape_grad(op, dy):
