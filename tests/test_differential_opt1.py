@@ -163,10 +163,6 @@ def test_opt_level_1_equals_opt_level_0_bit_for_bit(data):
             assert_bits_equal(a, b, context)
 
 
-@pytest.mark.xfail(strict=True, reason="the reference Sum/Mean/Prod/MatMul kernels depend on memory layout: "
-                   "reshape(reshape(x.T)) is a C-contiguous copy at opt_level 0 but the strided view x.T "
-                   "after simplification, and np.sum adds in a different order (fix: np.ascontiguousarray "
-                   "in those kernels, ops/reduction.py and ops/linalg.py)")
 def test_reductions_after_layout_changing_simplification():
     x = gf.placeholder(gf.float32, (16, 9), name="x")
     y = gf.reshape(gf.reshape(gf.transpose(x), (-1, 1)), (9, 16))
