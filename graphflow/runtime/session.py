@@ -189,7 +189,8 @@ class Session:
         if len(set(feeds)) != len(feeds):
             raise ValueError("feed_list names the same tensor twice")
         plan = self._plan(tuple(elements), tuple(feeds))
-        run = _runner(plan, fetches, elements, rebuild)
+        ex = plan.execution.runner
+        single = _is_single(plan, fetches, elements)
         n = len(feeds)
         names = ", ".join(t.name for t in feeds)
 
@@ -198,7 +199,7 @@ class Session:
                 raise TypeError(f"this callable takes {n} feed value(s) ({names}), got {len(args)}")
             if self._closed:
                 self._check_open()
-            return run(*args)
+            return ex(*args)[0] if single else rebuild(plan.run(args))
 
         return call
 
@@ -223,9 +224,14 @@ class Session:
 def _runner(plan, fetches, elements, rebuild):
     """The function of the feed values (in plan feed order) that returns `fetches`' structure."""
     ex = plan.execution.runner
-    if len(elements) == 1 and plan.identity_gather and not isinstance(fetches, (list, tuple, dict)):
+    if _is_single(plan, fetches, elements):
         return lambda *feeds: ex(*feeds)[0]
     return lambda *feeds: rebuild(plan.run(feeds))
+
+
+def _is_single(plan, fetches, elements) -> bool:
+    """`fetches` is one tensor: its value is the plan's only output, returned bare."""
+    return len(elements) == 1 and plan.identity_gather and not isinstance(fetches, (list, tuple, dict))
 
 
 def convert_feed(t: Tensor, value) -> np.ndarray:
