@@ -117,23 +117,23 @@ def test_dense_softmax_head_fuses_matmul_and_row_kernel():
 
 
 def test_expensive_op_with_outside_consumers_is_materialized_not_recomputed():
-    x = gf.placeholder(gf.float32, (None, 16), name="x")
+    x = gf.placeholder(gf.float32, (None, 4, 16), name="x")
     e = gf.exp(gf.tanh(x))
-    a = gf.reduce_sum(e, axis=0)            # leading-axis reduction: not fused
+    a = gf.reduce_sum(e, axis=1)            # a middle-axis reduction: not fused
     b = e * 2.0 + 1.0
     c, ks = _kernels([a, b], [x])
     names = [n for k in ks for n in k["members"]]
     assert len(names) == len(set(names)), "an op was duplicated into several kernels"
     assert any(e.name in k["outputs"] for k in ks)
     assert "reduces axes" in c.report_data.unfused[a.op.name]
-    _agree([a, b], {x: RNG.standard_normal((9, 16)).astype(np.float32)})
+    _agree([a, b], {x: RNG.standard_normal((9, 4, 16)).astype(np.float32)})
 
 
 def test_every_unfused_op_has_a_reason():
     x = gf.placeholder(gf.float32, (None, 6), name="x")
     t = gf.transpose(x * 2.0)
-    s = gf.reduce_sum(gf.exp(t), axis=0)
-    g = gf.gather(s, [0, 2])
+    s = gf.reduce_sum(gf.reshape(gf.exp(t), (2, 3, -1)), axis=1)
+    g = gf.gather(s, [1, 0])
     c, ks = _kernels(g, [x])
     unfused = c.report_data.unfused
     in_kernels = {n for k in ks for n in k["members"]} | {k["name"] for k in ks}
@@ -142,6 +142,7 @@ def test_every_unfused_op_has_a_reason():
             assert unfused.get(n.name), f"{n.name} ({n.op}) has no reason"
     assert "injective" in unfused[t.op.name]
     assert "opaque" in unfused[g.op.name]
+    assert "reduces axes" in unfused[s.op.name]
     _agree(g, {x: RNG.standard_normal((4, 6)).astype(np.float32)})
 
 
@@ -244,3 +245,17 @@ def test_work_is_split_by_a_cost_model_and_results_do_not_depend_on_the_split():
     budget = _Recording(4)
     k.run([xv[:10], yv[:10]], None, budget)
     assert budget.calls == [(1, budget.calls[0][1])]
+
+
+@pytest.mark.parametrize("shape,axes", [((50, 24), [0]), ((3, 4, 5, 8), [0, 1, 2])], ids=["dense", "nhwc"])
+def test_batch_norm_moments_over_leading_axes_is_one_column_kernel(shape, axes):
+    x = gf.placeholder(gf.float32, (None,) + shape[1:], name="x")
+    mean, var = gf.nn.moments(x, axes=axes)
+    scale = gf.constant(RNG.uniform(0.5, 2, shape[-1]).astype(np.float32))
+    offset = gf.constant(RNG.uniform(-1, 1, shape[-1]).astype(np.float32))
+    y = gf.nn.batch_normalization(x, mean, var, offset, scale, 1e-3)
+    _, ks = _kernels([y, mean, var], [x])
+    assert len(ks) == 1 and ks[0]["kind"] == "row" and ks[0]["vectorized"] is True
+    xv = RNG.standard_normal(shape).astype(np.float32) * 3 + 1
+    xv[1, ...] = np.nan if len(shape) == 2 else xv[1, ...]
+    _agree([y, mean, var], {x: xv}, rtol=1e-4, atol=1e-5)

@@ -25,7 +25,7 @@ from llvmlite import ir
 from ...ops.registry import OpKind, get_op_def
 from ..codegen.irtypes import call_intrinsic, element_pointer, load_value, store_value
 from ..codegen.scalar_llvm import LLVMScalarBuilder
-from .kernel_ir import FULL, LIB, REDUCERS, ROW_FORMS, KernelIR
+from .kernel_ir import COL, FULL, LIB, REDUCERS, ROW_FORMS, UNIFORM, KernelIR
 from .layout import outer_rank
 
 I64 = ir.IntType(64)
@@ -35,11 +35,24 @@ _FLOAT_FLAGS = ("reassoc", "nsz")   # lets the vectorizer reorder a row's accumu
 
 
 def pointer_operands(kir: KernelIR) -> list[tuple[int, str]]:
-    """(slot, form) of each pointer argument in order: inputs, library block, outputs."""
+    """(slot, form) of each pointer argument in order: inputs, library block, outputs, and
+    for a column kernel the accumulators of reductions it does not export (scratch)."""
     ops = [(i, o.form) for i, o in enumerate(kir.inputs) if o.form != LIB]
     if kir.library is not None:
         ops.append((len(kir.inputs) + kir.library, FULL))
-    return ops + [(s, kir.slot_form(s)) for s in kir.outputs]
+    ops += [(s, kir.slot_form(s)) for s in kir.outputs]
+    if kir.lead:
+        ops += [(s, COL) for s in scratch_slots(kir)]
+    return ops
+
+
+def scratch_slots(kir: KernelIR) -> list[int]:
+    """Reduction results a column kernel keeps in caller-provided scratch (not exported)."""
+    n = len(kir.inputs)
+    return [n + i for i in kir.reductions if n + i not in kir.outputs] if kir.lead else []
+
+
+_PER_ELEMENT = (FULL, COL)
 
 
 class _KernelEmitter:
@@ -55,6 +68,12 @@ class _KernelEmitter:
         for a in self.fn.args[4:]:
             a.add_attribute("noalias")
         self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
+        # slots read from memory: inputs, the library block, a column kernel's accumulators
+        self.memory_slots = {s for s, _ in self.ptr_ops if s < self.n_in}
+        if kir.library is not None:
+            self.memory_slots.add(self.n_in + kir.library)
+        if kir.lead:
+            self.memory_slots.update(self.n_in + i for i in kir.reductions)
         self.sb = LLVMScalarBuilder(self.b, module)
         self.levels = self._levels()
 
@@ -112,7 +131,7 @@ class _KernelEmitter:
         if slot in env:
             return env[slot]
         kir = self.kir
-        if slot < self.n_in or (kir.library is not None and slot == self.n_in + kir.library):
+        if slot in self.memory_slots:
             j = next(k for k, (s, _) in enumerate(self.ptr_ops) if s == slot)
             dtype = kir.slot_dtype(slot)
             value = load_value(self.b, address(j, dtype), dtype)
@@ -144,7 +163,7 @@ class _KernelEmitter:
     def _column_loops(self, lo, hi, row_env: dict, bases: list, col_strides: list, init: list, body, name):
         """Emit the unit-stride and the strided version of one column loop; returns the accs."""
         b = self.b
-        full = [j for j, (_, f) in enumerate(self.ptr_ops) if f == FULL]
+        full = [j for j, (_, f) in enumerate(self.ptr_ops) if f in _PER_ELEMENT]
         if not full:
             return self._loop(lo, hi, init, lambda c, accs: body(c, accs, self._addr(bases, None, c)), name)
         unit = self._all_unit(full, col_strides)
@@ -178,14 +197,109 @@ class _KernelEmitter:
     def _addr(self, bases, strides, c):
         """address(j, dtype) for column c: unit stride when `strides` is None."""
         def address(j, dtype):
-            idx = c if strides is None or self.ptr_ops[j][1] != FULL else self.b.mul(c, strides[j])
-            if self.ptr_ops[j][1] != FULL:
+            if self.ptr_ops[j][1] not in _PER_ELEMENT:
                 return bases[j]
+            idx = c if strides is None else self.b.mul(c, strides[j])
             return element_pointer(self.b, bases[j], dtype, idx)
         return address
 
     # ---- the kernel ----
+    def _args(self):
+        """(r0, r1, c0, c1, dims, cols, per-operand strides, column strides, pointers)."""
+        r0, r1, c0, c1, dims_p, strides_p = self.fn.args[:6]
+        ptrs = self.fn.args[6:]
+        ro = self.ro
+        dims = [self._load_i64(dims_p, d) for d in range(ro + 1)]
+        st = [[self._load_i64(strides_p, j * (ro + 1) + d) for d in range(ro + 1)] for j in range(len(ptrs))]
+        return r0, r1, c0, c1, dims, dims[ro], st, [s[ro] for s in st], ptrs
+
+    def _ptr_index(self, slot: int) -> int:
+        return next(k for k, (s, _) in enumerate(self.ptr_ops) if s == slot)
+
+    def emit_columns(self) -> None:
+        """A column kernel: for each reduction stage, accumulate over all rows into the
+        accumulators of columns [c0, c1) (in memory), then the elementwise pass."""
+        kir, b = self.kir, self.b
+        r0, r1, c0, c1, dims, cols, st, col_strides, ptrs = self._args()
+        bases0 = list(ptrs)   # row 0: column values have stride 0 on the reduced axes
+        env0: dict = {}
+        self._row_values(env0, bases0, 0)
+        stages = sorted({self.levels[self.n_in + i] for i in kir.reductions})
+        rows_f = None
+        for stage in stages:
+            idx = [i for i in kir.reductions if self.levels[self.n_in + i] == stage]
+            acc = {i: self._ptr_index(self.n_in + i) for i in idx}
+
+            def init_body(c, accs, address, idx=idx, acc=acc):
+                for i in idx:
+                    red = REDUCERS[kir.instrs[i].op]
+                    ident = -0.0 if red.combine == "add" else red.identity
+                    store_value(b, self.sb.const(ident, kir.instrs[i].dtype), address(acc[i], kir.instrs[i].dtype))
+                return []
+
+            self._column_loops(c0, c1, env0, bases0, col_strides, [], init_body, f"init{stage}")
+
+            def row_body(r, _, idx=idx, acc=acc, stage=stage):
+                bases = [element_pointer(b, p, kir.slot_dtype(s), off)
+                         for p, (s, _f), off in zip(ptrs, self.ptr_ops, self._row_offsets(r, dims, st))]
+
+                def acc_body(c, accs, address):
+                    env = dict(env0)
+                    for i in idx:
+                        dtype = kir.instrs[i].dtype
+                        v = self._compute(kir.instrs[i].args[0], env, address)
+                        ptr = address(acc[i], dtype)
+                        store_value(b, self._reduce_step(REDUCERS[kir.instrs[i].op], load_value(b, ptr, dtype), v), ptr)
+                    return []
+
+                self._column_loops(c0, c1, env0, bases, col_strides, [], acc_body, f"acc{stage}")
+                return []
+
+            self._loop(r0, r1, [], row_body, f"rows{stage}")
+            means = [i for i in idx if REDUCERS[kir.instrs[i].op].mean]
+            if means:
+                def mean_body(c, accs, address, means=means, acc=acc):
+                    for i in means:
+                        dtype = kir.instrs[i].dtype
+                        ptr = address(acc[i], dtype)
+                        v = load_value(b, ptr, dtype)
+                        store_value(b, b.fdiv(v, b.sitofp(b.sub(r1, r0), v.type)), ptr)
+                    return []
+                self._column_loops(c0, c1, env0, bases0, col_strides, [], mean_body, f"mean{stage}")
+        first_out = len(self.ptr_ops) - len(kir.outputs) - len(scratch_slots(kir))
+        col_outs = [(k, s) for k, s in enumerate(kir.outputs)
+                    if kir.slot_form(s) == COL and s not in self.memory_slots]
+        if col_outs:
+            def col_body(c, accs, address):
+                env = dict(env0)
+                for k, s in col_outs:
+                    store_value(b, self._compute(s, env, address), address(first_out + k, kir.slot_dtype(s)))
+                return []
+            self._column_loops(c0, c1, env0, bases0, col_strides, [], col_body, "colout")
+        full_outs = [(k, s) for k, s in enumerate(kir.outputs) if kir.slot_form(s) == FULL]
+        if full_outs:
+            def out_row(r, _):
+                bases = [element_pointer(b, p, kir.slot_dtype(s), off)
+                         for p, (s, _f), off in zip(ptrs, self.ptr_ops, self._row_offsets(r, dims, st))]
+
+                def out_body(c, accs, address):
+                    env = dict(env0)
+                    for k, s in full_outs:
+                        store_value(b, self._compute(s, env, address), address(first_out + k, kir.slot_dtype(s)))
+                    return []
+
+                self._column_loops(c0, c1, env0, bases, col_strides, [], out_body, "out")
+                return []
+            self._loop(r0, r1, [], out_row, "outrows")
+        at_zero = self._addr(bases0, None, self._i64(0))
+        for k, s in enumerate(kir.outputs):
+            if kir.slot_form(s) == UNIFORM and s not in self.memory_slots:
+                store_value(b, self._compute(s, env0, at_zero), bases0[first_out + k])
+        b.ret_void()
+
     def emit(self) -> None:
+        if self.kir.lead:
+            return self.emit_columns()
         kir, b = self.kir, self.b
         r0, r1, c0, c1, dims_p, strides_p = self.fn.args[:6]
         ptrs = self.fn.args[6:]

@@ -69,12 +69,12 @@ def _operand_form(shape, consumer_form: str, g: Group, role: str) -> str:
     if role == "library":
         return LIB
     if role == "reshape":
-        return fit(shape, g.domain, reduced)
+        return fit(shape, g.domain, reduced, g.lead)
     if is_unit(shape):
         return UNIFORM
     if consumer_form == DROP:
         return DROP
-    if reduced and all(d == 1 for d in shape[-reduced:]):
+    if reduced and not g.lead and all(d == 1 for d in shape[-reduced:]):
         return ROW
     return FULL
 
@@ -88,8 +88,9 @@ def build_kernel_ir(g: Group, planner: Planner, name: str) -> tuple[KernelIR, li
     operand_list: list[Operand] = []
     for m in members:
         node = program.node(m)
+        inline = planner.roles[m].kind != "library"    # the library reads arrays, never immediates
         for r in node.inputs:
-            if r[0] in g.members or inlinable_constant(program.node(r[0])):
+            if r[0] in g.members or (inline and inlinable_constant(program.node(r[0]))):
                 continue
             spec = program.spec(r)
             form = _operand_form(tuple(spec.shape), forms[m], g, planner.roles[m].kind)
@@ -108,7 +109,7 @@ def build_kernel_ir(g: Group, planner: Planner, name: str) -> tuple[KernelIR, li
                 args.append(slot_of[r[0]])
                 continue
             p = program.node(r[0])
-            if inlinable_constant(p):
+            if planner.roles[m].kind != "library" and inlinable_constant(p):
                 value = p.attrs["value"]
                 instrs.append(Instr("Const", p.name, (), {"value": value.reshape(())}, value.dtype, UNIFORM,
                                     tuple(value.shape)))
@@ -132,7 +133,7 @@ def build_kernel_ir(g: Group, planner: Planner, name: str) -> tuple[KernelIR, li
         kind = "reduction"
     else:
         kind = "elementwise"
-    kir = KernelIR(name, kind, len(g.domain), g.reduced, tuple(operand_list), tuple(instrs),
+    kir = KernelIR(name, kind, len(g.domain), g.reduced, g.lead, tuple(operand_list), tuple(instrs),
                    tuple(slot_of[m] for m in export), tuple(tensor_name(program, (m, 0)) for m in export),
                    tuple(program.node(m).name for m in members))
     return kir, export

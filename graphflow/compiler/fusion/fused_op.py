@@ -18,7 +18,8 @@ from ...ops.registry import OpDef, OpKind, TensorSpec, register
 from ...runtime.threads import SERIAL
 from . import epilogue
 from .evaluate import evaluate
-from .kernel_ir import DROP, FULL, LIB, KernelIR
+from .emit import scratch_slots
+from .kernel_ir import COL, DROP, FULL, LIB, KernelIR
 from .layout import call_layout, slot_shapes
 
 FLAT_BLOCK = 1024          # elements; a multiple of every vector step (16 lanes x 4 interleave x ...)
@@ -52,8 +53,9 @@ class FusedKernel:
         self._lib = ir.library
         self._out_forms = [ir.slot_form(s) for s in ir.outputs]
         self._out_dtypes = [np.dtype(ir.slot_dtype(s)) for s in ir.outputs]
+        self._scratch = scratch_slots(ir)
         self._forms = ([ir.inputs[i].form for i in self._ptr_inputs] + ([FULL] if self._lib is not None else [])
-                       + self._out_forms)
+                       + self._out_forms + [COL] * len(self._scratch))
         self.inplace_ok = tuple((i, j) for i, o in enumerate(ir.inputs) for j, s in enumerate(ir.outputs)
                                 if ir.kind == "elementwise" and o.form == FULL and self._out_forms[j] == FULL
                                 and np.dtype(o.dtype) == self._out_dtypes[j])
@@ -135,7 +137,8 @@ class FusedKernel:
         if self._lib is not None:
             item = np.dtype(self.ir.instrs[self._lib].dtype).itemsize
             lib_arrays = [_Strided(domain, (domain[1] * item, item), item)]
-        arrays = ptr_arrays + lib_arrays + list(outputs)
+        scratch = [np.empty(shapes[s], dtype=self.ir.slot_dtype(s)) for s in self._scratch]
+        arrays = ptr_arrays + lib_arrays + list(outputs) + scratch
         key = tuple((a.shape, a.strides) for a in arrays)
         layout = self._layout_cache.get(key)
         if layout is None:
@@ -145,14 +148,20 @@ class FusedKernel:
             if len(self._layout_cache) > _LAYOUT_CACHE:
                 self._layout_cache.clear()
             self._layout_cache[key] = layout
-        if layout.rows == 0:
+        if layout.rows == 0 and not self.ir.lead:   # a column kernel still writes identities
             return outputs
         ptrs = [a.ctypes.data for a in ptr_arrays]
-        outs = [o.ctypes.data for o in outputs]
+        outs = [o.ctypes.data for o in outputs] + [a.ctypes.data for a in scratch]
         fn, dims, strides = self._fn, layout.dims.ctypes.data, layout.strides.ctypes.data
         rows, cols = layout.rows, layout.cols
         if self._lib is not None:
             self._run_epilogue(inputs, ptrs, outs, layout, budget)
+        elif self.ir.lead:
+            # column kernel: each task owns whole columns, so sums never split (deterministic)
+            blocks = -(-cols // FLAT_BLOCK)
+            grain = max(1, int(TASK_NS / (self._elem_ns * FLAT_BLOCK * max(rows, 1))))
+            budget.parallel_for(lambda s, e: fn(0, rows, s * FLAT_BLOCK, min(e * FLAT_BLOCK, cols), dims, strides,
+                                                 *ptrs, *outs), blocks, grain)
         elif not self.ir.reduced and rows == 1:
             if cols == 0:
                 return outputs

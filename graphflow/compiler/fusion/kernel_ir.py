@@ -3,11 +3,15 @@
 A kernel iterates over a domain of static rank R whose trailing `reduced` axes are the
 reduction axes (0 for a pure elementwise kernel). At run time the domain becomes
 rows x cols: rows are the leading R - reduced axes (threads split over rows, so reductions
-stay deterministic), cols the trailing ones. Every slot of the program has a *form*:
+stay deterministic), cols the trailing ones. A column kernel (`lead`) reduces the leading
+`reduced` axes instead: rows are those, and threads split over columns, each accumulating
+its columns over all rows in memory. Every slot of the program has a *form*:
 
     FULL     one value per domain element (right-aligned numpy broadcasting)
     ROW      one value per row, in keepdims shape (trailing reduced axes are 1)
     DROP     one value per row, in reduced shape (the reduced axes dropped: left-aligned)
+    COL      (column kernels) one value per kept index: broadcast over the leading reduced
+             axes, so it is walked like FULL with stride 0 there
     UNIFORM  statically one element: the same for the whole kernel
     LIB      (operands only) read by the library instruction, never by the element loop
 
@@ -24,7 +28,7 @@ import numpy as np
 
 from ...ops.registry import OpKind, get_op_def
 
-FULL, ROW, DROP, UNIFORM, LIB = "full", "row", "drop", "uniform", "lib"
+FULL, ROW, DROP, COL, UNIFORM, LIB = "full", "row", "drop", "col", "uniform", "lib"
 ROW_FORMS = (ROW, DROP, UNIFORM)
 
 
@@ -65,6 +69,7 @@ class KernelIR:
     kind: str           # elementwise | reduction | row | epilogue
     rank: int
     reduced: int
+    lead: bool          # the reduced axes are the leading ones (a column kernel)
     inputs: tuple
     instrs: tuple
     outputs: tuple
@@ -92,7 +97,8 @@ class KernelIR:
     def describe(self) -> str:
         """Readable listing for GRAPHFLOW_DEBUG and failing tests."""
         n = len(self.inputs)
-        lines = [f"kernel {self.name} ({self.kind}, rank {self.rank}, reduced {self.reduced})"]
+        side = "leading" if self.lead else "trailing"
+        lines = [f"kernel {self.name} ({self.kind}, rank {self.rank}, {self.reduced} {side} axes reduced)"]
         lines += [f"  %{i} = input {o.name} {o.form} {np.dtype(o.dtype).name}{o.shape}"
                   for i, o in enumerate(self.inputs)]
         for i, ins in enumerate(self.instrs):

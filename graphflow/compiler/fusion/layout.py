@@ -18,6 +18,8 @@ from .kernel_ir import DROP, KernelIR
 
 def inner_axes(ir: KernelIR) -> int:
     """How many trailing domain axes the column loop covers."""
+    if ir.lead:
+        return ir.rank - ir.reduced
     return ir.reduced if ir.reduced else min(1, ir.rank)
 
 

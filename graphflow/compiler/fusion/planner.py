@@ -2,7 +2,8 @@
 producer-into-consumer merging (XLA's loop and input fusion, plus row kernels and
 library epilogues), with legality checked on static shapes.
 
-A group has a domain (static shape D, K trailing reduced axes). Merging a producer group
+A group has a domain (static shape D, K reduced axes: trailing for row kernels, leading
+for column kernels such as batch-norm moments). Merging a producer group
 into a consumer group is legal when every member's result fits the merged domain (see
 kernel_ir's forms), the union stays convex (no path leaves it and comes back), it holds at
 most one library op, and the caps on members and operands hold. A member whose value is
@@ -17,7 +18,7 @@ import numpy as np
 from ...ops.registry import OpKind
 from ..program import const_value
 from .epilogue import ROW_BLOCKED
-from .kernel_ir import DROP, FULL, REDUCERS, ROW, ROW_FORMS, UNIFORM
+from .kernel_ir import COL, DROP, FULL, REDUCERS, ROW, ROW_FORMS, UNIFORM
 
 # Pure reshapes: inside a kernel they only re-label a per-row value (keepdims or not), so a
 # Squeeze/ExpandDims between a reduction and its consumers does not split a row kernel.
@@ -27,7 +28,8 @@ INJECTIVE_REASON = "injective shape op (runs as a numpy view or copy between ker
 MAX_MEMBERS = 256     # ops per kernel: bounds LLVM compile time of one function
 MAX_OPERANDS = 24     # inputs + outputs per kernel: bounds the call's argument list
 
-_INPUT_FORMS = {FULL: (FULL, ROW, UNIFORM), ROW: (ROW, UNIFORM), DROP: (DROP, UNIFORM), UNIFORM: (UNIFORM,)}
+_INPUT_FORMS = {FULL: (FULL, ROW, COL, UNIFORM), ROW: (ROW, UNIFORM), DROP: (DROP, UNIFORM), COL: (COL, UNIFORM),
+                UNIFORM: (UNIFORM,)}
 _SUPPORTED_DTYPES = {np.dtype(t) for t in ("float32", "float64", "int32", "int64", "bool")}
 
 
@@ -36,7 +38,7 @@ def is_unit(shape) -> bool:
     return shape is not None and all(d == 1 for d in shape)
 
 
-def fit(shape, domain, reduced) -> str | None:
+def fit(shape, domain, reduced, lead=False) -> str | None:
     """The form of a value of static `shape` in the domain, or None when it does not fit."""
     if shape is None:
         return None
@@ -44,6 +46,9 @@ def fit(shape, domain, reduced) -> str | None:
         return FULL
     if is_unit(shape) and len(shape) <= len(domain):
         return UNIFORM
+    if reduced and lead:
+        kept = domain[reduced:]
+        return COL if shape in (kept, (1,) * reduced + kept) else None
     if reduced:
         keep = domain[:len(domain) - reduced]
         if shape == keep + (1,) * reduced:
@@ -59,12 +64,17 @@ def inlinable_constant(node) -> bool:
     return isinstance(value, np.ndarray) and value.size == 1 and value.dtype in _SUPPORTED_DTYPES
 
 
-def trailing_reduced(axes, rank: int) -> int | None:
-    """K when `axes` (None: all) are exactly the trailing K axes of a rank-`rank` input."""
+def reduced_run(axes, rank: int) -> tuple[int, bool] | None:
+    """(K, lead) when `axes` (None: all) are exactly the trailing K axes (lead False) or
+    the leading K < rank axes (lead True) of a rank-`rank` input; None otherwise."""
     axes = tuple(range(rank)) if axes is None else tuple(sorted(a % rank for a in axes))
-    if axes != tuple(range(rank - len(axes), rank)):
+    if not axes:
         return None
-    return len(axes)
+    if axes == tuple(range(rank - len(axes), rank)):
+        return len(axes), False
+    if axes == tuple(range(len(axes))):
+        return len(axes), True
+    return None
 
 
 @dataclass
@@ -75,6 +85,7 @@ class Role:
     kind: str
     domain: tuple
     reduced: int = 0
+    lead: bool = False
 
 
 def classify(node, program, controlled: set, targets: set) -> tuple[Role | None, str | None]:
@@ -112,11 +123,11 @@ def classify(node, program, controlled: set, targets: set) -> tuple[Role | None,
         (x,) = in_specs
         if x.dtype.kind != "f":
             return None, f"reduction over {x.dtype.name} (fused reductions are float-only)"
-        k = trailing_reduced(node.attrs.get("axes"), len(x.shape))
-        if not k:
-            return None, (f"reduces axes {node.attrs.get('axes')} of a rank-{len(x.shape)} input: "
-                          "only a non-empty set of trailing axes fuses into a row kernel")
-        return Role("reduction", tuple(x.shape), k), None
+        run = reduced_run(node.attrs.get("axes"), len(x.shape))
+        if run is None:
+            return None, (f"reduces axes {node.attrs.get('axes')} of a rank-{len(x.shape)} input: only a "
+                          "non-empty run of trailing (row kernel) or leading (column kernel) axes fuses")
+        return Role("reduction", tuple(x.shape), *run), None
     if d.kind is OpKind.LIBRARY:
         if node.op not in ROW_BLOCKED or len(out.shape) != 2 or any(len(s.shape) != 2 for s in in_specs):
             return None, f"library op {node.op} with a rank-{len(out.shape)} result has no blocked epilogue"
@@ -134,6 +145,7 @@ class Group:
     members: set
     domain: tuple
     reduced: int
+    lead: bool
     library: int | None
     forms: dict
     ext: set
@@ -173,8 +185,8 @@ class Planner:
                 continue
             ext = {r for r in n.inputs if not inlinable_constant(self.program.node(r[0]))}
             exports = {n.id} if (self.succ[n.id] or n.id in self.output_ids) else set()
-            form = fit(tuple(n.specs[0].shape), role.domain, role.reduced)
-            self.group_of[n.id] = Group({n.id}, role.domain, role.reduced,
+            form = fit(tuple(n.specs[0].shape), role.domain, role.reduced, role.lead)
+            self.group_of[n.id] = Group({n.id}, role.domain, role.reduced, role.lead,
                                         n.id if role.kind == "library" else None, {n.id: form}, ext, exports,
                                         self.pos[n.id])
             for p in dict.fromkeys(r[0] for r in n.inputs if r[0] in self.roles):
@@ -197,51 +209,55 @@ class Planner:
         if a.library is not None and b.library is not None:
             return None
         if a.reduced and b.reduced:
-            if a.domain != b.domain or a.reduced != b.reduced:
+            if (a.domain, a.reduced, a.lead) != (b.domain, b.reduced, b.lead):
                 return None
-            return b.domain, b.reduced
+            return b.domain, b.reduced, b.lead
         if a.reduced or b.reduced:
             g = a if a.reduced else b
-            return g.domain, g.reduced
+            if g.lead and (a.library is not None or b.library is not None):
+                return None
+            return g.domain, g.reduced, g.lead
         if a.library is not None or b.library is not None:
             g = a if a.library is not None else b
-            return g.domain, 0
-        return b.domain, 0
+            return g.domain, 0, False
+        return b.domain, 0, False
 
-    def _member_ok(self, m: int, form: str, form_of, inside, domain, reduced) -> bool:
+    def _member_ok(self, m: int, form: str, form_of, inside, domain, reduced, lead) -> bool:
         """Whether member m with result form `form` fits, given its in-group inputs' forms."""
         node = self.program.node(m)
         role = self.roles[m]
         if role.kind == "reduction":
-            return (role.domain == domain and role.reduced == reduced and form != FULL
+            return ((role.domain, role.reduced, role.lead) == (domain, reduced, lead) and form != FULL
                     and all(form_of(r[0]) == FULL for r in node.inputs if inside(r[0])))
         if role.kind == "library":
             return form == FULL and reduced <= 1 and not any(inside(r[0]) for r in node.inputs)
         if role.kind == "reshape":
-            allowed = (FULL,) if form == FULL else ROW_FORMS
+            allowed = (FULL,) if form == FULL else ROW_FORMS + (COL,)
             return all((form_of(r[0]) if inside(r[0]) else
-                        fit(tuple(self.program.spec(r).shape), domain, reduced)) in allowed for r in node.inputs)
+                        fit(tuple(self.program.spec(r).shape), domain, reduced, lead)) in allowed
+                       for r in node.inputs)
         allowed = _INPUT_FORMS[form]
         return all(form_of(r[0]) in allowed for r in node.inputs if inside(r[0]))
 
-    def _forms(self, members, domain, reduced):
+    def _forms(self, members, domain, reduced, lead):
         """member id -> form for a whole candidate group, or None when some member does not fit."""
         forms = {}
         for m in members:
-            f = fit(tuple(self.program.node(m).specs[0].shape), domain, reduced)
+            f = fit(tuple(self.program.node(m).specs[0].shape), domain, reduced, lead)
             if f is None:
                 return None
             forms[m] = f
         for m in members:
-            if not self._member_ok(m, forms[m], forms.get, forms.__contains__, domain, reduced):
+            if not self._member_ok(m, forms[m], forms.get, forms.__contains__, domain, reduced, lead):
                 return None
         return forms
 
-    def _merged_forms(self, a: Group, b: Group, domain, reduced):
+    def _merged_forms(self, a: Group, b: Group, domain, reduced, lead):
         """Forms of a | b. When neither domain changes, only the edges between the two groups
         need checking (the smaller group's side), which keeps long chains linear."""
-        if (a.domain, a.reduced) != (domain, reduced) or (b.domain, b.reduced) != (domain, reduced):
-            return self._forms(a.members | b.members, domain, reduced)
+        dom = (domain, reduced, lead)
+        if (a.domain, a.reduced, a.lead) != dom or (b.domain, b.reduced, b.lead) != dom:
+            return self._forms(a.members | b.members, *dom)
         small, big = (a, b) if len(a.members) <= len(b.members) else (b, a)
 
         def form_of(x):
@@ -251,10 +267,10 @@ class Planner:
             return x in small.members or x in big.members
 
         for m in small.members:
-            if not self._member_ok(m, small.forms[m], form_of, inside, domain, reduced):
+            if not self._member_ok(m, small.forms[m], form_of, inside, *dom):
                 return None
             for c in self.succ[m]:
-                if c in big.members and not self._member_ok(c, big.forms[c], form_of, inside, domain, reduced):
+                if c in big.members and not self._member_ok(c, big.forms[c], form_of, inside, *dom):
                     return None
         return {**big.forms, **small.forms}
 
@@ -303,7 +319,7 @@ class Planner:
             return
         small, big = (a, b) if len(a.members) <= len(b.members) else (b, a)
         big.members |= small.members
-        big.domain, big.reduced = dom
+        big.domain, big.reduced, big.lead = dom
         big.library = a.library if a.library is not None else b.library
         big.forms, big.ext, big.exports = forms, ext, exports
         big.last = max(a.last, b.last)
