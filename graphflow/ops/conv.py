@@ -47,9 +47,10 @@ def geometry(h, w, kh, kw, strides, padding):
 
 
 def pad_spatial(x, pads, value=0):
+    """x padded along H and W; always C-contiguous, so window sums do not depend on x's layout."""
     (pt, pb), (pl, pr) = pads
     if not (pt or pb or pl or pr):
-        return np.asarray(x)
+        return np.ascontiguousarray(x)
     return np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=value)
 
 
