@@ -13,6 +13,7 @@ import graphflow as gf
 os.environ.setdefault("KERAS_BACKEND", "jax")
 real = pytest.importorskip("keras")
 
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras' own numpy-2 notices
 RNG = np.random.default_rng(1)
 
 
@@ -112,3 +113,21 @@ def test_optimizer_steps_match_keras(opt):
             m.train_on_batch(x, y)
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
         np.testing.assert_allclose(a, np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_batchnorm_training_steps_match_keras():
+    def build(k):
+        return k.Sequential([k.Input(shape=(5,)), k.layers.Dense(6), k.layers.BatchNormalization(momentum=0.9),
+                             k.layers.Activation("relu"), k.layers.LayerNormalization(), k.layers.Dense(2)])
+
+    ours, theirs = _pair(build)
+    ours.set_weights(theirs.get_weights())
+    x = RNG.normal(2.0, 3.0, size=(16, 5)).astype("float32")
+    y = RNG.normal(size=(16, 2)).astype("float32")
+    for m, k in ((ours, gf.keras), (theirs, real)):
+        m.compile(optimizer=k.optimizers.SGD(0.05), loss="mse")
+        m.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, np.asarray(b), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ours.predict(x), theirs.predict(x, verbose=0), rtol=1e-4, atol=1e-4)

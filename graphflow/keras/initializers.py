@@ -120,23 +120,24 @@ def _truncated_normal(gen, stddev, shape):
     return out * stddev
 
 
-def _scaling(scale, mode, distribution):
-    class Named(VarianceScaling):
-        def __init__(self, seed=None):
-            super().__init__(scale, mode, distribution, seed)
+def _named_scaling(name: str, scale: float, mode: str, distribution: str) -> type:
+    """A VarianceScaling preset under its Keras name (GlorotUniform, HeNormal, ...), configured by seed only."""
+    def __init__(self, seed=None):
+        VarianceScaling.__init__(self, scale, mode, distribution, seed)
 
-        def get_config(self):
-            return {"seed": self.seed}
+    def get_config(self):
+        return {"seed": self.seed}
 
-    return Named
+    return type(name, (VarianceScaling,), {"__init__": __init__, "get_config": get_config,
+                                           "__doc__": f"VarianceScaling({scale}, {mode!r}, {distribution!r})"})
 
 
-GlorotUniform = type("GlorotUniform", (_scaling(1.0, "fan_avg", "uniform"),), {})
-GlorotNormal = type("GlorotNormal", (_scaling(1.0, "fan_avg", "truncated_normal"),), {})
-HeUniform = type("HeUniform", (_scaling(2.0, "fan_in", "uniform"),), {})
-HeNormal = type("HeNormal", (_scaling(2.0, "fan_in", "truncated_normal"),), {})
-LecunUniform = type("LecunUniform", (_scaling(1.0, "fan_in", "uniform"),), {})
-LecunNormal = type("LecunNormal", (_scaling(1.0, "fan_in", "truncated_normal"),), {})
+GlorotUniform = _named_scaling("GlorotUniform", 1.0, "fan_avg", "uniform")
+GlorotNormal = _named_scaling("GlorotNormal", 1.0, "fan_avg", "truncated_normal")
+HeUniform = _named_scaling("HeUniform", 2.0, "fan_in", "uniform")
+HeNormal = _named_scaling("HeNormal", 2.0, "fan_in", "truncated_normal")
+LecunUniform = _named_scaling("LecunUniform", 1.0, "fan_in", "uniform")
+LecunNormal = _named_scaling("LecunNormal", 1.0, "fan_in", "truncated_normal")
 
 _BY_NAME = {
     "zeros": Zeros, "ones": Ones, "constant": Constant,

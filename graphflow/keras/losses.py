@@ -91,22 +91,23 @@ class Loss:
                                                                      "from_logits": self.from_logits}
 
 
-def _cls(fn, sparse=False, logits=True):
-    def init(self, from_logits=False, name=fn.__name__):
-        Loss.__init__(self, fn, name, from_logits if logits else None, sparse)
+def _named_loss(name: str, fn, sparse: bool = False, has_logits: bool = True) -> type:
+    """A Loss class under its Keras name wrapping the per-sample function `fn`."""
+    if has_logits:
+        def __init__(self, from_logits=False, name=fn.__name__):
+            Loss.__init__(self, fn, name, from_logits, sparse)
+    else:
+        def __init__(self, name=fn.__name__):
+            Loss.__init__(self, fn, name, None, sparse)
+    return type(name, (Loss,), {"__init__": __init__, "__doc__": f"Batch mean of `{fn.__name__}`."})
 
-    def init_plain(self, name=fn.__name__):
-        Loss.__init__(self, fn, name, None, sparse)
 
-    return init if logits else init_plain
-
-
-SparseCategoricalCrossentropy = type("SparseCategoricalCrossentropy", (Loss,),
-                                     {"__init__": _cls(sparse_categorical_crossentropy, sparse=True)})
-CategoricalCrossentropy = type("CategoricalCrossentropy", (Loss,), {"__init__": _cls(categorical_crossentropy)})
-BinaryCrossentropy = type("BinaryCrossentropy", (Loss,), {"__init__": _cls(binary_crossentropy)})
-MeanSquaredError = type("MeanSquaredError", (Loss,), {"__init__": _cls(mean_squared_error, logits=False)})
-MeanAbsoluteError = type("MeanAbsoluteError", (Loss,), {"__init__": _cls(mean_absolute_error, logits=False)})
+SparseCategoricalCrossentropy = _named_loss("SparseCategoricalCrossentropy", sparse_categorical_crossentropy,
+                                            sparse=True)
+CategoricalCrossentropy = _named_loss("CategoricalCrossentropy", categorical_crossentropy)
+BinaryCrossentropy = _named_loss("BinaryCrossentropy", binary_crossentropy)
+MeanSquaredError = _named_loss("MeanSquaredError", mean_squared_error, has_logits=False)
+MeanAbsoluteError = _named_loss("MeanAbsoluteError", mean_absolute_error, has_logits=False)
 
 _BY_NAME = {
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
