@@ -314,3 +314,20 @@ def test_activations_and_composites_agree_across_opt_levels():
             results.append(sess.run(outs, {x: xv, xi: iv}))
     for t, ref, fused in zip(outs, *results):
         np.testing.assert_allclose(fused, ref, rtol=2e-5, atol=2e-6, equal_nan=True, err_msg=t.name)
+
+
+def test_shapes_given_as_tensors_or_lists_with_tensors():
+    x = gf.placeholder(gf.float32, (None, 3, 4))
+    flat = gf.reshape(x, [gf.shape(x)[0], -1])
+    z = gf.zeros([gf.shape(x)[0], 10], dtype=gf.bool)
+    u = gf.random.uniform([gf.shape(x)[0], 2], seed=1)
+    b = gf.broadcast_to(gf.constant([1.0, 2.0, 3.0, 4.0]), gf.shape(x))
+    assert (flat.shape, z.shape, u.shape, b.shape) == ((None, None), (None, 10), (None, 2), (None, None, 4))
+    (g,) = gf.gradients(gf.reduce_sum(b * x), [b.op.inputs[0]])
+    xv = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    fv, zv, uv, bv, gv = run([flat, z, u, b, g], {x: xv})
+    np.testing.assert_array_equal(fv, xv.reshape(2, -1))
+    assert zv.shape == (2, 10) and zv.dtype == np.bool_ and not zv.any()
+    assert uv.shape == (2, 2)
+    np.testing.assert_array_equal(bv, np.broadcast_to([1.0, 2.0, 3.0, 4.0], (2, 3, 4)))
+    np.testing.assert_allclose(gv, xv.sum((0, 1)), rtol=1e-6)

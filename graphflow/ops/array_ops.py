@@ -83,11 +83,14 @@ def _fill_infer(specs, attrs):
         if s.dtype not in _dt.INTS or (s.shape is not None and len(s.shape) != 1):
             raise ValueError("the shape argument must be a 1-D int tensor")
         n = None if s.shape is None else s.shape[0]
+        hint = attrs.get("shape_hint")
+        if hint is not None and n in (None, len(hint)):
+            return TensorSpec(hint, attrs["dtype"])
         return TensorSpec(None if n is None else (None,) * n, attrs["dtype"])
     return TensorSpec(attrs["shape"], attrs["dtype"])
 
 
-def _fill_kernel(*dims, value, dtype, shape=None):
+def _fill_kernel(*dims, value, dtype, shape=None, shape_hint=None):
     if dims:
         shape = tuple(int(d) for d in dims[0])
     return np.full(shape, value, dtype=dtype)
@@ -101,21 +104,24 @@ def _fill(shape, value, dtype, name):
     scalar = python_value_to_array(value, dtype, what="fill value")
     if scalar.ndim != 0:
         raise ValueError(f"fill value must be a scalar, got shape {scalar.shape}")
-    from .build import is_tensor_like
+    from .build import is_tensor_like, shape_hint, shape_operand
 
-    if is_tensor_like(shape):
-        st = convert_to_tensor(shape)
-        return apply_op("Fill", [st], {"value": scalar.item(), "dtype": dtype}, name=name)
+    dims = shape_operand(shape)
+    if is_tensor_like(dims):
+        return apply_op("Fill", [dims], {"value": scalar.item(), "dtype": dtype, "shape_hint": shape_hint(shape)},
+                        name=name)
     return get_default_graph().create_op(
         "Fill", [], {"shape": _static_shape(shape), "value": scalar.item(), "dtype": dtype}, name).outputs[0]
 
 
 def zeros(shape, dtype=_dt.float32, name=None):
-    return _fill(shape, 0, dtype, name or "zeros")
+    """A tensor of zeros (False for bool)."""
+    return _fill(shape, np.zeros((), _dt.as_dtype(dtype)), dtype, name or "zeros")
 
 
 def ones(shape, dtype=_dt.float32, name=None):
-    return _fill(shape, 1, dtype, name or "ones")
+    """A tensor of ones (True for bool)."""
+    return _fill(shape, np.ones((), _dt.as_dtype(dtype)), dtype, name or "ones")
 
 
 def fill(dims, value, name=None):
@@ -226,7 +232,7 @@ def _random_infer(specs, attrs):
 
 
 def _random_kernel(draw):
-    def kernel(state, *dims, shape=None, dtype, seeds, a, b):
+    def kernel(state, *dims, shape=None, dtype, seeds, a, b, shape_hint=None):
         if dims:
             shape = tuple(int(d) for d in dims[0])
         rng = state.random_stream(seeds)
@@ -257,10 +263,11 @@ def _random(op_type, shape, a, b, dtype, seed, name):
     if dtype not in _dt.FLOATS:
         raise TypeError(f"random values must be float32 or float64, got {dtype.name}")
     attrs = {"dtype": dtype, "seeds": op_seeds(seed), "a": float(a), "b": float(b)}
-    from .build import is_tensor_like
+    from .build import is_tensor_like, shape_hint, shape_operand
 
-    if is_tensor_like(shape):
-        return apply_op(op_type, [convert_to_tensor(shape)], attrs, name=name)
+    dims = shape_operand(shape)
+    if is_tensor_like(dims):
+        return apply_op(op_type, [dims], dict(attrs, shape_hint=shape_hint(shape)), name=name)
     attrs["shape"] = _static_shape(shape)
     return get_default_graph().create_op(op_type, [], attrs, name).outputs[0]
 

@@ -102,6 +102,28 @@ class _nullcontext:
         return False
 
 
+def shape_operand(shape):
+    """A shape argument as given (static dims, validated by the caller), or as a 1-D int32
+    tensor when it is a tensor or a list holding tensors (`[gf.shape(x)[0], -1]`)."""
+    if is_tensor_like(shape):
+        return convert_to_tensor(shape)
+    if isinstance(shape, (list, tuple)) and any(is_tensor_like(d) for d in shape):
+        from .concat_split import stack
+        from .math_api import cast
+
+        return stack([cast(d, _dt.int32) if is_tensor_like(d) else convert_to_tensor(int(d), _dt.int32)
+                      for d in shape])
+    return shape
+
+
+def shape_hint(shape):
+    """What a shape argument says statically: a tuple with None for its tensor entries, or
+    None when the whole shape is a tensor. Ops with a shape tensor input keep it as an attr."""
+    if isinstance(shape, (list, tuple)):
+        return tuple(None if is_tensor_like(d) or int(d) < 0 else int(d) for d in shape)
+    return None
+
+
 def graph_for(values) -> Graph:
     """The graph of the first tensor among `values`, else the default graph."""
     for v in values:

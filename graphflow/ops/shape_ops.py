@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes as _dt
-from .build import apply_op, broadcast_shapes, convert_to_tensor, is_tensor_like, normalize_axis, num_elements
+from .build import (apply_op, broadcast_shapes, convert_to_tensor, is_tensor_like, normalize_axis, num_elements,
+                    shape_hint, shape_operand)
 from .registry import OpDef, OpKind, TensorSpec, register
 
 
@@ -44,8 +45,9 @@ register(OpDef(type="Reshape", default_name="Reshape", infer=_reshape_infer, kin
 def reshape(x, shape, name=None):
     """Reshape `x` to `shape` (a tuple of ints with at most one -1, or an int tensor)."""
     x = convert_to_tensor(x)
-    if is_tensor_like(shape):
-        return apply_op("DynamicReshape", [x, convert_to_tensor(shape)], name=name)
+    dims = shape_operand(shape)
+    if is_tensor_like(dims):
+        return apply_op("DynamicReshape", [x, dims], {"shape_hint": shape_hint(shape)}, name=name)
     if isinstance(shape, (int, np.integer)):
         shape = (shape,)
     target = tuple(-1 if d is None else int(d) for d in shape)
@@ -58,11 +60,14 @@ def _dyn_reshape_infer(specs, attrs):
     x, s = specs
     if s.dtype not in _dt.INTS or s.shape is None or len(s.shape) != 1:
         raise ValueError("the shape argument must be a 1-D int tensor")
+    hint = attrs.get("shape_hint")
+    if hint is not None and s.shape[0] in (None, len(hint)):
+        return TensorSpec(hint, x.dtype)
     return TensorSpec(None if s.shape[0] is None else (None,) * s.shape[0], x.dtype)
 
 
 register(OpDef(type="DynamicReshape", default_name="Reshape", infer=_dyn_reshape_infer, kind=OpKind.OPAQUE,
-               kernel=lambda x, s: np.reshape(x, tuple(int(d) for d in s)),
+               kernel=lambda x, s, shape_hint=None: np.reshape(x, tuple(int(d) for d in s)),
                grad=lambda op, dy: [reshape_like(dy, op.inputs[0]), None]))
 
 
@@ -208,7 +213,13 @@ register(OpDef(type="BroadcastTo", default_name="BroadcastTo", infer=_broadcast_
 
 
 def broadcast_to(x, shape, name=None):
+    """Broadcast `x` to `shape` (static ints, or a shape tensor such as gf.shape(y))."""
     x = convert_to_tensor(x)
+    shape = shape_operand(shape)
+    if is_tensor_like(shape):
+        from .array_ops import zeros
+
+        return broadcast_like(x, zeros(shape, dtype=_dt.bool), name=name)
     shape = tuple(int(d) for d in shape)
     return apply_op("BroadcastTo", [x], {"shape": shape}, name=name)
 
