@@ -6,7 +6,7 @@
     python -m benchmarks --json out.json --markdown benchmarks/RESULTS.md
 
 Works with nothing but graphflow installed; each installed peer (numexpr, numba,
-onnxruntime, torch, jax) is checked against numpy, then timed in the same run.
+onnxruntime, torch, jax, tensorflow) is checked against numpy, then timed in the same run.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # `python benchmarks/run.py`: make the package im
 from benchmarks import machine, tables  # noqa: E402
 from benchmarks.registry import TITLES, WORKLOADS, select  # noqa: E402
 from benchmarks.suite import Row, Settings, run_case  # noqa: E402
-from benchmarks.systems import isolated_environment  # noqa: E402
+from benchmarks.systems import ISOLATED_LIBRARIES, isolated_environment  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=None, help="timed repeats per system (default 7; quick 3)")
     p.add_argument("--json", metavar="PATH", help="write all rows and the machine description as JSON")
     p.add_argument("--markdown", metavar="PATH", help="write the tables as markdown (benchmarks/RESULTS.md)")
-    p.add_argument("--no-isolated", action="store_true", help="skip the subprocess peers (jax)")
+    p.add_argument("--no-isolated", action="store_true", help="skip the subprocess peers (jax, tensorflow)")
     return p
 
 
@@ -69,28 +69,33 @@ def blas_threads(n: int):
 
 
 def isolated_rows(workloads: list, threads: list, args, settings: Settings) -> list:
-    """Rows of the isolated systems (jax), one worker process per thread count."""
+    """Rows of the isolated systems: one worker process per library and thread count."""
     if args.no_isolated:
         return []
-    if importlib.util.find_spec("jax") is None:
-        return [Row(w, "(all cases)", "jax (jit)", threads[0], status="skipped", note="not installed (jax)")
-                for w in workloads[:1]]
     rows = []
-    for i, n in enumerate(threads):
-        cmd = [sys.executable, "-m", "benchmarks.worker", "--threads", str(n), "--only", ",".join(workloads),
-               "--repeat", str(settings.repeat), "--min-sample", str(settings.min_sample_s)]
-        cmd += ["--quick"] * args.quick + ["--first"] * (i == 0)
-        env = isolated_environment("jax", n)
-        env["PYTHONPATH"] = os.pathsep.join([REPO_ROOT] + [p for p in [env.get("PYTHONPATH")] if p])
-        print(f"[running jax at {n} thread(s) in a worker process]", file=sys.stderr, flush=True)
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if done.returncode:
-            tail = done.stderr.strip().splitlines()
-            rows.append(Row(workloads[0], "(all cases)", "jax (jit)", n, status="error",
-                            note=f"worker failed: {tail[-1] if tail else done.returncode}"))
+    for library in ISOLATED_LIBRARIES:
+        if importlib.util.find_spec(library) is None:
+            rows.append(Row(workloads[0], "(all cases)", library, threads[0], status="skipped",
+                            note=f"not installed ({library})"))
             continue
-        rows += [Row(**r) for r in json.loads(done.stdout.strip().splitlines()[-1])]
+        for i, n in enumerate(threads):
+            rows += _worker_rows(library, n, i == 0, workloads, args, settings)
     return rows
+
+
+def _worker_rows(library: str, threads: int, first: bool, workloads: list, args, settings: Settings) -> list:
+    cmd = [sys.executable, "-m", "benchmarks.worker", "--library", library, "--threads", str(threads),
+           "--only", ",".join(workloads), "--repeat", str(settings.repeat), "--min-sample", str(settings.min_sample_s)]
+    cmd += ["--quick"] * args.quick + ["--first"] * first
+    env = isolated_environment(library, threads)
+    env["PYTHONPATH"] = os.pathsep.join([REPO_ROOT] + [p for p in [env.get("PYTHONPATH")] if p])
+    print(f"[running {library} at {threads} thread(s) in a worker process]", file=sys.stderr, flush=True)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode:
+        tail = done.stderr.strip().splitlines()
+        return [Row(workloads[0], "(all cases)", library, threads, status="error",
+                    note=f"worker failed: {tail[-1] if tail else done.returncode}")]
+    return [Row(**r) for r in json.loads(done.stdout.strip().splitlines()[-1])]
 
 
 def main(argv=None) -> int:

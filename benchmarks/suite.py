@@ -16,14 +16,14 @@ import numpy as np
 class System:
     """One way to compute a case. `factory(threads)` returns a zero-argument callable that
     computes the case's output (or raises ImportError when its library is missing).
-    `isolated` systems (jax) are run in a subprocess per thread count, where thread
-    settings can be made before the library is imported. Systems sharing a `group`
+    `isolated` systems name their library (jax, tensorflow): they run in a worker process
+    per library and thread count, where thread settings are made before the import. Systems sharing a `group`
     alternate call by call; every other system is timed in a block of its own, after a
     warm-up, so that one library's still-spinning thread pool does not slow the next."""
 
     name: str
     factory: Callable[[int], Callable[[], object]]
-    isolated: bool = False
+    isolated: str = ""
     group: str = ""  # systems of one non-empty group are timed in alternation (graphflow's levels)
 
 

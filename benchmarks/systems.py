@@ -3,8 +3,8 @@ peers (torch, numexpr, onnxruntime, jax, numba) with their own thread controls.
 
 Every factory takes the thread count and returns a zero-argument callable computing the
 case's output; a peer that is not installed raises ImportError, which the suite reports as
-"skipped". jax cannot change its thread pool after import, so its systems are `isolated`:
-run in a worker subprocess per thread count (see worker.py).
+"skipped". jax and tensorflow cannot change their thread pools after import, so their
+systems are `isolated`: run in a worker subprocess per thread count (see worker.py).
 """
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ def jax_system(fn, inputs: list) -> System:
         arrays = [jax.device_put(a) for a in inputs]
         return lambda: jitted(*arrays).block_until_ready()
 
-    return System("jax (jit)", factory, isolated=True)
+    return System("jax (jit)", factory, isolated="jax")
 
 
 def numba_system(make_kernel, inputs: list) -> System:
@@ -144,13 +144,41 @@ def numba_system(make_kernel, inputs: list) -> System:
     return System("numba", factory)
 
 
-def isolated_environment(system: str, threads: int) -> dict:
-    """Environment for a worker process running `system` at `threads` (set before import)."""
+def tensorflow_system(fn, inputs: list) -> System:
+    """`tf.function(fn, jit_compile=True)(tf, *tensors)` (XLA, as TF users get their fastest
+    CPU code); isolated: runs in a worker process per thread count."""
+
+    def factory(threads: int):
+        tf = import_tensorflow(threads)
+        compiled = tf.function(lambda *xs: fn(tf, *xs), jit_compile=True)
+        tensors = [tf.constant(a) for a in inputs]
+        return lambda: compiled(*tensors)
+
+    return System("tensorflow (XLA)", factory, isolated="tensorflow")
+
+
+def import_tensorflow(threads: int):
+    """tensorflow with its intra-op pool at `threads` (settable only before first use)."""
+    import tensorflow as tf
+
+    if tf.config.threading.get_intra_op_parallelism_threads() != threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    return tf
+
+
+ISOLATED_LIBRARIES = ("jax", "tensorflow")
+
+
+def isolated_environment(library: str, threads: int) -> dict:
+    """Environment for a worker process running `library` at `threads` (set before import)."""
     env = dict(os.environ)
-    if system.startswith("jax"):
+    if library == "jax":
         env["JAX_PLATFORMS"] = "cpu"
-        flags = env.get("XLA_FLAGS", "")
         if threads == 1:
-            flags += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-        env["XLA_FLAGS"] = flags.strip()
+            env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
+                                " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+    if library == "tensorflow":
+        env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        env["CUDA_VISIBLE_DEVICES"] = ""
     return env

@@ -6,7 +6,7 @@ import numpy as np
 
 from .suite import Case
 from .systems import graphflow_systems, jax_system, numba_system, numexpr_system, numpy_system, onnx_system, \
-    torch_system
+    tensorflow_system, torch_system
 
 SIZES = (22, 24)
 QUICK_SIZES = (16,)
@@ -28,6 +28,10 @@ def torch_fn(torch, x, y):
 
 def jax_fn(jnp, jax, x, y):
     return jnp.tanh(x * 0.5 + y) * jax.nn.sigmoid(x) + jnp.sqrt(jnp.abs(y) + 1.0)
+
+
+def tensorflow_fn(tf, x, y):
+    return tf.tanh(x * 0.5 + y) * tf.sigmoid(x) + tf.sqrt(tf.abs(y) + 1.0)
 
 
 def onnx_nodes(helper):
@@ -72,5 +76,6 @@ def cases(quick: bool) -> list:
                 onnx_system(onnx_nodes, inputs, ["x", "y"]),
                 torch_system(torch_fn, inputs),
                 jax_system(jax_fn, inputs),
+                tensorflow_system(tensorflow_fn, inputs),
             ]))
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .suite import Case
-from .systems import graphflow_systems, jax_system, numpy_system, onnx_system, torch_system
+from .systems import graphflow_systems, jax_system, numpy_system, onnx_system, tensorflow_system, torch_system
 
 SHAPE, QUICK_SHAPE = (4096, 1024), (256, 1024)
 EPS = 1e-5
@@ -42,6 +42,11 @@ def layer_norm_jax(jnp, jax, x, gamma, beta):
     return d * jax.lax.rsqrt(jnp.mean(d * d, axis=-1, keepdims=True) + EPS) * gamma + beta
 
 
+def layer_norm_tensorflow(tf, x, gamma, beta):
+    d = x - tf.reduce_mean(x, axis=-1, keepdims=True)
+    return d * tf.math.rsqrt(tf.reduce_mean(d * d, axis=-1, keepdims=True) + EPS) * gamma + beta
+
+
 def _inputs(quick: bool):
     shape = QUICK_SHAPE if quick else SHAPE
     rng = np.random.default_rng(0)
@@ -60,6 +65,7 @@ def softmax_cases(quick: bool) -> list:
             onnx_system(lambda h: [h.make_node("Softmax", ["x"], ["out"], axis=-1)], [x], ["x"]),
             torch_system(lambda torch, t: torch.softmax(t, dim=-1), [x]),
             jax_system(lambda jnp, jax, t: jax.nn.softmax(t, axis=-1), [x]),
+            tensorflow_system(lambda tf, t: tf.nn.softmax(t, axis=-1), [x]),
         ], rtol=1e-4, atol=1e-6)]
 
 
@@ -75,4 +81,5 @@ def layer_norm_cases(quick: bool) -> list:
             torch_system(lambda torch, t, g, b: torch.nn.functional.layer_norm(t, (t.shape[-1],), g, b, EPS),
                          inputs),
             jax_system(layer_norm_jax, inputs),
+            tensorflow_system(layer_norm_tensorflow, inputs),
         ], rtol=1e-3, atol=1e-4)]

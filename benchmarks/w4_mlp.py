@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .suite import Case
-from .systems import graphflow_systems, jax_system, numpy_system, onnx_system, torch_system
+from .systems import graphflow_systems, jax_system, numpy_system, onnx_system, tensorflow_system, torch_system
 
 SIZES = (784, 512, 512, 10)
 BATCHES, QUICK_BATCHES = (1, 256), (1, 32)
@@ -22,14 +22,19 @@ def glorot_weights(sizes=SIZES, seed: int = 0) -> list:
     return params
 
 
-def numpy_forward(params, x):
-    """Logits of the MLP (relu between layers, none after the last)."""
+def mlp_logits(params, x, relu):
+    """Logits of the MLP (relu between layers, none after the last) for any array library
+    whose arrays support `@` and `+` (numpy, torch, jax, tensorflow)."""
     h = x
     for i in range(0, len(params), 2):
         h = h @ params[i] + params[i + 1]
         if i + 2 < len(params):
-            h = np.maximum(h, 0)
+            h = relu(h)
     return h
+
+
+def numpy_forward(params, x):
+    return mlp_logits(params, x, lambda v: np.maximum(v, 0))
 
 
 def numpy_softmax(z):
@@ -45,24 +50,6 @@ def graphflow_logits(gf, params, x):
             h = gf.matmul(h, gf.Variable(params[i], name="kernel")) + gf.Variable(params[i + 1], name="bias")
             if i + 2 < len(params):
                 h = gf.nn.relu(h)
-    return h
-
-
-def torch_logits(torch, params, x):
-    h = x
-    for i in range(0, len(params), 2):
-        h = torch.addmm(params[i + 1], h, params[i])
-        if i + 2 < len(params):
-            h = torch.relu(h)
-    return h
-
-
-def jax_logits(jnp, jax, params, x):
-    h = x
-    for i in range(0, len(params), 2):
-        h = h @ params[i] + params[i + 1]
-        if i + 2 < len(params):
-            h = jax.nn.relu(h)
     return h
 
 
@@ -103,7 +90,8 @@ def cases(quick: bool) -> list:
                 numpy_system(lambda xv: numpy_softmax(numpy_forward(params, xv)), [x]),
                 onnx_system(onnx_nodes(n_layers), [x], ["x"],
                             {f"{k}{i}": params[2 * i + (k == "b")] for i in range(n_layers) for k in "wb"}),
-                torch_system(lambda torch, xt, *p: torch.softmax(torch_logits(torch, p, xt), -1), [x] + params),
-                jax_system(lambda jnp, jax, xj, *p: jax.nn.softmax(jax_logits(jnp, jax, p, xj), -1), [x] + params),
+                torch_system(lambda torch, xt, *p: torch.softmax(mlp_logits(p, xt, torch.relu), -1), [x] + params),
+                jax_system(lambda jnp, jax, xj, *p: jax.nn.softmax(mlp_logits(p, xj, jax.nn.relu), -1), [x] + params),
+                tensorflow_system(lambda tf, xt, *p: tf.nn.softmax(mlp_logits(p, xt, tf.nn.relu)), [x] + params),
             ], rtol=1e-4, atol=1e-6))
     return out

@@ -8,8 +8,8 @@ import time
 import numpy as np
 
 from .suite import Case, System
-from .systems import graphflow_systems
-from .w4_mlp import SIZES, glorot_weights, graphflow_logits, jax_logits, torch_logits
+from .systems import graphflow_systems, import_tensorflow
+from .w4_mlp import SIZES, glorot_weights, graphflow_logits, mlp_logits
 
 BATCH, LR = 128, 0.01
 FIT_SIZES, FIT_EPOCHS, FIT_BATCH, FIT_LR = (64, 128, 128, 10), 5, 32, 1e-3
@@ -75,7 +75,7 @@ def torch_step_system(params, x, labels) -> System:
 
         def step():
             opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(torch_logits(torch, weights, xt), yt)
+            loss = torch.nn.functional.cross_entropy(mlp_logits(weights, xt, torch.relu), yt)
             loss.backward()
             opt.step()
             return loss.detach()
@@ -91,7 +91,7 @@ def jax_step_system(params, x, labels) -> System:
         import jax.numpy as jnp
 
         def loss_fn(p, xb, yb):
-            z = jax_logits(jnp, jax, p, xb)
+            z = mlp_logits(p, xb, jax.nn.relu)
             logp = jax.nn.log_softmax(z)
             return -jnp.mean(jnp.take_along_axis(logp, yb[:, None], axis=1))
 
@@ -109,7 +109,27 @@ def jax_step_system(params, x, labels) -> System:
 
         return step
 
-    return System("jax (jit)", factory, isolated=True)
+    return System("jax (jit)", factory, isolated="jax")
+
+
+def tensorflow_step_system(params, x, labels) -> System:
+    def factory(threads: int):
+        tf = import_tensorflow(threads)
+        weights = [tf.Variable(p.copy()) for p in params]
+        xt, yt = tf.constant(x), tf.constant(labels)
+
+        @tf.function(jit_compile=True)
+        def step():
+            with tf.GradientTape() as tape:
+                logits = mlp_logits(weights, xt, tf.nn.relu)
+                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=yt, logits=logits))
+            for w, g in zip(weights, tape.gradient(loss, weights)):
+                w.assign_sub(LR * g)
+            return loss
+
+        return step
+
+    return System("tensorflow (XLA)", factory, isolated="tensorflow")
 
 
 def numpy_step_system(params, x, labels) -> System:
@@ -131,7 +151,7 @@ def step_case(quick: bool) -> Case:
     return Case("W5", f"training step batch {len(x)}", reference, lambda s: 1 / s, "steps/s",
                 graphflow_systems(graphflow_build(params), [x, labels], pick=0)
                 + [numpy_step_system(params, x, labels), torch_step_system(params, x, labels),
-                   jax_step_system(params, x, labels)],
+                   jax_step_system(params, x, labels), tensorflow_step_system(params, x, labels)],
                 rtol=1e-3, atol=1e-5, calls_checked=2)
 
 

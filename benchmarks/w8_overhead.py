@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .suite import Case, System
-from .systems import GRAPHFLOW_LEVELS, graphflow_systems, jax_system, numpy_system, onnx_system, torch_system
+from .systems import GRAPHFLOW_LEVELS, graphflow_systems, jax_system, numpy_system, onnx_system, \
+    tensorflow_system, torch_system
 
 
 def build(gf):
@@ -40,4 +41,5 @@ def cases(quick: bool) -> list:
                      onnx_system(lambda h: [h.make_node("Add", ["a", "b"], ["out"])], inputs, ["a", "b"]),
                      torch_system(lambda torch, x, y: x + y, inputs),
                      jax_system(lambda jnp, jax, x, y: x + y, inputs),
+                     tensorflow_system(lambda tf, x, y: x + y, inputs),
                  ])]

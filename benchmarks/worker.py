@@ -1,6 +1,6 @@
-"""Runs the isolated systems (jax) of the selected workloads at one thread count, in a
-process whose CPU affinity and XLA flags were set before jax was imported; prints the
-result rows as one JSON line. Started by run.py, one process per thread count."""
+"""Runs the isolated systems of one library (jax, tensorflow) for the selected workloads at
+one thread count, in a process whose CPU affinity and flags were set before the library
+was imported; prints the result rows as one JSON line. Started by run.py."""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +13,7 @@ from .suite import Settings, run_case
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.worker")
+    parser.add_argument("--library", required=True)
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--only", default=None)
     parser.add_argument("--quick", action="store_true")
@@ -27,7 +28,7 @@ def main(argv=None) -> int:
     rows = []
     for workload in select(args.only):
         for case in WORKLOADS[workload](args.quick):
-            isolated = [s for s in case.systems if s.isolated]
+            isolated = [s for s in case.systems if s.isolated == args.library]
             if isolated and (case.per_thread or args.first):
                 rows += run_case(case, isolated, args.threads, settings)
     print(json.dumps([r.as_dict() for r in rows]))
