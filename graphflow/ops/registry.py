@@ -2,7 +2,9 @@
 
 Passes, lowering, the runtime and the tests read these fields; nothing else keeps lists
 of op names. Adding an op means registering one definition (and, automatically, getting
-its conformance and gradient tests, which iterate over this registry).
+its conformance and gradient tests, which iterate over this registry and fail until the
+op has a reference there). Ops that are expansions into primitives (softmax, moments, ...)
+are registered as composites instead, see composite.py.
 """
 from __future__ import annotations
 
