@@ -162,3 +162,19 @@ def test_python_lists_and_single_item_lists_as_data():
     model = keras.Sequential([L.Dense(1, kernel_initializer="ones")])
     np.testing.assert_allclose(model.predict([[1.0, 2.0], [3.0, 4.0]]), [[3.0], [7.0]])
     np.testing.assert_allclose(model.predict([np.array([[1.0, 1.0]])]), [[2.0]])
+
+
+def test_calling_a_model_or_layer_on_numpy_runs_it():
+    model = keras.Sequential([keras.Input(shape=(2,)), L.Dense(3, activation="relu"), L.Dropout(0.5)])
+    x = RNG.normal(size=(4, 2))
+    k, b = model.get_weights()
+    np.testing.assert_allclose(model(x), np.maximum(x @ k + b, 0), rtol=1e-5, atol=1e-6)
+    dense = L.Dense(2, kernel_initializer="ones")
+    np.testing.assert_allclose(dense(np.array([[1.0, 2.0, 3.0]], "float32")), [[6.0, 6.0]])
+    assert [w.shape for w in dense.weights] == [(3, 2), (2,)]
+
+
+def test_first_call_on_numpy_builds_with_an_open_batch_dimension():
+    model = keras.Sequential([L.Dense(1, kernel_initializer="ones")])
+    np.testing.assert_allclose(model(np.ones((4, 2))), np.full((4, 1), 2.0))
+    np.testing.assert_allclose(model.predict(np.ones((7, 2))), np.full((7, 1), 2.0))

@@ -281,10 +281,9 @@ def load_model(filepath, custom_objects: dict | None = None, compile: bool = Tru
 
 
 def save_weights(model, filepath) -> None:
-    """Write the weights (Keras order) to an .npz file (e.g. "model.weights.npz")."""
+    """Write the weights (Keras order) as an .npz archive (name it e.g. "model.weights.npz"; the
+    format is npz whatever the name says)."""
     path = os.fspath(filepath)
-    if not path.endswith(".npz"):
-        raise ValueError(f"save_weights: the file name must end in '.npz' or '.weights.npz', got '{path}'")
     blob = _npz_bytes(model.get_weights(), [w.path for w in model.weights])
     _write_atomically(path, lambda f: f.write(blob))
 

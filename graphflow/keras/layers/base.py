@@ -174,9 +174,22 @@ class Layer:
     def __call__(self, inputs, *args, **kwargs):
         from .input_layer import KerasTensor
 
-        if any(isinstance(t, KerasTensor) for t in tree.flatten(inputs)):
+        leaves = tree.flatten(inputs)
+        if any(isinstance(t, KerasTensor) for t in leaves):
             return self._symbolic_call(inputs, args, kwargs)
+        if all(isinstance(t, np.ndarray) for t in leaves):
+            return self._eager_call(inputs, args, kwargs)
         return self._graph_call(inputs, args, kwargs)
+
+    def _eager_call(self, inputs, args, kwargs):
+        """Call on numpy arrays (`model(x)`, `layer(x)`): trace into a one-off graph and run it."""
+        graph = gf.Graph()
+        with graph.as_default():
+            fed = tree.map_structure(lambda a: gf.placeholder(_eager_dtype(a), a.shape), inputs)
+            outputs = self._graph_call(fed, args, kwargs)
+            with gf.Session(graph=graph, opt_level=0) as session:  # run once: no compilation
+                session.run(gf.global_variables_initializer())
+                return session.run(outputs, dict(zip(tree.flatten(fed), tree.flatten(inputs))))
 
     def _graph_call(self, inputs, args, kwargs):
         inputs = tree.map_structure(_as_tensor, inputs)
@@ -295,6 +308,11 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def _eager_dtype(array: np.ndarray):
+    """float32 for any float array (Keras' floatx), int32 for ints, bool for bools."""
+    return {"f": gf.float32, "i": gf.int32, "u": gf.int32, "b": gf.bool}.get(array.dtype.kind, gf.float32)
 
 
 def _is_scratch(graph) -> bool:

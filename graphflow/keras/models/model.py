@@ -113,8 +113,13 @@ class Model(Trainer, Layer):
         return self._require_runtime().session
 
     def build(self, input_shape) -> None:
-        """Build the model for inputs of `input_shape` (with the batch dimension, e.g. (None, 784))."""
-        self._build_input_shape = input_shape
+        """Build the model for inputs of `input_shape` (with the batch dimension, e.g. (None, 784)).
+        The batch dimension is left open, so any batch size runs through the same graph."""
+        def open_batch(shape):
+            return (None,) + tuple(shape)[1:]
+
+        self._build_input_shape = open_batch(input_shape) if _is_shape(input_shape) else \
+            [open_batch(s) for s in input_shape]
         self._ensure_runtime()
         self.built = True
 
