@@ -183,3 +183,20 @@ def test_blas_threads_follow_the_step_kind_and_are_restored_after_the_run(monkey
             sess.run(y, {a: np.eye(4, dtype=np.float32)})
             assert seen[0] == n  # a whole-op BLAS call gets the session's threads
             assert threads.blas_threads() == default  # and numpy gets its own setting back
+
+
+def test_a_step_failing_on_the_inter_op_schedule_raises_and_the_plan_stays_usable():
+    a = gf.placeholder(gf.float32, (None, None), name="a")
+    b = gf.placeholder(gf.float32, (None, None), name="b")
+    sums = [gf.reduce_sum(gf.exp(a * float(i))) for i in range(4)]
+    prod = gf.reduce_sum(gf.matmul(a, b, name="mm"))
+    total = sums[0] + sums[1] + sums[2] + sums[3] + prod
+    with gf.Session(num_threads=3, opt_level=0) as sess:
+        ok = [np.zeros((2, 3), np.float32), np.ones((3, 2), np.float32)]
+        sess.run(total, {a: ok[0], b: ok[1]})
+        (plan,) = sess._plans.values()
+        ex = plan.execution
+        for _ in range(5):
+            with pytest.raises(gf.errors.InvalidArgumentError, match="mm"):
+                ex.run_steps([ok[0], np.ones((4, 2), np.float32)], parallel=True)
+            assert ex.run_steps(ok, parallel=True)[0] == 4 * 6

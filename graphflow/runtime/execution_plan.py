@@ -54,6 +54,8 @@ def _broadcast(a: tuple, b: tuple) -> tuple:
     try:
         return _bcast_cache[(a, b)]
     except KeyError:
+        if len(_bcast_cache) > 4096:
+            _bcast_cache.clear()
         s = _bcast_cache[(a, b)] = tuple(np.broadcast_shapes(a, b))
         return s
 
@@ -211,11 +213,7 @@ class ExecutionPlan:
             return False
         values = value if isinstance(value, tuple) and len(outs) > 1 else (value,)
         for v, x in zip(outs, values):
-            x = np.asarray(x)
-            if x.flags.writeable:
-                x = x.copy()
-                x.setflags(write=False)
-            self.constants[v] = x
+            self.constants[v] = np.asarray(x)  # never written: no step writes a constant, fetches copy it
         return True
 
     def peak_memory_bytes(self, dim: int = 1) -> int:
@@ -518,6 +516,7 @@ class _Schedule:
                 if not self.left:
                     return
                 k = self.ready.popleft()
+                self.started += 1
                 extra = min(len(self.ready), budget.num_threads - 1)
             for _ in range(extra):
                 budget.submit(self.help)
@@ -533,12 +532,11 @@ class _Schedule:
                 if not self.ready or self.error is not None:
                     return
                 k = self.ready.popleft()
+                self.started += 1  # counted with the pop: a failing run waits for this step
             self.execute(k)
 
     def execute(self, k: int) -> None:
         plan = self.plan
-        with self.cond:
-            self.started += 1
         try:
             plan._run_step(plan.steps[k], plan._step_fns[k], self.v, self.A, self.S, self.trace)
         except BaseException as exc:  # handed to the calling thread
