@@ -51,11 +51,21 @@ def jax_compile_seconds(n_ops: int) -> float:
     return time.perf_counter() - t0
 
 
-MEASURES = {"graphflow": graphflow_compile_seconds, "jax": jax_compile_seconds}
+def tensorflow_compile_seconds(n_ops: int) -> float:
+    import tensorflow as tf
+
+    value = tf.constant(np.linspace(-1, 1, SIZE, dtype=np.float32))
+    t0 = time.perf_counter()
+    tf.function(lambda v: chain(tf, v, n_ops), jit_compile=True)(value).numpy()
+    return time.perf_counter() - t0
+
+
+MEASURES = {"graphflow": graphflow_compile_seconds, "jax": jax_compile_seconds,
+            "tensorflow": tensorflow_compile_seconds}
 
 
 def measure_in_subprocess(kind: str, n_ops: int, cache_dir: str) -> float:
-    env = dict(os.environ, GRAPHFLOW_CACHE_DIR=cache_dir, JAX_PLATFORMS="cpu",
+    env = dict(os.environ, GRAPHFLOW_CACHE_DIR=cache_dir, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2",
                PYTHONPATH=os.pathsep.join([REPO_ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     code = f"import json, benchmarks.w6_compile as w; print(json.dumps(w.MEASURES[{kind!r}]({n_ops})))"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
@@ -79,18 +89,19 @@ def graphflow_system(warm: bool, n_ops: int) -> System:
     return System(f"graphflow opt 2, {'warm' if warm else 'cold'} cache", factory)
 
 
-def jax_system(n_ops: int) -> System:
+def peer_system(library: str, n_ops: int) -> System:
+    """First call of the chain jit-compiled by a peer (jax.jit, tf.function with XLA), in a fresh process."""
     def factory(threads: int):
-        if importlib.util.find_spec("jax") is None:
-            raise ImportError("jax", name="jax")
+        if importlib.util.find_spec(library) is None:
+            raise ImportError(library, name=library)
 
         def measure():
-            seconds = measure_in_subprocess("jax", n_ops, tempfile.gettempdir())
+            seconds = measure_in_subprocess(library, n_ops, tempfile.gettempdir())
             return {"seconds": seconds, "figure": seconds}
 
         return measure
 
-    return System("jax (jit)", factory)
+    return System({"jax": "jax (jit)", "tensorflow": "tensorflow (XLA)"}[library], factory)
 
 
 def pass_scaling_system(n_ops: int) -> System:
@@ -114,7 +125,8 @@ def cases(quick: bool) -> list:
     n_ops = QUICK_CHAIN_OPS if quick else CHAIN_OPS
     scaling = (500, 2_000) if quick else (1_000, 10_000)
     return [Case("W6", f"compile {n_ops}-op chain", None, lambda s: s, "s",
-                 [graphflow_system(False, n_ops), graphflow_system(True, n_ops), jax_system(n_ops)],
+                 [graphflow_system(False, n_ops), graphflow_system(True, n_ops), peer_system("jax", n_ops),
+                  peer_system("tensorflow", n_ops)],
                  one_shot=True, per_thread=False),
             Case("W6", f"graph passes {scaling[0]} -> {scaling[1]} ops", None, lambda s: s, "s",
                  [pass_scaling_system(n) for n in scaling], one_shot=True, per_thread=False)]
