@@ -341,3 +341,15 @@ def test_elementwise_kinds_are_covered_by_second_order():
                and d.type not in ("Identity", "Select", "Cast", "BroadcastTo", "BroadcastLike", "Neg", "Relu6",
                                   "FloorMod")]
     assert not missing, f"elementwise ops without a second-derivative check: {missing}"
+
+
+def test_concat_gradient_with_unknown_sizes_splits_at_run_time():
+    x = gf.placeholder(gf.float64, (None, 2))
+    y = gf.placeholder(gf.float64, (None, 2))
+    c = gf.concat([x, gf.sin(y)], axis=0)
+    gx, gy = gf.gradients(gf.reduce_sum(c * c), [x, y])
+    xv, yv = np.arange(6.0).reshape(3, 2), np.linspace(-1, 1, 4).reshape(2, 2)
+    with gf.Session(opt_level=0) as sess:
+        a, b = sess.run([gx, gy], {x: xv, y: yv})
+    np.testing.assert_allclose(a, 2 * xv)
+    np.testing.assert_allclose(b, 2 * np.sin(yv) * np.cos(yv))
