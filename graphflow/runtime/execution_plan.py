@@ -179,7 +179,7 @@ class ExecutionPlan:
             else:
                 mode = "call"
                 fn = partial(d.kernel, **n.attrs) if n.attrs else d.kernel
-                info = StepInfo(ins, outs, False, (), False, d.stateful)
+                info = StepInfo(ins, outs, False, (), d.stateful)
             node_step[n.id] = len(steps)
             steps.append(Step(len(steps), n, mode, fn, kernel_obj, ins, outs, d.stateful or d.random, blas,
                               info, [specs[v][1] for v in outs]))

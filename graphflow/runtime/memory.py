@@ -29,7 +29,6 @@ class StepInfo:
     outputs: tuple           # value ids written
     writes_out: bool         # the step writes into buffers the plan hands it
     inplace: tuple = ()      # (input position, output position) pairs that may share memory
-    fresh_result: bool = False  # a step without out= whose results never alias its inputs
     stateful: bool = False   # results may alias session state (variable values)
 
 
@@ -107,7 +106,7 @@ def plan_memory(steps: list[StepInfo], specs: list, external: list, fetched: lis
         if st.writes_out:
             for v in st.outputs:
                 src[v] = frozenset((v,))
-        elif not st.fresh_result:
+        else:
             s = frozenset().union(*(src[u] for u in st.inputs)) if st.inputs else frozenset()
             e = st.stateful or any(ext[u] for u in st.inputs)
             for v in st.outputs:
