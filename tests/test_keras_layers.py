@@ -271,3 +271,12 @@ def test_get_config_round_trip(layer):
     config = layer.get_config()
     clone = type(layer).from_config(config)
     assert clone.get_config() == config
+
+
+def test_functional_merge_helpers_and_embedding_input_length():
+    a, b = keras.Input((2,)), keras.Input((2,))
+    model = keras.Model([a, b], L.concatenate([L.add([a, b]), a], axis=1))
+    x = np.array([[1.0, 2.0]], "float32")
+    np.testing.assert_allclose(model.predict([x, x]), [[2.0, 4.0, 1.0, 2.0]])
+    seq = keras.Sequential([L.Embedding(5, 3, input_length=4), L.Flatten()])
+    assert seq.predict(np.array([[0, 1, 2, 3]])).shape == (1, 12)

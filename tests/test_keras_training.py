@@ -371,3 +371,14 @@ def test_custom_layer_with_a_training_argument_gets_training_true_in_fit():
     assert hist.history["loss"][0] == pytest.approx(1.0)  # the training graph added 1
     assert model.evaluate(x, np.zeros((4, 1))) == pytest.approx(0.0)
     assert True in modes and False in modes
+
+
+def test_metric_objects_log_under_their_names():
+    model = _linear(3, activation="softmax")
+    x, labels = _data(n=12, classes=3)
+    model.compile(loss="sparse_categorical_crossentropy",
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(), keras.metrics.MeanSquaredError(name="sq")])
+    logs = model.evaluate(x, np.eye(3)[labels].argmax(1), return_dict=True)
+    p = model.predict(x)
+    assert list(logs) == ["loss", "sparse_categorical_accuracy", "sq"]
+    assert logs["sparse_categorical_accuracy"] == pytest.approx((p.argmax(1) == labels).mean())

@@ -47,6 +47,30 @@ _BY_NAME = {
 }
 
 
+class MeanMetricWrapper:
+    """A metric object (`gf.keras.metrics.SparseCategoricalAccuracy()`): a named per-batch function."""
+
+    def __init__(self, fn, name: str, **kwargs):
+        self.fn, self.name, self.kwargs = fn, name, kwargs
+
+    def __call__(self, y_true, y_pred):
+        return self.fn(y_true, y_pred, **self.kwargs)
+
+
+def _metric_class(class_name: str, fn, **defaults) -> type:
+    def __init__(self, name=fn.__name__, **kwargs):
+        MeanMetricWrapper.__init__(self, fn, name, **{**defaults, **kwargs})
+
+    return type(class_name, (MeanMetricWrapper,), {"__init__": __init__, "__doc__": f"Batch value of `{fn.__name__}`."})
+
+
+SparseCategoricalAccuracy = _metric_class("SparseCategoricalAccuracy", sparse_categorical_accuracy)
+CategoricalAccuracy = _metric_class("CategoricalAccuracy", categorical_accuracy)
+BinaryAccuracy = _metric_class("BinaryAccuracy", binary_accuracy, threshold=0.5)
+MeanSquaredError = _metric_class("MeanSquaredError", _mean_of(losses.mean_squared_error))
+MeanAbsoluteError = _metric_class("MeanAbsoluteError", _mean_of(losses.mean_absolute_error))
+
+
 def resolve_accuracy(loss, output_shape, target_shape):
     """The accuracy function Keras picks for "accuracy" given the loss and shapes."""
     fn = getattr(loss, "fn", None)
@@ -68,6 +92,8 @@ def get(identifier, loss, output_shape, target_shape):
             raise ValueError(f"unknown metric {identifier!r}; expected 'accuracy' or one of {sorted(_BY_NAME)}, "
                              "or a callable fn(y_true, y_pred)")
         return identifier, fn
+    if isinstance(identifier, MeanMetricWrapper):
+        return identifier.name, identifier
     if callable(identifier):
         return getattr(identifier, "__name__", "metric"), _mean_of(identifier)
     raise TypeError(f"cannot interpret {identifier!r} as a metric")

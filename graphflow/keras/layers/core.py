@@ -122,7 +122,9 @@ class Embedding(Layer):
 
     input_dtype = gf.int32
 
-    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", **kwargs):
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", input_length=None, **kwargs):
+        if input_length is not None and kwargs.get("input_shape") is None:  # Keras 2's way to give the input shape
+            kwargs["input_shape"] = (int(input_length),)
         super().__init__(**kwargs)
         self.input_dim, self.output_dim = int(input_dim), int(output_dim)
         self.embeddings_initializer = initializers.get(embeddings_initializer)

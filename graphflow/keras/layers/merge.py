@@ -35,3 +35,13 @@ class Concatenate(Layer):
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}
+
+
+def add(inputs, **kwargs):
+    """Functional form of `Add`: `add([a, b])`."""
+    return Add(**kwargs)(inputs)
+
+
+def concatenate(inputs, axis=-1, **kwargs):
+    """Functional form of `Concatenate`: `concatenate([a, b], axis=-1)`."""
+    return Concatenate(axis=axis, **kwargs)(inputs)
