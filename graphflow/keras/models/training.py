@@ -155,10 +155,11 @@ class Trainer:
             validation_data=None, shuffle=True, initial_epoch=0):
         """Train for `epochs` epochs; returns the History (per-epoch loss, metrics and val_ entries)."""
         self._check_compiled()
+        batch_size = int(batch_size or 32)
         runtime = self._runtime_for_run(x)
         xs = self._input_arrays(x, runtime)
         ys = self._target_arrays(y, len(runtime.outputs))
-        n = _num_samples(xs + ys, self.name)
+        n = _num_samples(xs + ys, self.name, require=True)
         val = None
         if validation_data is not None:
             vx, vy = validation_data[0], validation_data[1]
@@ -213,7 +214,8 @@ class Trainer:
     def _evaluate_arrays(self, runtime, xs, ys, batch_size, verbose=0) -> dict:
         runtime.claim()
         step = self._test_step(runtime, ys)
-        n = _num_samples(xs + ys, self.name)
+        batch_size = int(batch_size or 32)
+        n = _num_samples(xs + ys, self.name, require=True)
         steps = math.ceil(n / batch_size)
         bar = Progbar(steps, verbose=verbose)
         totals, logs = np.zeros(len(step.names)), {}
@@ -241,6 +243,7 @@ class Trainer:
         runtime = self._runtime_for_run(x)
         xs = self._input_arrays(x, runtime)
         n = _num_samples(xs, self.name)
+        batch_size = int(batch_size or 32)
         fn = runtime.predict_function()
         steps = math.ceil(n / batch_size)
         bar = Progbar(steps, verbose=verbose)
@@ -276,9 +279,12 @@ def array_list(data, expected: int | None) -> list:
     return [data]
 
 
-def _num_samples(arrays, name) -> int:
+def _num_samples(arrays, name, require: bool = False) -> int:
     sizes = {len(a) for a in arrays}
     if len(sizes) > 1:
         raise ValueError(f"model '{name}': the input and target arrays have different numbers of samples "
                          f"{sorted(sizes)}")
-    return sizes.pop() if sizes else 0
+    n = sizes.pop() if sizes else 0
+    if require and n == 0:
+        raise ValueError(f"model '{name}': got no samples (empty input arrays)")
+    return n
