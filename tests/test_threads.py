@@ -126,7 +126,7 @@ def test_inter_op_runs_independent_steps_on_several_threads_with_the_same_result
             threads |= {t for *_, t in trace}
         assert len(threads) >= 1
         # a long run switches the session's plan to the inter-op schedule on its own
-        ex._seconds = 1.0
+        ex._times[:] = [1.0, 0.0]
         np.testing.assert_allclose(sess.run(y, {x: data}), want, rtol=1e-5)
 
 
@@ -200,3 +200,28 @@ def test_a_step_failing_on_the_inter_op_schedule_raises_and_the_plan_stays_usabl
             with pytest.raises(gf.errors.InvalidArgumentError, match="mm"):
                 ex.run_steps([ok[0], np.ones((4, 2), np.float32)], parallel=True)
             assert ex.run_steps(ok, parallel=True)[0] == 4 * 6
+
+
+def test_long_runs_keep_whichever_mode_was_faster():
+    x = gf.placeholder(gf.float32, (None, 4), name="x")
+    y = gf.reduce_sum(gf.exp(x)) + gf.reduce_sum(gf.tanh(x))
+    with gf.Session(num_threads=2, opt_level=0) as sess:
+        run = sess.make_callable(y, [x])
+        data = np.ones((3, 4), np.float32)
+        run(data)
+        ex = sess._plans[next(iter(sess._plans))].execution
+        scheduled = []
+        real = ex.run_steps
+        ex.run_steps = lambda *a, **k: scheduled.append(1) or real(*a, **k)
+        run(data)
+        assert not scheduled  # a short run stays on the calling thread
+        ex._times[:] = [1.0, 5.0]  # long, and the schedule was measured slower
+        ex._calls = 1
+        run(data)
+        assert not scheduled
+        ex._times[:] = [1.0, 0.5]  # long, and the schedule was measured faster
+        ex._calls = 1
+        run(data)
+        assert scheduled
+        want = np.exp(1.0) * 12 + np.tanh(1.0) * 12
+        np.testing.assert_allclose(run(data), want, rtol=1e-5)

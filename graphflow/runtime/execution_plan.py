@@ -47,6 +47,7 @@ except ImportError:  # older numpy: a (slower) errstate object per run
 
 _KERNEL_ERRORS = (ValueError, IndexError, TypeError, ZeroDivisionError, FloatingPointError)
 PARALLEL_MIN_SECONDS = 2e-3   # a run this long may be worth spreading over the pool
+PROBE_EVERY = 32              # runs between tries of the mode not chosen
 _bcast_cache: dict = {}
 
 
@@ -202,7 +203,8 @@ class ExecutionPlan:
             self.parallel_ok = self.budget.num_threads > 1 and self._has_parallelism()
         # the fastest entry point: the generated function itself unless runs may go parallel
         self.runner = self.__call__ if self.parallel_ok else getattr(self, "_run_serial", None)
-        self._seconds = 0.0
+        self._times = [0.0, 0.0]  # latest run time (s): serial, on the inter-op schedule
+        self._calls = 0
 
     def _fold(self, node, op_def, outs) -> bool:
         """Evaluate a source node without inputs (a constant) once, now."""
@@ -375,14 +377,19 @@ class ExecutionPlan:
     def __call__(self, *feeds) -> list:
         if not self.parallel_ok:
             return self._run_serial(*feeds)
-        if self._seconds < PARALLEL_MIN_SECONDS:
-            t0 = time.perf_counter()
-            out = self._run_serial(*feeds)
-            self._seconds = time.perf_counter() - t0
-            return out
+        # runs long enough to be worth spreading out try the inter-op schedule, then keep
+        # whichever mode was faster, trying the other one now and then (shapes change)
+        serial, parallel = self._times
+        self._calls += 1
+        if serial < PARALLEL_MIN_SECONDS:
+            mode = 0
+        else:
+            mode = int(parallel <= serial)
+            if self._calls % PROBE_EVERY == 0:
+                mode = 1 - mode
         t0 = time.perf_counter()
-        out = self.run_steps(feeds, None, parallel=True)
-        self._seconds = time.perf_counter() - t0
+        out = self.run_steps(feeds, None, parallel=True) if mode else self._run_serial(*feeds)
+        self._times[mode] = time.perf_counter() - t0
         return out
 
     def run_steps(self, feeds, trace=None, parallel: bool | None = None) -> list:
