@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from .. import dtypes as _dt
+from . import math_api as m
 from .build import apply_op, convert_to_tensor
 from .registry import OpDef, OpKind, TensorSpec, register
 from .scalar import NumpyScalarBuilder
@@ -61,46 +62,35 @@ def _gelu(b, x, *, approximate):
     return b.mul(half_x, b.add(_c(b, x, 1), b.erf(b.mul(x, _c(b, x, _INV_SQRT2)))))
 
 
-# ---- gradients, from primitives (imported lazily: math_api imports this package) ----
-
-def _m():
-    from . import math_api
-    return math_api
-
+# ---- gradients, from primitives ----
 
 def _relu_grad(op, dy):
-    m = _m()
     x = op.inputs[0]
     return [m.where(x > 0, dy, m.zeros_like(dy))]
 
 
 def _relu6_grad(op, dy):
-    m = _m()
     x = op.inputs[0]
     return [m.where(m.logical_and(x > 0, x < 6), dy, m.zeros_like(dy))]
 
 
 def _leaky_relu_grad(op, dy):
-    m = _m()
     return [m.where(op.inputs[0] > 0, dy, dy * op.attrs["alpha"])]
 
 
 def _elu_grad(op, dy):
-    m = _m()
     return [m.where(op.inputs[0] > 0, dy, dy * (op.outputs[0] + 1.0))]
 
 
 def _selu_grad(op, dy):
-    m = _m()
     return [m.where(op.inputs[0] > 0, dy * _SELU_SCALE, dy * (op.outputs[0] + _SELU_SCALE * _SELU_ALPHA))]
 
 
 def _softplus_grad(op, dy):
-    return [dy * _m().sigmoid(op.inputs[0])]
+    return [dy * m.sigmoid(op.inputs[0])]
 
 
 def _gelu_grad(op, dy):
-    m = _m()
     x = op.inputs[0]
     if op.attrs["approximate"]:
         t = m.tanh(_GELU_C * (x + _GELU_K * x * x * x))

@@ -7,7 +7,9 @@ import numpy as np
 from .. import dtypes as _dt
 from .build import apply_op, convert_same_dtype, convert_to_tensor, is_tensor_like, merge_dim, normalize_axis
 from .composite import CompositeDef, register_composite
+from .control import identity
 from .registry import OpDef, OpKind, TensorSpec, register
+from .shape_ops import expand_dims, shape
 
 
 # ---- Concat ----
@@ -46,8 +48,6 @@ def _concat_grad(op, dy):
     if all(s is not None for s in sizes):
         parts = _split_static(dy, tuple(sizes), None, axis)
     else:
-        from .shape_ops import shape
-
         lengths = concat([shape(v)[axis:axis + 1] for v in op.inputs], axis=0)
         parts = apply_op("SplitV", [dy, lengths], {"num": len(sizes), "axis": axis})
     return list(parts)
@@ -73,8 +73,6 @@ def concat(values, axis, name=None):
         raise ValueError(f"concat: cannot concatenate scalars ('{tensors[0].name}'); use gf.stack")
     axis = normalize_axis(axis, rank)
     if len(tensors) == 1:
-        from .control import identity
-
         return identity(tensors[0], name=name)
     return apply_op("Concat", tensors, {"axis": axis}, name=name)
 
@@ -186,8 +184,6 @@ def split(value, num_or_size_splits, axis=0, num=None, name=None):
 
 def stack(values, axis=0, name=None):
     """Stack tensors of one shape along a new axis `axis`."""
-    from .shape_ops import expand_dims
-
     if not isinstance(values, (list, tuple)) or not values:
         raise ValueError("stack: values must be a non-empty list of tensors")
     tensors = convert_same_dtype(list(values), "stack")

@@ -11,9 +11,14 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes as _dt
+from .array_ops import random_uniform, range as range_
 from .build import apply_op, convert_to_tensor, is_tensor_like, normalize_axes, normalize_axis
 from .composite import CompositeDef, register_composite
+from .control import identity, stop_gradient
+from .math_api import abs as abs_, equal, exp, log, log1p, maximum, rsqrt, square, where, zeros_like
+from .reduction import reduce_max, reduce_mean, reduce_sum
 from .registry import OpDef, OpKind, register
+from .shape_ops import expand_dims, reshape, shape, squeeze
 
 
 def _float_tensor(x, fn, what="logits", need_rank=True):
@@ -27,16 +32,12 @@ def _float_tensor(x, fn, what="logits", need_rank=True):
 
 def _max_shift(x, axis):
     """x minus its (constant-for-gradients) maximum along `axis`."""
-    from .control import stop_gradient
-    from .reduction import reduce_max
 
     return x - stop_gradient(reduce_max(x, axis=axis, keepdims=True))
 
 
 def softmax(logits, axis=-1, name=None):
     """exp(x) / sum(exp(x)) along `axis`, computed on x - max(x)."""
-    from .math_api import exp
-    from .reduction import reduce_sum
 
     x = _float_tensor(logits, "softmax")
     axis = normalize_axis(-1 if axis is None else axis, len(x.shape))
@@ -47,8 +48,6 @@ def softmax(logits, axis=-1, name=None):
 
 def log_softmax(logits, axis=-1, name=None):
     """x - logsumexp(x) along `axis`, computed on x - max(x)."""
-    from .math_api import exp, log
-    from .reduction import reduce_sum
 
     x = _float_tensor(logits, "log_softmax")
     axis = normalize_axis(-1 if axis is None else axis, len(x.shape))
@@ -96,11 +95,6 @@ def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None
     labels: int class indices of shape logits.shape[:-1]; a label outside [0, classes)
     fails the run with InvalidArgumentError (as TF's CPU kernel does).
     """
-    from .math_api import equal, exp, log, where, zeros_like
-    from .array_ops import range as range_
-    from .control import stop_gradient
-    from .reduction import reduce_max, reduce_sum
-    from .shape_ops import expand_dims, shape, squeeze
 
     fn = "sparse_softmax_cross_entropy_with_logits"
     if labels is None or logits is None:
@@ -128,7 +122,6 @@ def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None
 def softmax_cross_entropy_with_logits(labels=None, logits=None, axis=-1, name=None):
     """-sum(labels * log_softmax(logits)) along `axis` (labels: a distribution per row;
     differentiable in both labels and logits, as TF2's v2 op)."""
-    from .reduction import reduce_sum
 
     fn = "softmax_cross_entropy_with_logits"
     if labels is None or logits is None:
@@ -145,7 +138,6 @@ def softmax_cross_entropy_with_logits(labels=None, logits=None, axis=-1, name=No
 
 def sigmoid_cross_entropy_with_logits(labels=None, logits=None, name=None):
     """Elementwise logistic loss max(x, 0) - x * z + log1p(exp(-|x|)) (stable for any x)."""
-    from .math_api import abs as abs_, exp, log1p, maximum
 
     fn = "sigmoid_cross_entropy_with_logits"
     if labels is None or logits is None:
@@ -162,8 +154,6 @@ def sigmoid_cross_entropy_with_logits(labels=None, logits=None, name=None):
 
 def l2_loss(t, name=None):
     """sum(t ** 2) / 2, a scalar."""
-    from .math_api import square
-    from .reduction import reduce_sum
 
     x = _float_tensor(t, "l2_loss", "input")
     with x.graph.name_scope(name or "L2Loss"):
@@ -172,7 +162,6 @@ def l2_loss(t, name=None):
 
 def bias_add(value, bias, data_format=None, name=None):
     """value + bias, with the 1-D `bias` along the channel axis (last, or 1 for NCHW)."""
-    from .shape_ops import reshape
 
     x = convert_to_tensor(value)
     b = convert_to_tensor(bias) if is_tensor_like(bias) else convert_to_tensor(bias, dtype=x.dtype)
@@ -198,10 +187,6 @@ def bias_add(value, bias, data_format=None, name=None):
 def moments(x, axes, shift=None, keepdims=None, name=None, keep_dims=None):
     """(mean, variance) of `x` over `axes`; the variance uses the mean as a constant
     (the exact gradient, since the deviations sum to zero)."""
-    from .control import stop_gradient
-    from .math_api import square
-    from .reduction import reduce_mean
-    from .shape_ops import squeeze
 
     t = _float_tensor(x, "moments", "x")
     keep = bool(keepdims if keepdims is not None else keep_dims)
@@ -217,7 +202,6 @@ def moments(x, axes, shift=None, keepdims=None, name=None, keep_dims=None):
 def batch_normalization(x, mean, variance, offset, scale, variance_epsilon, name=None):
     """(x - mean) * scale / sqrt(variance + eps) + offset, as x * inv + (offset - mean * inv);
     `offset` and `scale` may be None."""
-    from .math_api import rsqrt
 
     t = _float_tensor(x, "batch_normalization", "x")
     mean, variance, offset, scale = (v if v is None or is_tensor_like(v) else convert_to_tensor(v, dtype=t.dtype)
@@ -233,10 +217,6 @@ def batch_normalization(x, mean, variance, offset, scale, variance_epsilon, name
 def dropout(x, rate=None, seed=None, noise_shape=None, name=None, keep_prob=None):
     """Zero each element with probability `rate` and scale the kept ones by 1 / (1 - rate)
     (TF2's `rate`; TF1's keep_prob= is 1 - rate); `rate` = 0 returns x unchanged."""
-    from .array_ops import random_uniform
-    from .control import identity
-    from .math_api import where, zeros_like
-    from .shape_ops import shape
 
     t = _float_tensor(x, "dropout", "x", need_rank=False)
     if (rate is None) == (keep_prob is None):

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes as _dt
+from .array_ops import range as range_
 from .build import convert_to_tensor, normalize_axis
 from .composite import CompositeDef, register_composite
+from .math_api import cast, equal, where
+from .shape_ops import expand_dims, reshape
 
 
 def one_hot(indices, depth, on_value=None, off_value=None, axis=-1, dtype=None, name=None):
     """A tensor with a new axis of size `depth` holding `on_value` (1) at each index and
     `off_value` (0) elsewhere; float32 unless `dtype` or the on/off values say otherwise."""
-    from .array_ops import range as range_
-    from .math_api import cast, equal, where
-    from .shape_ops import expand_dims, reshape
 
     idx = convert_to_tensor(indices)
     if idx.dtype not in _dt.INTS:

@@ -7,6 +7,7 @@ import numpy as np
 from .. import dtypes as _dt
 from .build import apply_op, convert_to_tensor, python_value_to_array
 from .registry import OpDef, OpKind, TensorSpec, register
+from .slicing import slice_tensor
 
 _NP_MODE = {"CONSTANT": "constant", "REFLECT": "reflect", "SYMMETRIC": "symmetric"}
 
@@ -45,8 +46,6 @@ def _pad_grad(op, dy):
         return [None]
     pads, mode = op.attrs["paddings"], op.attrs["mode"]
     if mode == "CONSTANT":
-        from .slicing import slice_tensor
-
         return [slice_tensor(dy, tuple(slice(lo, -hi if hi else None) for lo, hi in pads))]
     return [apply_op("MirrorPadGrad", [dy, x], {"paddings": pads, "mode": mode})]
 
