@@ -178,3 +178,27 @@ def test_first_call_on_numpy_builds_with_an_open_batch_dimension():
     model = keras.Sequential([L.Dense(1, kernel_initializer="ones")])
     np.testing.assert_allclose(model(np.ones((4, 2))), np.full((4, 1), 2.0))
     np.testing.assert_allclose(model.predict(np.ones((7, 2))), np.full((7, 1), 2.0))
+
+
+@pytest.mark.parametrize("calls_super", [True, False])
+def test_subclassed_model_with_its_own_build_and_weights(calls_super):
+    class Scaled(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = L.Dense(2, kernel_initializer="ones")
+
+        def build(self, input_shape):
+            self.scale = self.add_weight(shape=(2,), initializer="ones", name="scale")
+            if calls_super:
+                super().build(input_shape)
+
+        def call(self, inputs):
+            return self.dense(inputs) * self.scale
+
+    model = Scaled()
+    x = np.ones((3, 4), "float32")
+    np.testing.assert_allclose(model.predict(x), np.full((3, 2), 4.0))
+    assert [w.name for w in model.weights] == ["scale", "kernel", "bias"]
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    model.fit(x, np.zeros((3, 2)), verbose=0)
+    assert model.get_weights()[0][0] < 1.0  # the model's own weight trains too

@@ -72,6 +72,7 @@ class Model(Trainer, Layer):
         Trainer.__init__(self)
         self._runtime: GraphRuntime | None = None
         self._build_input_shape = None
+        self._user_build_started = False
         self.stop_training = False
 
     # ---- what subclasses may override ----
@@ -130,6 +131,13 @@ class Model(Trainer, Layer):
                 raise ValueError(f"model '{self.name}' has not been built yet: its input shape is unknown; call "
                                  "build(input_shape), give the first layer input_shape= (or start with "
                                  "gf.keras.Input(shape=...)), or call fit/predict on data first")
+            if type(self).build is not Model.build and not self._user_build_started:
+                # a subclass's own build() creates weights first; it usually ends in super().build()
+                self._user_build_started = True
+                shapes = [shape for _, shape, _ in specs]
+                self.build(shapes[0] if len(shapes) == 1 else shapes)
+                if self._runtime is not None:
+                    return self._runtime
             self._runtime = GraphRuntime(self, specs)
             self.built = True
         return self._runtime
