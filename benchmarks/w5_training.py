@@ -220,10 +220,36 @@ def torch_fit_system(epochs: int) -> System:
     return System("torch training loop", factory)
 
 
+def keras_tensorflow_fit_system(epochs: int) -> System:
+    """The same model and fit in Keras on tensorflow (isolated: tensorflow's thread pools)."""
+    def factory(threads: int):
+        tf = import_tensorflow(threads)
+        keras = tf.keras
+
+        def fit():
+            x, y = digits()
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input(shape=(FIT_SIZES[0],))]
+                                     + [keras.layers.Dense(n, activation="relu") for n in FIT_SIZES[1:-1]]
+                                     + [keras.layers.Dense(FIT_SIZES[-1], activation="softmax")])
+            model.compile(optimizer=keras.optimizers.Adam(FIT_LR), loss="sparse_categorical_crossentropy",
+                          metrics=["accuracy"])
+            t0 = time.perf_counter()
+            history = model.fit(x, y, batch_size=FIT_BATCH, epochs=epochs, verbose=0)
+            seconds = time.perf_counter() - t0
+            return {"seconds": seconds, "figure": float(history.history["accuracy"][-1]),
+                    "note": f"{epochs} epochs, {len(x)} samples"}
+
+        return fit
+
+    return System("keras fit (tensorflow)", factory, isolated="tensorflow")
+
+
 def fit_case(quick: bool) -> Case:
     epochs = 1 if quick else FIT_EPOCHS
     return Case("W5", f"fit digits {epochs} epoch(s)", None, lambda s: 0.0, "final acc",
-                [keras_fit_system(epochs), torch_fit_system(epochs)], one_shot=True)
+                [keras_fit_system(epochs), torch_fit_system(epochs), keras_tensorflow_fit_system(epochs)],
+                one_shot=True)
 
 
 def cases(quick: bool) -> list:

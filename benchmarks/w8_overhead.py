@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .suite import Case, System
-from .systems import GRAPHFLOW_LEVELS, graphflow_systems, jax_system, numpy_system, onnx_system, \
-    tensorflow_system, torch_system
+from .systems import GRAPHFLOW_LEVELS, graphflow_systems, import_tensorflow, jax_system, numpy_system, \
+    onnx_system, tensorflow_system, torch_system
 
 
 def build(gf):
@@ -29,6 +29,24 @@ def session_run_system(level: int, inputs: list) -> System:
     return System(f"graphflow opt {level} Session.run", factory, group="graphflow")
 
 
+def tf1_session_system(inputs: list) -> System:
+    """TF1's define-then-run path (tf.compat.v1 Session.run with a feed_dict), the API graphflow follows."""
+    def factory(threads: int):
+        tf = import_tensorflow(threads)
+        v1 = tf.compat.v1
+        graph = tf.Graph()
+        with graph.as_default():
+            a = v1.placeholder(tf.float32, shape=(1,))
+            b = v1.placeholder(tf.float32, shape=(1,))
+            out = a + b
+        config = v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1)
+        sess = v1.Session(graph=graph, config=config)
+        feed = {a: inputs[0], b: inputs[1]}
+        return lambda: sess.run(out, feed)
+
+    return System("tensorflow v1 Session.run", factory, isolated="tensorflow")
+
+
 def cases(quick: bool) -> list:
     a, b = np.array([1.5], dtype=np.float32), np.array([2.25], dtype=np.float32)
     inputs = [a, b]
@@ -42,4 +60,5 @@ def cases(quick: bool) -> list:
                      torch_system(lambda torch, x, y: x + y, inputs),
                      jax_system(lambda jnp, jax, x, y: x + y, inputs),
                      tensorflow_system(lambda tf, x, y: x + y, inputs),
+                     tf1_session_system(inputs),
                  ])]
