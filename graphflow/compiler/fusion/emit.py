@@ -25,7 +25,7 @@ from llvmlite import ir
 from ...ops.registry import OpKind, get_op_def
 from ..codegen.irtypes import call_intrinsic, element_pointer, load_value, store_value
 from ..codegen.scalar_llvm import LLVMScalarBuilder
-from .kernel_ir import COL, FULL, LIB, REDUCERS, ROW_FORMS, UNIFORM, KernelIR
+from .kernel_ir import COL, FULL, LIB, REDUCERS, ROW_FORMS, UNIFORM, KernelIR, scratch_slots
 from .layout import outer_rank
 
 I64 = ir.IntType(64)
@@ -44,12 +44,6 @@ def pointer_operands(kir: KernelIR) -> list[tuple[int, str]]:
     if kir.lead:
         ops += [(s, COL) for s in scratch_slots(kir)]
     return ops
-
-
-def scratch_slots(kir: KernelIR) -> list[int]:
-    """Reduction results a column kernel keeps in caller-provided scratch (not exported)."""
-    n = len(kir.inputs)
-    return [n + i for i in kir.reductions if n + i not in kir.outputs] if kir.lead else []
 
 
 _PER_ELEMENT = (FULL, COL)

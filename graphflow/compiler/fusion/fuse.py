@@ -8,15 +8,14 @@ caps that fired, and the module's IR.
 from __future__ import annotations
 
 import heapq
-import json
-import os
 import re
 import time
 
-from ...errors import InternalError, UnimplementedError
+from ...errors import InternalError
 from ..program import FEED, Node, Program
 from ..report import Report
 from .fused_op import FusedKernel
+from .jit_kernels import compile_kernels
 from .kernel_ir import DROP, FULL, LIB, ROW, UNIFORM, Instr, KernelIR, Operand
 from .planner import Group, Planner, fit, inlinable_constant, is_unit
 
@@ -137,51 +136,6 @@ def build_kernel_ir(g: Group, planner: Planner, name: str) -> tuple[KernelIR, li
                    tuple(slot_of[m] for m in export), tuple(tensor_name(program, (m, 0)) for m in export),
                    tuple(program.node(m).name for m in members))
     return kir, export
-
-
-def compile_kernels(kernels: list[FusedKernel], report: Report) -> str:
-    """Emit all kernels into one module, compile it once, bind each kernel; returns the IR.
-    Without a working LLVM the kernels keep their numpy evaluation (noted in the report)."""
-    if os.environ.get("GRAPHFLOW_FUSION_NUMPY") == "1":
-        report.note("GRAPHFLOW_FUSION_NUMPY=1: fused kernels run their numpy evaluation")
-        return ""
-    from ..codegen.jit import compile_module
-    from .emit import emit_module
-
-    try:
-        text = emit_module([k.ir for k in kernels])
-    except UnimplementedError as exc:
-        report.note(f"code generation unavailable for this graph ({exc}); fused kernels run in numpy")
-        return ""
-    jit = compile_module(text)
-    vec = vector_flags(jit, [k.name for k in kernels])
-    for k in kernels:
-        k.bind(jit, vec.get(k.name))
-    return text
-
-
-_flags_memo: dict = {}
-
-
-def vector_flags(jit, names) -> dict:
-    """name -> whether the function's assembly has packed vector instructions. Computing the
-    assembly costs a second code generation, so the answer is kept in memory and next to the
-    module's object code in the kernel cache (a warm process never regenerates it)."""
-    from ..codegen import cache
-    from .emit import vectorized_functions
-
-    flags = _flags_memo.get(jit.key)
-    if flags is None:
-        raw = cache.load(jit.key + "-vec")
-        try:
-            flags = json.loads(raw) if raw else None
-        except ValueError:
-            flags = None
-        if flags is None:
-            flags = vectorized_functions(jit.asm, names)
-            cache.store(jit.key + "-vec", json.dumps(flags).encode())
-        _flags_memo[jit.key] = flags
-    return flags
 
 
 def _rewrite(program: Program, groups, kernels, exports, planner: Planner) -> Program:

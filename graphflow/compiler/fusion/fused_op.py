@@ -18,8 +18,7 @@ from ...ops.registry import OpDef, OpKind, TensorSpec, register
 from ...runtime.threads import SERIAL
 from . import epilogue
 from .evaluate import evaluate
-from .emit import scratch_slots
-from .kernel_ir import COL, DROP, FULL, LIB, KernelIR
+from .kernel_ir import COL, DROP, FULL, LIB, KernelIR, scratch_slots
 from .layout import call_layout, slot_shapes
 
 FLAT_BLOCK = 1024          # elements; a multiple of every vector step (16 lanes x 4 interleave x ...)

@@ -103,7 +103,8 @@ class KernelIR:
                   for i, o in enumerate(self.inputs)]
         for i, ins in enumerate(self.instrs):
             args = ", ".join(f"%{a}" for a in ins.args)
-            what = repr(ins.attrs["value"]) if ins.is_const else f"{ins.op}({args})"
+            attrs = "" if ins.is_const else ", ".join(f"{k}={v!r}" for k, v in sorted(ins.attrs.items()))
+            what = f"const {np.asarray(ins.attrs['value']).item()!r}" if ins.is_const else f"{ins.op}({args}){' {' + attrs + '}' if attrs else ''}"
             lines.append(f"  %{n + i} = {what} {ins.form} {np.dtype(ins.dtype).name}{ins.shape}  # {ins.name}")
         lines.append("  outputs " + ", ".join(f"%{s}" for s in self.outputs))
         return "\n".join(lines)
@@ -128,3 +129,9 @@ REDUCERS = {
     "Min": Reducer("min", np.inf),
     "Prod": Reducer("mul", 1.0),
 }
+
+
+def scratch_slots(kir: KernelIR) -> list[int]:
+    """Reduction results a column kernel keeps in caller-provided scratch (not exported)."""
+    n = len(kir.inputs)
+    return [n + i for i in kir.reductions if n + i not in kir.outputs] if kir.lead else []

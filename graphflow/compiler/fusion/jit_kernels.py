@@ -1,0 +1,94 @@
+"""Compiling a graph's kernels: one LLVM module for all of them, compiled once.
+
+Emitting the IR in Python is the slow part of a warm start, so the module's IR text is
+kept in memory and in the kernel cache under a key made of the kernels' descriptions and
+a fingerprint of the code that emits them (op scalar programs, codegen, fusion): a second
+process with a warm cache neither emits nor optimizes, it loads object code. Whether each
+function vectorized (read from its assembly, which costs a second code generation) is
+cached the same way.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from ...errors import UnimplementedError
+from ..report import Report
+
+
+@functools.lru_cache(maxsize=None)
+def emitter_fingerprint() -> str:
+    """Hash of the sources that decide the emitted IR (ops, codegen, fusion)."""
+    root = Path(__file__).resolve().parents[2]
+    h = hashlib.sha256()
+    for folder in ("ops", "compiler/codegen", "compiler/fusion"):
+        for f in sorted((root / folder).glob("*.py")):
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+_texts: dict = {}
+_flags: dict = {}
+
+
+def module_text(kernels) -> str:
+    """The LLVM IR of one module holding `kernels` (KernelIRs), emitted or from the cache."""
+    from ..codegen import cache
+
+    key = hashlib.sha256("\n".join([emitter_fingerprint()] + [k.describe() for k in kernels]).encode()).hexdigest()
+    text = _texts.get(key)
+    if text is None:
+        raw = cache.load(key + "-ir")
+        if raw is not None:
+            text = raw.decode()
+        else:
+            from .emit import emit_module
+
+            text = emit_module(kernels)
+            cache.store(key + "-ir", text.encode())
+        _texts[key] = text
+    return text
+
+
+def compile_kernels(kernels, report: Report) -> str:
+    """Emit all kernels into one module, compile it once, bind each kernel; returns the IR.
+    With GRAPHFLOW_FUSION_NUMPY=1, or where code generation is unavailable for an op, the
+    kernels keep their numpy evaluation (noted in the report)."""
+    if os.environ.get("GRAPHFLOW_FUSION_NUMPY") == "1":
+        report.note("GRAPHFLOW_FUSION_NUMPY=1: fused kernels run their numpy evaluation")
+        return ""
+    from ..codegen.jit import compile_module
+
+    try:
+        text = module_text([k.ir for k in kernels])
+    except UnimplementedError as exc:
+        report.note(f"code generation unavailable for this graph ({exc}); fused kernels run in numpy")
+        return ""
+    jit = compile_module(text)
+    vec = vector_flags(jit, [k.name for k in kernels])
+    for k in kernels:
+        k.bind(jit, vec.get(k.name))
+    return text
+
+
+def vector_flags(jit, names) -> dict:
+    """name -> whether the function's assembly has packed vector instructions."""
+    from ..codegen import cache
+    from .emit import vectorized_functions
+
+    flags = _flags.get(jit.key)
+    if flags is None:
+        raw = cache.load(jit.key + "-vec")
+        try:
+            flags = json.loads(raw) if raw else None
+        except ValueError:
+            flags = None
+        if flags is None:
+            flags = vectorized_functions(jit.asm, names)
+            cache.store(jit.key + "-vec", json.dumps(flags).encode())
+        _flags[jit.key] = flags
+    return flags
