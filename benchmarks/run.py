@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # `python benchmarks/run.py`: make the package im
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     __package__ = "benchmarks"
 
-from benchmarks import machine, tables  # noqa: E402
+from benchmarks import goals, machine, tables  # noqa: E402
 from benchmarks.registry import TITLES, WORKLOADS, select  # noqa: E402
 from benchmarks.suite import Row, Settings, run_case  # noqa: E402
 from benchmarks.systems import ISOLATED_LIBRARIES, isolated_environment  # noqa: E402
@@ -125,6 +125,9 @@ def main(argv=None) -> int:
             limits = tables.machine_limits(rows)
             print(tables.text_table(f"{workload}: {case.title}", case_rows, rows, limits), flush=True)
     rows += [r for r in others if r.case == "(all cases)"]
+    summary = goals.markdown_goals(rows)
+    if summary:
+        print("Targets (ratios within this run):\n" + summary, flush=True)
     settings_text = (f"median of {settings.repeat} timed repeats after warm-up (compilation included in the "
                      "warm-up); graphflow's opt levels alternate call by call (fused vs unfused in one process), "
                      "each other system is timed in its own block; outputs checked against numpy first; "
@@ -134,7 +137,7 @@ def main(argv=None) -> int:
             json.dump({"machine": info, "settings": settings_text, "rows": [r.as_dict() for r in rows]}, f, indent=1)
     if args.markdown:
         with open(args.markdown, "w") as f:
-            f.write(tables.markdown_document(rows, info, settings_text, TITLES))
+            f.write(tables.markdown_document(rows, info, settings_text, TITLES, summary))
     return 0
 
 

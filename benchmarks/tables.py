@@ -85,8 +85,9 @@ def group_by_case(rows: list) -> dict:
     return groups
 
 
-def markdown_document(rows: list, machine: dict, settings_text: str, titles: dict) -> str:
-    """benchmarks/RESULTS.md: the command, machine, versions and date, then every table."""
+def markdown_document(rows: list, machine: dict, settings_text: str, titles: dict, goals: str = "") -> str:
+    """benchmarks/RESULTS.md: the command, machine, versions and date, the goals table,
+    then every case's table."""
     limits = machine_limits(rows)
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
     out = ["# graphflow benchmark results", "",
@@ -99,6 +100,8 @@ def markdown_document(rows: list, machine: dict, settings_text: str, titles: dic
            f"- Method: {settings_text}. \"vs best other\" is graphflow's median time over the fastest "
            "non-graphflow system at the same thread count (below 1.00x = graphflow faster); "
            "\"% of triad/sgemm\" compares with the W7 machine limits of the same run.", ""]
+    if goals:
+        out += ["## Targets (ratios within this run)", "", goals]
     for (workload, case), case_rows in group_by_case(rows).items():
         out += [f"## {workload}: {case}", "", titles.get(workload, ""), "", markdown_table(case_rows, rows, limits)]
     return "\n".join(out)

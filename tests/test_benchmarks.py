@@ -45,6 +45,7 @@ def test_quick_run_writes_tables_json_and_markdown(tmp_path):
     assert "- Machine:" in md and "- Command: `python -m benchmarks --quick" in md and "- Versions:" in md
     assert "## W1: elementwise chain" in md and "| system | threads | median |" in md
     assert "% of triad" in md  # GB/s figures are set against the machine's triad
+    assert "## Targets (ratios within this run)" in md and "| W8 make_callable (us/call) | 1 |" in md
 
 
 @pytest.mark.slow
