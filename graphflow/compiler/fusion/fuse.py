@@ -3,12 +3,15 @@ replace each group of nodes by one `Fused` node.
 
 The report gets one entry per kernel (members, inputs, outputs, kind, vectorized: whether
 its assembly uses packed vector instructions), a reason for every op left unfused, the
-caps that fired, and the module's IR.
+caps that fired, and the module's IR. GRAPHFLOW_DEBUG=2 prints each kernel's
+description, 3 also the LLVM IR.
 """
 from __future__ import annotations
 
 import heapq
+import os
 import re
+import sys
 import time
 
 from ...errors import InternalError
@@ -33,9 +36,14 @@ def fuse(program: Program, report: Report) -> Program:
         k.static_specs = tuple(program.node(m).specs[0] for m in export)
         kernels.append(k)
         exports.append(export)
+    debug = os.environ.get("GRAPHFLOW_DEBUG", "0")
+    if kernels and debug in ("2", "3"):
+        print("\n".join(k.ir.describe() for k in kernels), file=sys.stderr)
     if kernels:
         t0 = time.perf_counter()
         report.llvm_ir = compile_kernels(kernels, report)
+        if debug == "3":
+            print(report.llvm_ir, file=sys.stderr)
         report.stage_seconds["codegen"] = report.stage_seconds.get("codegen", 0.0) + time.perf_counter() - t0
     out = _rewrite(program, groups, kernels, exports, planner)
     live = {n.name for n in out.nodes if n.op != FEED}
@@ -74,6 +82,11 @@ def _operand_form(shape, consumer_form: str, g: Group, role: str) -> str:
     if consumer_form == DROP:
         return DROP
     if reduced and not g.lead and all(d == 1 for d in shape[-reduced:]):
+        return ROW
+    last = g.domain[-1] if g.domain else None
+    if not reduced and shape and shape[-1] == 1 and isinstance(last, int) and last > 1:
+        # constant along the (merged) column axis whatever the run-time sizes: loaded once per
+        # row, so the column loop keeps unit strides and vectorizes
         return ROW
     return FULL
 
