@@ -39,6 +39,8 @@ def test_pooling_matches_naive_loops(ksize, strides, padding):
     s = (strides, strides) if isinstance(strides, int) else tuple(strides)[1:3] if len(strides) == 4 else tuple(strides)
     m, a = run([mp, ap])
     np.testing.assert_allclose(m, naive_nn.max_pool(x, k, s, padding))
+    np.testing.assert_array_equal(run(gf.nn.max_pool2d(input=gf.constant(x), ksize=ksize, strides=strides,
+                                                       padding=padding)), m)
     np.testing.assert_allclose(a, naive_nn.avg_pool(x, k, s, padding), rtol=1e-12)
     assert mp.shape == m.shape and ap.shape == a.shape
 
@@ -84,7 +86,8 @@ def test_conv2d_errors_name_the_op_and_shapes():
         gf.nn.conv2d(x, gf.zeros((7, 1, 3, 1)), padding="VALID")
     with pytest.raises(ValueError, match="padding must be 'SAME' or 'VALID'"):
         gf.nn.conv2d(x, gf.zeros((1, 1, 3, 1)), padding="FULL")
-    np.testing.assert_allclose(run(gf.nn.conv2d(x, filter=gf.ones((1, 1, 3, 1)), strides=[1, 1, 1, 1], padding="VALID"),
+    np.testing.assert_allclose(run(gf.nn.conv2d(input=x, filter=gf.ones((1, 1, 3, 1)), strides=[1, 1, 1, 1],
+                                                padding="VALID"),
                                    {x: np.ones((1, 5, 5, 3))}), np.full((1, 5, 5, 1), 3.0))
     with pytest.raises(ValueError, match="strides"):
         gf.nn.conv2d(x, gf.zeros((1, 1, 3, 1)), strides=(2, 2, 2, 2))
@@ -231,7 +234,7 @@ def test_moments_and_batch_normalization():
     mean, var = gf.nn.moments(gf.constant(x), axes=[0, 1])
     y = gf.nn.batch_normalization(gf.constant(x), mean, var, offset=gf.constant(np.ones(3)),
                                   scale=gf.constant(np.full(3, 2.0)), variance_epsilon=1e-3)
-    y_plain = gf.nn.batch_normalization(gf.constant(x), mean, var, None, None, 1e-3)
+    y_plain = gf.nn.batch_normalization(gf.constant(x), mean, var, None, None, eps=1e-3)
     m, v, yv, yp = run([mean, var, y, y_plain])
     np.testing.assert_allclose(m, x.mean((0, 1)))
     np.testing.assert_allclose(v, x.var((0, 1)))

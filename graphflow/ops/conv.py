@@ -99,6 +99,14 @@ def normalize_window(value, what, fn):
     return vals
 
 
+def either(fn, names, values):
+    """The one argument given under either of two names (API.md's and TF's spelling)."""
+    given = [v for v in values if v is not None]
+    if len(given) != 1:
+        raise TypeError(f"{fn}: pass {names[0]} (or {names[1]}) exactly once")
+    return given[0]
+
+
 def normalize_padding(padding, fn):
     p = str(padding).upper()
     if p not in PADDINGS:
@@ -202,17 +210,16 @@ register(OpDef(type="Conv2DBackpropFilter", default_name="Conv2DBackpropFilter",
                extra={"shape_only_inputs": (2,)}))
 
 
-def conv2d(input, filters=None, strides=1, padding="SAME", data_format="NHWC", dilations=None,  # noqa: A002
-           name=None, filter=None):  # noqa: A002 - TF1 spells the filters `filter`
-    """2-D convolution of an NHWC `input` with HWIO `filters` (TF's SAME/VALID padding)."""
+def conv2d(x=None, filters=None, strides=1, padding="SAME", data_format="NHWC", dilations=None, name=None, *,
+           input=None, filter=None):  # noqa: A002 - TF's spellings of x and filters
+    """2-D convolution of an NHWC input `x` with HWIO `filters` (TF's SAME/VALID padding)."""
     fn = "conv2d"
-    if (filters is None) == (filter is None):
-        raise ValueError(f"{fn}: pass the HWIO filters once, as filters= (or TF1's filter=)")
-    filters = filters if filters is not None else filter
+    x = either(fn, ("x", "input"), (x, input))
+    filters = either(fn, ("filters", "filter"), (filters, filter))
     if str(data_format).upper() != "NHWC":
         raise ValueError(f"{fn}: only data_format='NHWC' is supported, got {data_format!r}")
     if dilations not in (None, 1, (1, 1), [1, 1], (1, 1, 1, 1), [1, 1, 1, 1]):
         raise ValueError(f"{fn}: dilated convolution is not supported (dilations={dilations!r})")
-    x, w = convert_same_dtype([input, filters], fn)
+    x, w = convert_same_dtype([x, filters], fn)
     attrs = {"strides": normalize_window(strides, "strides", fn), "padding": normalize_padding(padding, fn)}
     return apply_op("Conv2D", [x, w], attrs, name=name)

@@ -15,6 +15,7 @@ from .array_ops import random_uniform, range as range_
 from .build import apply_op, convert_to_tensor, is_tensor_like, normalize_axes, normalize_axis
 from .composite import CompositeDef, register_composite
 from .control import identity, stop_gradient
+from .conv import either
 from .math_api import abs as abs_, equal, exp, log, log1p, maximum, rsqrt, square, where, zeros_like
 from .reduction import reduce_max, reduce_mean, reduce_sum
 from .registry import OpDef, OpKind, register
@@ -32,13 +33,11 @@ def _float_tensor(x, fn, what="logits", need_rank=True):
 
 def _max_shift(x, axis):
     """x minus its (constant-for-gradients) maximum along `axis`."""
-
     return x - stop_gradient(reduce_max(x, axis=axis, keepdims=True))
 
 
 def softmax(logits, axis=-1, name=None):
     """exp(x) / sum(exp(x)) along `axis`, computed on x - max(x)."""
-
     x = _float_tensor(logits, "softmax")
     axis = normalize_axis(-1 if axis is None else axis, len(x.shape))
     with x.graph.name_scope(name or "Softmax"):
@@ -48,7 +47,6 @@ def softmax(logits, axis=-1, name=None):
 
 def log_softmax(logits, axis=-1, name=None):
     """x - logsumexp(x) along `axis`, computed on x - max(x)."""
-
     x = _float_tensor(logits, "log_softmax")
     axis = normalize_axis(-1 if axis is None else axis, len(x.shape))
     with x.graph.name_scope(name or "LogSoftmax"):
@@ -95,7 +93,6 @@ def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None
     labels: int class indices of shape logits.shape[:-1]; a label outside [0, classes)
     fails the run with InvalidArgumentError (as TF's CPU kernel does).
     """
-
     fn = "sparse_softmax_cross_entropy_with_logits"
     if labels is None or logits is None:
         raise ValueError(f"{fn}: both labels= and logits= are required")
@@ -122,7 +119,6 @@ def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None
 def softmax_cross_entropy_with_logits(labels=None, logits=None, axis=-1, name=None):
     """-sum(labels * log_softmax(logits)) along `axis` (labels: a distribution per row;
     differentiable in both labels and logits, as TF2's v2 op)."""
-
     fn = "softmax_cross_entropy_with_logits"
     if labels is None or logits is None:
         raise ValueError(f"{fn}: both labels= and logits= are required")
@@ -138,7 +134,6 @@ def softmax_cross_entropy_with_logits(labels=None, logits=None, axis=-1, name=No
 
 def sigmoid_cross_entropy_with_logits(labels=None, logits=None, name=None):
     """Elementwise logistic loss max(x, 0) - x * z + log1p(exp(-|x|)) (stable for any x)."""
-
     fn = "sigmoid_cross_entropy_with_logits"
     if labels is None or logits is None:
         raise ValueError(f"{fn}: both labels= and logits= are required")
@@ -154,7 +149,6 @@ def sigmoid_cross_entropy_with_logits(labels=None, logits=None, name=None):
 
 def l2_loss(t, name=None):
     """sum(t ** 2) / 2, a scalar."""
-
     x = _float_tensor(t, "l2_loss", "input")
     with x.graph.name_scope(name or "L2Loss"):
         return reduce_sum(square(x)) * 0.5
@@ -162,7 +156,6 @@ def l2_loss(t, name=None):
 
 def bias_add(value, bias, data_format=None, name=None):
     """value + bias, with the 1-D `bias` along the channel axis (last, or 1 for NCHW)."""
-
     x = convert_to_tensor(value)
     b = convert_to_tensor(bias) if is_tensor_like(bias) else convert_to_tensor(bias, dtype=x.dtype)
     if b.dtype != x.dtype:
@@ -187,7 +180,6 @@ def bias_add(value, bias, data_format=None, name=None):
 def moments(x, axes, shift=None, keepdims=None, name=None, keep_dims=None):
     """(mean, variance) of `x` over `axes`; the variance uses the mean as a constant
     (the exact gradient, since the deviations sum to zero)."""
-
     t = _float_tensor(x, "moments", "x")
     keep = bool(keepdims if keepdims is not None else keep_dims)
     ax = normalize_axes(axes, len(t.shape))
@@ -199,10 +191,10 @@ def moments(x, axes, shift=None, keepdims=None, name=None, keep_dims=None):
         return mean, variance
 
 
-def batch_normalization(x, mean, variance, offset, scale, variance_epsilon, name=None):
+def batch_normalization(x, mean, variance, offset, scale, variance_epsilon=None, name=None, *, eps=None):
     """(x - mean) * scale / sqrt(variance + eps) + offset, as x * inv + (offset - mean * inv);
-    `offset` and `scale` may be None."""
-
+    `offset` and `scale` may be None; the epsilon is TF's variance_epsilon (or eps=)."""
+    variance_epsilon = either("batch_normalization", ("variance_epsilon", "eps"), (variance_epsilon, eps))
     t = _float_tensor(x, "batch_normalization", "x")
     mean, variance, offset, scale = (v if v is None or is_tensor_like(v) else convert_to_tensor(v, dtype=t.dtype)
                                      for v in (mean, variance, offset, scale))
@@ -217,7 +209,6 @@ def batch_normalization(x, mean, variance, offset, scale, variance_epsilon, name
 def dropout(x, rate=None, seed=None, noise_shape=None, name=None, keep_prob=None):
     """Zero each element with probability `rate` and scale the kept ones by 1 / (1 - rate)
     (TF2's `rate`; TF1's keep_prob= is 1 - rate); `rate` = 0 returns x unchanged."""
-
     t = _float_tensor(x, "dropout", "x", need_rank=False)
     if (rate is None) == (keep_prob is None):
         raise ValueError("dropout: pass exactly one of rate= and keep_prob=")

@@ -15,7 +15,6 @@ from .shape_ops import expand_dims, reshape
 def one_hot(indices, depth, on_value=None, off_value=None, axis=-1, dtype=None, name=None):
     """A tensor with a new axis of size `depth` holding `on_value` (1) at each index and
     `off_value` (0) elsewhere; float32 unless `dtype` or the on/off values say otherwise."""
-
     idx = convert_to_tensor(indices)
     if idx.dtype not in _dt.INTS:
         raise TypeError(f"one_hot: indices '{idx.name}' must be int32 or int64, got {idx.dtype.name}")

@@ -11,7 +11,8 @@ import numpy as np
 
 from .. import dtypes as _dt
 from .build import apply_op, convert_to_tensor
-from .conv import add_windows, crop, geometry, normalize_padding, normalize_window, out_size, pad_spatial, windows
+from .conv import (add_windows, crop, either, geometry, normalize_padding, normalize_window, out_size, pad_spatial,
+                   windows)
 from .registry import OpDef, OpKind, TensorSpec, register
 
 
@@ -148,7 +149,11 @@ register(OpDef(type="AvgPoolGrad", default_name="AvgPoolGrad", kernel=_avg_pool_
                extra={"shape_only_inputs": (1,)}))
 
 
-def _pool(op_type, fn, x, ksize, strides, padding, name):
+def _pool(op_type, fn, x, ksize, strides, padding, data_format, name):
+    if str(data_format).upper() != "NHWC":
+        raise ValueError(f"{fn}: only data_format='NHWC' is supported, got {data_format!r}")
+    if ksize is None:
+        raise TypeError(f"{fn}: ksize is required")
     x = convert_to_tensor(x)
     attrs = {"ksize": normalize_window(ksize, "ksize", fn),
              "strides": normalize_window(ksize if strides is None else strides, "strides", fn),
@@ -156,15 +161,15 @@ def _pool(op_type, fn, x, ksize, strides, padding, name):
     return apply_op(op_type, [x], attrs, name=name)
 
 
-def max_pool2d(input, ksize, strides, padding, data_format="NHWC", name=None):  # noqa: A002
-    """The maximum of each ksize window (NHWC; TF's SAME/VALID padding)."""
-    if str(data_format).upper() != "NHWC":
-        raise ValueError(f"max_pool2d: only data_format='NHWC' is supported, got {data_format!r}")
-    return _pool("MaxPool", "max_pool2d", input, ksize, strides, padding, name)
+def max_pool2d(x=None, ksize=None, strides=None, padding="VALID", data_format="NHWC", name=None, *,
+               input=None):  # noqa: A002 - TF's spelling of x
+    """The maximum of each ksize window (NHWC; TF's SAME/VALID padding; strides default to ksize)."""
+    return _pool("MaxPool", "max_pool2d", either("max_pool2d", ("x", "input"), (x, input)), ksize, strides,
+                 padding, data_format, name)
 
 
-def avg_pool2d(input, ksize, strides, padding, data_format="NHWC", name=None):  # noqa: A002
-    """The mean of each ksize window over the elements inside the input (NHWC)."""
-    if str(data_format).upper() != "NHWC":
-        raise ValueError(f"avg_pool2d: only data_format='NHWC' is supported, got {data_format!r}")
-    return _pool("AvgPool", "avg_pool2d", input, ksize, strides, padding, name)
+def avg_pool2d(x=None, ksize=None, strides=None, padding="VALID", data_format="NHWC", name=None, *,
+               input=None):  # noqa: A002 - TF's spelling of x
+    """The mean of each ksize window over the elements inside the input (NHWC; strides default to ksize)."""
+    return _pool("AvgPool", "avg_pool2d", either("avg_pool2d", ("x", "input"), (x, input)), ksize, strides,
+                 padding, data_format, name)
