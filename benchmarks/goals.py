@@ -74,5 +74,6 @@ def markdown_goals(rows: list) -> str:
     for goal, threads, value, met in results:
         shown = "-" if value is None else f"{value:.3g}"
         target = f"{'<=' if goal.at_most else '>='} {goal.bound:g}"
-        lines.append(f"| {goal.label} ({goal.measure}) | {threads} | {shown} | {target} | {'yes' if met else 'no'} |")
+        verdict = "-" if value is None else ("yes" if met else "no")
+        lines.append(f"| {goal.label} ({goal.measure}) | {threads} | {shown} | {target} | {verdict} |")
     return "\n".join(lines) + "\n"

@@ -77,6 +77,7 @@ def isolated_rows(workloads: list, threads: list, args, settings: Settings) -> l
         if importlib.util.find_spec(library) is None:
             rows.append(Row(workloads[0], "(all cases)", library, threads[0], status="skipped",
                             note=f"not installed ({library})"))
+            print(f"{library}: not installed, skipped", flush=True)
             continue
         for i, n in enumerate(threads):
             rows += _worker_rows(library, n, i == 0, workloads, args, settings)
