@@ -23,8 +23,12 @@ from .layout import call_layout, slot_shapes
 
 FLAT_BLOCK = 1024          # elements; a multiple of every vector step (16 lanes x 4 interleave x ...)
 TASK_NS = 100_000          # ~100 us of work per parallel task (XLA's rule of thumb)
-_INSTR_NS = 0.25           # rough cost of one vectorized instruction per element
-_BYTE_NS = 0.1             # rough cost of streaming one byte (~10 GB/s)
+# The cost model (calibrated on this project's W1/W2/W3 kernels with AVX-512): a member op
+# costs ~0.05 ns per element on average once vectorized (polynomial transcendentals
+# included), a reduction's extra sweep over the row like two ops (the row is in cache by
+# then), and each byte streamed from memory ~0.08 ns (~12 GB/s per core).
+_OP_NS = 0.05
+_BYTE_NS = 0.08
 _LAYOUT_CACHE = 64
 
 
@@ -58,10 +62,9 @@ class FusedKernel:
         self.inplace_ok = tuple((i, j) for i, o in enumerate(ir.inputs) for j, s in enumerate(ir.outputs)
                                 if ir.kind == "elementwise" and o.form == FULL and self._out_forms[j] == FULL
                                 and np.dtype(o.dtype) == self._out_dtypes[j])
-        full = sum(1 for ins in ir.instrs if ins.form == FULL)
         nbytes = sum(np.dtype(ir.slot_dtype(s)).itemsize for s in range(n)) + sum(d.itemsize for d in self._out_dtypes)
-        passes = 1 + len(ir.reductions)   # each reduction stage is one more sweep over the row
-        self._elem_ns = (_INSTR_NS * max(full, 1) + _BYTE_NS * nbytes) * passes
+        ops = sum(1 for ins in ir.instrs if not ins.is_const) + 2 * len(ir.reductions)
+        self._elem_ns = _OP_NS * max(ops, 1) + _BYTE_NS * nbytes
         self._shapes_cache: dict = {}
         self._layout_cache: dict = {}
 
