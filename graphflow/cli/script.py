@@ -132,8 +132,10 @@ def _model_target(model) -> Target:
 
 
 def _tensor_list(value, what: str) -> list:
-    """`value` (one item or a list) as gf Tensors and Operations (ops run for their effect,
-    like a training op); Variables stand for their value."""
+    """`value` (one item, a list, or a dict's values) as gf Tensors and Operations (ops are
+    run for their effect, like a training op); Variables stand for their value."""
+    if isinstance(value, dict):
+        value = list(value.values())
     items = list(value) if isinstance(value, (list, tuple)) else [value]
     if not items:
         raise UsageError(f"`{what}` is empty")
