@@ -49,6 +49,7 @@ _KERNEL_ERRORS = (ValueError, IndexError, TypeError, ZeroDivisionError, Floating
 PARALLEL_MIN_SECONDS = 2e-3   # a run this long may be worth spreading over the pool
 PROBE_EVERY = 32              # runs between tries of the mode not chosen
 _bcast_cache: dict = {}
+_ufunc_out_dtype: dict = {}  # (ufunc, input dtypes) -> its output dtype, or False
 
 
 def _broadcast(a: tuple, b: tuple) -> tuple:
@@ -61,8 +62,25 @@ def _broadcast(a: tuple, b: tuple) -> tuple:
         return s
 
 
-def _broadcast_all(*shapes) -> tuple:
-    return tuple(np.broadcast_shapes(*shapes))
+def _buffer(A: list, b: int, dtype, shape: tuple) -> np.ndarray:
+    """Buffer b of this run's arena, (re)allocated only when its shape changed."""
+    x = A[b]
+    if x is None or x.shape != shape:
+        x = A[b] = np.empty(shape, dtype)
+    return x
+
+
+def _buffer_1(A: list, b: int, dtype, x) -> np.ndarray:
+    return _buffer(A, b, dtype, x.shape)
+
+
+def _buffer_2(A: list, b: int, dtype, x, y) -> np.ndarray:
+    s, t = x.shape, y.shape
+    return _buffer(A, b, dtype, s if s == t else _broadcast(s, t))
+
+
+def _buffer_n(A: list, b: int, dtype, *xs) -> np.ndarray:
+    return _buffer(A, b, dtype, tuple(np.broadcast_shapes(*(x.shape for x in xs))))
 
 
 def _finish(v):
@@ -107,11 +125,14 @@ def _ufunc_fits(kernel, node, specs_in) -> bool:
         return False
     if len(node.specs) != 1 or node.attrs or not specs_in:
         return False
-    try:
-        resolved = kernel.resolve_dtypes(tuple(np.dtype(s.dtype) for s in specs_in) + (None,))
-    except (TypeError, ValueError, AttributeError):
-        return False
-    return resolved[-1] == np.dtype(node.specs[0].dtype)
+    key = (kernel, tuple(np.dtype(s.dtype) for s in specs_in))
+    out = _ufunc_out_dtype.get(key)
+    if out is None:
+        try:
+            out = _ufunc_out_dtype[key] = kernel.resolve_dtypes(key[1] + (None,))[-1]
+        except (TypeError, ValueError, AttributeError):
+            out = _ufunc_out_dtype[key] = False
+    return out is not False and out == np.dtype(node.specs[0].dtype)
 
 
 def _is_constant(node, op_def) -> bool:
@@ -245,49 +266,31 @@ class ExecutionPlan:
             if b is None:
                 lines.append(f"{name(o)} = K{k}({ins})")
             else:
-                shapes = [f"{name(v)}.shape" for v in st.inputs]
-                if len(shapes) == 1:
-                    lines.append(f"_s = {shapes[0]}")
-                elif len(shapes) == 2:
-                    lines += [f"_s = {shapes[0]}", f"if _s != {shapes[1]}: _s = BC(_s, {shapes[1]})"]
-                else:
-                    lines.append(f"_s = BCN({', '.join(shapes)})")
-                lines += [f"_b = A[{b}]",
-                          f"if _b is None or _b.shape != _s: _b = A[{b}] = EMPTY(_s, D{k}_0)",
-                          f"{name(o)} = K{k}({ins}, out=_b)"]
+                helper = {1: "OUT1", 2: "OUT2"}.get(len(st.inputs), "OUTN")
+                lines.append(f"{name(o)} = K{k}({ins}, out={helper}(A, {b}, D{k}_0, {ins}))")
         else:
-            shapes = ", ".join(f"{name(v)}.shape" for v in st.inputs)
             bufs = [mem.buffer_of[v] for v in st.outputs]
             if all(b is None for b in bufs):
                 outs = "None"
             else:
-                lines.append(f"_s = KO{k}.output_shapes([{shapes}])")
-                parts = []
-                for j, b in enumerate(bufs):
-                    if b is None:
-                        parts.append(f"EMPTY(_s[{j}], D{k}_{j})")
-                        continue
-                    lines += [f"_b{j} = A[{b}]",
-                              f"if _b{j} is None or _b{j}.shape != _s[{j}]: _b{j} = A[{b}] = EMPTY(_s[{j}], D{k}_{j})"]
-                    parts.append(f"_b{j}")
-                outs = f"[{', '.join(parts)}]"
+                lines.append(f"_s = KO{k}.output_shapes([{', '.join(f'{name(v)}.shape' for v in st.inputs)}])")
+                outs = "[" + ", ".join(f"EMPTY(_s[{j}], D{k}_{j})" if b is None else f"OUT(A, {b}, D{k}_{j}, _s[{j}])"
+                                       for j, b in enumerate(bufs)) + "]"
             lines.append(f"{', '.join(name(v) for v in st.outputs)}, = KO{k}.run([{ins}], {outs}, BUDGET)")
         if free:  # drop per-run allocations as soon as they are dead
-            for v in st.inputs:
-                if (mem.end[v] == k and mem.buffer_of[v] is None and not self.external[v]):
-                    lines.append(f"{name(v)} = None")
+            dead = [name(v) for v in dict.fromkeys(st.inputs)
+                    if mem.end[v] == k and mem.buffer_of[v] is None and not self.external[v]]
+            if dead:
+                lines.append(" = ".join(dead) + " = None")
         return lines
 
-    def _output_expr(self, v: int, name) -> str:
+    def _output_expr(self, v: int, name, call_results) -> str:
         if self.memory.external_alias[v]:
             return f"COPY({name(v)})"
         shape = self.specs[v][0]
-        if self.memory.buffer_of[v] is None and shape is not None and len(shape) > 0 and not self._call_result(v):
+        if self.memory.buffer_of[v] is None and shape is not None and len(shape) > 0 and v not in call_results:
             return name(v)  # a fresh ndarray of rank > 0 from an out=-capable kernel
         return f"FIN({name(v)})"
-
-    def _call_result(self, v: int) -> bool:
-        return any(v in s.outputs and s.mode == "call" for s in self.steps)
 
     def _feed_check(self, i: int, v: int) -> str:
         shape, dtype = self.specs[v]
@@ -301,11 +304,11 @@ class ExecutionPlan:
                 cond += "".join(f" or {p}.shape[{j}] != {d}" for j, d in enumerate(shape) if d is not None)
         return f"    if {cond}: {p} = CONV{i}({p})"
 
-    def _generate(self) -> None:
-        ns = {"NDARRAY": np.ndarray, "EMPTY": np.empty, "BC": _broadcast, "BCN": _broadcast_all,
-              "COPY": _copy_out, "FIN": _finish, "BUDGET": self.budget, "RunState": RunState,
+    def _namespace(self) -> dict:
+        ns = {"NDARRAY": np.ndarray, "EMPTY": np.empty, "OUT": _buffer, "OUT1": _buffer_1, "OUT2": _buffer_2,
+              "OUTN": _buffer_n, "COPY": _copy_out, "FIN": _finish, "BUDGET": self.budget, "RunState": RunState,
               "STORE": self.store, "FPSET": _fp_set, "FPRESET": _fp_reset, "IGNORE": _FP_IGNORE,
-              "ERRORS": _KERNEL_ERRORS, "OpError": OpError, "STEP_ERROR": self._step_error,
+              "ERRORS": _KERNEL_ERRORS, "OpError": OpError, "STEP_ERROR": self._serial_error,
               "ARENAS": self._arenas, "LIMIT": limit_blas_threads, "NT": self.budget.num_threads,
               "RESTORE": restore_blas_threads}
         for v, x in self.constants.items():
@@ -318,28 +321,36 @@ class ExecutionPlan:
         for i, v in enumerate(self.feed_values):
             ns[f"D_feed{i}"] = self.specs[v][1]
             ns[f"CONV{i}"] = partial(self.convert, self.feed_tensors[i])
+        return ns
+
+    def _generate(self) -> None:
+        """The straight-line serial runner, the feed checker and the output gatherer."""
+        ns = self._namespace()
         params = ", ".join(f"v{v}" for v in self.feed_values)
         checks = [self._feed_check(i, v) for i, v in enumerate(self.feed_values)]
         local = lambda v: f"v{v}"  # noqa: E731
         item = lambda v: f"v[{v}]"  # noqa: E731
+        call_results = {v for st in self.steps if st.mode == "call" for v in st.outputs}
 
-        src = [f"def check({params}):"] + checks + [f"    return [{params}]", ""]
-        body = []
-        blas = None
-        for st in self.steps:
-            body.append(f"k = {st.index}")
-            body += self._step_lines(st, local, free=True, blas_line=st.blas not in (None, blas))
-            blas = st.blas or blas
-        outs = ", ".join(self._output_expr(v, local) for v in self.output_values)
-        src += [f"def run({params}):"] + checks
+        src = [f"def run({params}):"] + checks
         if self.n_buffers:
             src += ["    try:", "        A = ARENAS.pop()", "    except IndexError:",
                     f"        A = [None] * {self.n_buffers}"]
         src.append("    S = RunState(STORE)" if self.stateful else "    S = None")
-        src += ["    tok = FPSET(IGNORE)" if self.uses_numpy else "    tok = None", "    k = -1", "    try:"]
-        src += ["        " + line for line in body] or ["        pass"]
+        src += ["    tok = FPSET(IGNORE)" if self.uses_numpy else "    tok = None", "    try:"]
+        first = len(src) + 1  # line numbers start at 1
+        self._line_step: list = []  # body line -> step index (a failing line names its step)
+        blas = None
+        for st in self.steps:
+            lines = self._step_lines(st, local, free=True, blas_line=st.blas not in (None, blas))
+            blas = st.blas or blas
+            src += ["        " + line for line in lines]
+            self._line_step += [st.index] * len(lines)
+        self._first_body_line = first
+        if not self.steps:
+            src.append("        pass")
         src += ["    except OpError:", "        raise",
-                "    except ERRORS as exc:", "        STEP_ERROR(k, exc, locals())",
+                "    except ERRORS as exc:", "        STEP_ERROR(exc, locals())",
                 "    finally:"]
         src.append("        FPRESET(tok)" if self.uses_numpy else "        pass")
         if self.uses_blas:
@@ -348,22 +359,43 @@ class ExecutionPlan:
             src.append("        ARENAS.append(A)")
         if self.stateful:
             src.append("    S.commit()")
+        outs = ", ".join(self._output_expr(v, local, call_results) for v in self.output_values)
         src += [f"    return [{outs}]", ""]
-        for st in self.steps:
-            src.append(f"def step{st.index}(v, A, S):")
-            src += ["    " + line for line in self._step_lines(st, item, free=False)]
-            src.append("")
-        src.append(f"def outputs(v):\n    return [{', '.join(self._output_expr(v, item) for v in self.output_values)}]")
+        src += [f"def check({params}):"] + checks + [f"    return [{params}]", ""]
+        src.append(f"def outputs(v):\n    return [{', '.join(self._output_expr(v, item, call_results) for v in self.output_values)}]")
         self.source = "\n".join(src)
         exec(compile(self.source, f"<graphflow plan {id(self)}>", "exec"), ns)  # noqa: S102 - our own source
         self._run_serial = ns["run"]
         self.check = ns["check"]
-        self._step_fns = [ns[f"step{st.index}"] for st in self.steps]
         self._outputs = ns["outputs"]
+        self._fns = None
+        self._fns_lock = threading.Lock()
+
+    @property
+    def step_fns(self) -> list:
+        """One function per step, fn(values, arena, state), for traced and inter-op runs
+        (generated on first use: most plans never need them)."""
+        if self._fns is None:
+            with self._fns_lock:
+                if self._fns is None:
+                    item = lambda v: f"v[{v}]"  # noqa: E731
+                    src = []
+                    for st in self.steps:
+                        src.append(f"def step{st.index}(v, A, S):")
+                        src += ["    " + line for line in self._step_lines(st, item, free=False)]
+                    ns = self._namespace()
+                    exec(compile("\n".join(src), f"<graphflow plan steps {id(self)}>", "exec"), ns)  # noqa: S102
+                    self._fns = [ns[f"step{st.index}"] for st in self.steps]
+        return self._fns
+
+    def _serial_error(self, exc: BaseException, frame: dict):
+        """Name the step whose line in the serial runner raised `exc`."""
+        line = exc.__traceback__.tb_lineno - self._first_body_line
+        if not 0 <= line < len(self._line_step):
+            raise exc
+        self._step_error(self._line_step[line], exc, frame)
 
     def _step_error(self, k: int, exc: BaseException, frame: dict):
-        if k < 0:
-            raise exc
         st = self.steps[k]
         n = st.node
         where = f" (created at {n.source})" if n.source else ""
@@ -412,7 +444,7 @@ class ExecutionPlan:
             if parallel:
                 _Schedule(self, v, A, S, trace).run()
             else:
-                for st, fn in zip(self.steps, self._step_fns):
+                for st, fn in zip(self.steps, self.step_fns):
                     self._run_step(st, fn, v, A, S, trace)
         finally:
             _fp_reset(tok)
@@ -458,13 +490,8 @@ class ExecutionPlan:
                 last_state = k
             # a buffer written here must be free: every reader of its earlier values is done
             for v in st.outputs:
-                b = mem.buffer_of[v]
-                if b is None:
-                    continue
-                occ = mem.occupants[b]
-                i = occ.index(v)
-                if i:  # the previous value in this buffer (earlier ones are covered transitively)
-                    u = occ[i - 1]
+                u = mem.previous[v]  # the value in this buffer before (earlier ones: covered transitively)
+                if u is not None:
                     for w in mem.aliases[u]:
                         d.update(mem.readers[w])
                     d.add(producer[u])
@@ -545,7 +572,7 @@ class _Schedule:
     def execute(self, k: int) -> None:
         plan = self.plan
         try:
-            plan._run_step(plan.steps[k], plan._step_fns[k], self.v, self.A, self.S, self.trace)
+            plan._run_step(plan.steps[k], plan.step_fns[k], self.v, self.A, self.S, self.trace)
         except BaseException as exc:  # handed to the calling thread
             with self.cond:
                 self.finished += 1

@@ -45,7 +45,7 @@ class MemoryPlan:
     external_alias: list     # value may alias a feed, constant or variable value
     aliases: list            # value id -> values that may alias it (itself included)
     readers: list            # value id -> steps reading it
-    occupants: list = field(default_factory=list)  # buffer id -> values stored in it, in order
+    previous: list = field(default_factory=list)   # value id -> the value in its buffer before it, or None
 
     def peak_bytes(self, specs, steps, external, dim: int = 1) -> int:
         """Bytes held at the busiest moment of a run: every plan buffer (they are kept
@@ -125,6 +125,7 @@ def plan_memory(steps: list[StepInfo], specs: list, external: list, fetched: lis
             fresh[u] = True
 
     buffer_of: list = [None] * nv
+    previous: list = [None] * nv
     occupants: list = []
     occupant_end: list = []          # buffer id -> end step of its current occupant
     free: dict = {}                  # (shape, dtype) -> buffer ids free for reuse
@@ -166,12 +167,14 @@ def plan_memory(steps: list[StepInfo], specs: list, external: list, fetched: lis
                     occupant_end.append(-1)
             used.add(b)
             buffer_of[v] = b
+            if occupants[b]:
+                previous[v] = occupants[b][-1]
             occupants[b].append(v)
             occupant_end[b] = end[v]
             expires.setdefault(end[v], []).append(b)
 
     return MemoryPlan(buffer_of, fresh, len(occupants), inplace_steps, end, ext, aliases, readers,
-                      occupants)
+                      previous)
 
 
 def _sole_alias(inputs, u, b, src, buffer_of) -> bool:
