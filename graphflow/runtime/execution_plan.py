@@ -217,7 +217,7 @@ class ExecutionPlan:
         self._control = {node_step[n.id]: [node_step[c] for c in n.control if c in node_step]
                          for n in program.nodes if n.id in node_step and n.control}
         self._arenas: list = []
-        self._deps = None
+        self._deps = self._tables = None
         self.parallel_ok = False
         if generate:
             self._generate()
@@ -507,6 +507,17 @@ class ExecutionPlan:
         self._deps = [sorted(d) for d in deps]
         return self._deps
 
+    def schedule_tables(self) -> tuple:
+        """(successors of each step, how many steps each waits for, the steps waiting for none)."""
+        if self._tables is None:
+            deps = self.dependencies()
+            succ: list = [[] for _ in deps]
+            for k, d in enumerate(deps):
+                for j in d:
+                    succ[j].append(k)
+            self._tables = (succ, [len(d) for d in deps], [k for k, d in enumerate(deps) if not d])
+        return self._tables
+
     def _has_parallelism(self) -> bool:
         """Some two steps may run at the same time (neither waits for the other)."""
         deps = self.dependencies()
@@ -527,16 +538,13 @@ class _Schedule:
     def __init__(self, plan, v, A, S, trace):
         self.plan = plan
         self.v, self.A, self.S, self.trace = v, A, S, trace
-        deps = plan.dependencies()
-        self.waiting = [len(d) for d in deps]
-        self.succ: list = [[] for _ in deps]
-        for k, d in enumerate(deps):
-            for j in d:
-                self.succ[j].append(k)
-        self.ready = deque(k for k, n in enumerate(self.waiting) if n == 0)
-        self.left = len(deps)
+        self.succ, waiting, sources = plan.schedule_tables()
+        self.waiting = list(waiting)
+        self.ready = deque(sources)
+        self.left = len(waiting)
         self.error = None
         self.started = self.finished = 0
+        self.helpers = 0  # helpers submitted to the pool and not yet gone
         self.cond = threading.Condition(threading.Lock())
 
     def run(self) -> None:
@@ -551,7 +559,8 @@ class _Schedule:
                     return
                 k = self.ready.popleft()
                 self.started += 1
-                extra = min(len(self.ready), budget.num_threads - 1)
+                extra = min(len(self.ready), budget.num_threads - 1 - self.helpers)
+                self.helpers += max(extra, 0)
             for _ in range(extra):
                 budget.submit(self.help)
             self.execute(k)
@@ -564,6 +573,7 @@ class _Schedule:
         while True:
             with self.cond:
                 if not self.ready or self.error is not None:
+                    self.helpers -= 1
                     return
                 k = self.ready.popleft()
                 self.started += 1  # counted with the pop: a failing run waits for this step
