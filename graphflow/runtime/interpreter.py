@@ -1,7 +1,9 @@
-"""Run a Program node by node with each op's kernel (the numpy reference at opt_level 0/1).
+"""Run a Program node by node with each op's kernel, allocating every value afresh.
 
-The steps are prepared once per program (kernel, input slots, which values die after the
-step), so a repeated run does no graph walking.
+The plain executor: it runs gf.cond branch sub-programs (through `RunState.run_program`)
+and is the reference the ExecutionPlan's buffer reuse and in-place writes are tested
+against. Sessions run their top-level programs through `execution_plan.ExecutionPlan`.
+The steps are prepared once per program, so a repeated run does no graph walking.
 """
 from __future__ import annotations
 
