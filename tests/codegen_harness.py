@@ -108,8 +108,8 @@ def ulp_error(got: np.ndarray, ref: np.ndarray, dtype) -> np.ndarray:
     a NaN or inf where the other is not counts as inf."""
     dtype = np.dtype(dtype)
     finfo = np.finfo(dtype)
-    got = got.astype(ref.dtype)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):  # signaling NaNs warn when widened
+        got = got.astype(ref.dtype)
         ref = np.where(np.isinf(ref.astype(dtype)), ref.astype(dtype), ref)
         mag = np.abs(ref)
         exponent = np.floor(np.log2(np.maximum(mag, finfo.tiny)))
