@@ -29,6 +29,7 @@ def test_fused_chain_uses_vector_registers(dtype):
     asm = fn.module.asm
     assert len(packed_ops(asm, dtype)) > 20, asm[:2000]
     assert not re.search(r"\bcall", asm), "a libm call is left in the loop"
+    assert fn.module.has_vector_code("kernel")
     lanes = vector_width(dtype)
     assert f"<{lanes} x {'float' if dtype == 'float32' else 'double'}>" in fn.module.optimized_ir
     x = np.linspace(-5, 5, 1001).astype(dtype)
@@ -70,3 +71,12 @@ def test_many_uses_call_one_shared_vector_body():
     for _ in range(INLINE_USES + 4):
         want = np.tanh(want) + 0.25
     np.testing.assert_allclose(fn(x), want, rtol=1e-6, atol=1e-6)
+
+
+def test_has_vector_code_is_false_for_scalar_code():
+    from graphflow.compiler.codegen import jit
+
+    module = jit.compile_module("define double @twice(double %x) {\n  %y = fadd double %x, %x\n  ret double %y\n}\n")
+    assert not module.has_vector_code("twice")
+    with pytest.raises(KeyError, match="no function named 'nope'"):
+        module.has_vector_code("nope")

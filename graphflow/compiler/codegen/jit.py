@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import threading
 import time
 from pathlib import Path
@@ -68,12 +69,22 @@ class JitModule:
         """The module's IR after the optimization pipeline (vectorized loops show here)."""
         return str(self._optimized_module())
 
+    def has_vector_code(self, name: str) -> bool:
+        """Whether the optimized function `name` computes on vector types (the loop or SLP
+        vectorizer fired). Reads the optimized IR: far cheaper than generating `asm` again."""
+        try:
+            body = str(self._optimized_module().get_function(name))
+        except NameError as e:
+            raise NotFoundError(f"JIT module {self.key[:12]}: no function named {name!r}") from e
+        return _VECTOR_TYPE.search(body) is not None
+
     @property
     def asm(self) -> str:
         """Host assembly of the optimized module."""
         return target_machine().emit_assembly(self._optimized_module())
 
 
+_VECTOR_TYPE = re.compile(r"<\d+ x (?:float|double|i\d+)>")
 _memory: dict[str, JitModule] = {}
 _lock = threading.Lock()
 
