@@ -259,3 +259,14 @@ def test_batch_norm_moments_over_leading_axes_is_one_column_kernel(shape, axes):
     xv = RNG.standard_normal(shape).astype(np.float32) * 3 + 1
     xv[1, ...] = np.nan if len(shape) == 2 else xv[1, ...]
     _agree([y, mean, var], {x: xv}, rtol=1e-4, atol=1e-5)
+
+
+def test_reductions_propagate_nan_through_cancelling_operands():
+    # the accumulation may be reordered, but x - x must still be NaN for x = inf
+    x = gf.placeholder(gf.float32, (None, None), name="x")
+    out = [gf.reduce_mean(x - x, axis=-1), gf.reduce_sum(x * 0.0, axis=0), gf.reduce_max(x - x, axis=-1)]
+    xv = np.array([[np.inf, 1.0, 2.0], [1.0, 2.0, 3.0]], np.float32)
+    got = gf.Session(opt_level=2).run(out, {x: xv})
+    ref = gf.Session(opt_level=0).run(out, {x: xv})
+    for g, r in zip(got, ref):
+        np.testing.assert_array_equal(g, r)

@@ -30,8 +30,11 @@ from .layout import outer_rank
 
 I64 = ir.IntType(64)
 PTR = ir.PointerType()
-_FLOAT_FLAGS = ("reassoc", "nsz")   # lets the vectorizer reorder a row's accumulation; the order is
-                                    # still fixed by the code, so results do not depend on threads
+# Only `reassoc` on the accumulating fadd/fmul: it lets the vectorizer reorder a row's
+# accumulation (the order is still fixed by the code, so results do not depend on threads).
+# Adding `nsz` would let InstCombine's FAddCombine simplify the whole operand tree under the
+# root's flags (x - x becomes 0 even for x = inf), losing NaN propagation.
+_FLOAT_FLAGS = ("reassoc",)
 
 
 def pointer_operands(kir: KernelIR) -> list[tuple[int, str]]:
