@@ -210,6 +210,15 @@ def test_dropout_statistics():
         assert not np.array_equal(sess.run(y), sess.run(y)), "each run draws a new mask"
 
 
+def test_dropout_noise_shape_shares_the_mask():
+    x = gf.placeholder(gf.float32, (None, 6))
+    y = gf.nn.dropout(x, 0.5, seed=5, noise_shape=[None, 1])
+    out = run(y, {x: np.ones((40, 6), np.float32)})
+    assert set(np.unique(out)) <= {0.0, 2.0}
+    assert (out == out[:, :1]).all(), "one decision per row"
+    assert 0 < (out[:, 0] == 0).sum() < 40
+
+
 def test_dropout_rate_zero_is_identity_and_unknown_shapes_work():
     x = gf.placeholder(gf.float32, (None, 4))
     xv = rng.standard_normal((3, 4)).astype(np.float32)

@@ -222,7 +222,10 @@ def dropout(x, rate=None, seed=None, noise_shape=None, name=None, keep_prob=None
         if rate == 0.0:
             return identity(t, name=name)
     with t.graph.name_scope(name or "dropout"):
-        if noise_shape is not None:
+        if noise_shape is not None and not is_tensor_like(noise_shape):
+            # TF: a None entry takes x's dimension; the mask broadcasts over size-1 entries
+            dims = [shape(t)[i] if d is None else d for i, d in enumerate(noise_shape)]
+        elif noise_shape is not None:
             dims = noise_shape
         elif t.shape is not None and all(d is not None for d in t.shape):
             dims = t.shape
