@@ -120,3 +120,31 @@ def test_w1_chain_on_every_size(n, layout):
     rng = np.random.default_rng(n)
     fd = {x: _feed_value(rng, (n,), layout, True, np.float32), y: _feed_value(rng, (n,), layout, True, np.float32)}
     _compare([gf.Session(opt_level=2).run(out, fd)], [gf.Session(opt_level=0).run(out, fd)], f"n={n}")
+
+
+INT_BINARY = {
+    "add": gf.add, "sub": gf.subtract, "mul": gf.multiply, "maximum": gf.maximum, "minimum": gf.minimum,
+    "floordiv": lambda a, b: gf.floordiv(a, gf.abs(b) + 1), "mod": lambda a, b: gf.mod(a, b * 2 - 7),
+    "where": lambda a, b: gf.where(gf.logical_or(a > b, gf.equal(a, 0)), a, -b),
+}
+
+
+@settings(max_examples=20)
+@given(st.data())
+def test_random_integer_graphs_match_the_reference(data):
+    gf.reset_default_graph()
+    dtype = data.draw(st.sampled_from([np.int32, np.int64]), "dtype")
+    rows = data.draw(st.sampled_from([1, 3, 17]), "rows")
+    cols = data.draw(st.sampled_from([1, 3, 1023]), "cols")
+    forms = ["full", data.draw(st.sampled_from(FORMS), "form1")]
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16), "seed"))
+    feeds = [gf.placeholder(dtype, _static(f, _shape(f, rows, cols), False), name=f"i{k}") for k, f in enumerate(forms)]
+    values = [rng.integers(-50, 50, _shape(f, rows, cols)).astype(dtype) for f in forms]
+    pool = list(feeds)
+    for k in range(data.draw(st.integers(1, 6), "ops")):
+        name = data.draw(st.sampled_from(sorted(INT_BINARY)), f"op{k}")
+        pool.append(INT_BINARY[name](data.draw(st.sampled_from(pool), f"lhs{k}"), data.draw(st.sampled_from(pool), f"rhs{k}")))
+    fd = dict(zip(feeds, values))
+    ref = gf.Session(opt_level=0).run(pool[-1], fd)
+    got = gf.Session(opt_level=2).run(pool[-1], fd)
+    np.testing.assert_array_equal(got, ref)
