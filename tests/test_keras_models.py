@@ -202,3 +202,15 @@ def test_subclassed_model_with_its_own_build_and_weights(calls_super):
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
     model.fit(x, np.zeros((3, 2)), verbose=0)
     assert model.get_weights()[0][0] < 1.0  # the model's own weight trains too
+
+
+def test_get_layer_batch_methods_and_variable_aliases():
+    model = keras.Sequential([keras.Input(shape=(2,)), L.Dense(1, name="out", kernel_initializer="ones")])
+    assert model.get_layer("out") is model.get_layer(index=0)
+    with pytest.raises(ValueError, match="no layer named 'nope'"):
+        model.get_layer("nope")
+    assert model.trainable_variables == model.trainable_weights and len(model.variables) == 2
+    x, y = np.ones((3, 2), "float32"), np.zeros((3, 1), "float32")
+    np.testing.assert_allclose(model.predict_on_batch(x), np.full((3, 1), 2.0))
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse", metrics=["mae"])
+    assert model.test_on_batch(x, y) == pytest.approx([4.0, 2.0])

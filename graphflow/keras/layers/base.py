@@ -273,8 +273,6 @@ class Layer:
         """All weights in Keras order: own trainable, own non-trainable, then the sub-layers'."""
         return self._all_weights()
 
-    variables = weights
-
     @property
     def trainable_weights(self) -> list[Weight]:
         return [w for w in self.weights if w.trainable]
@@ -282,6 +280,11 @@ class Layer:
     @property
     def non_trainable_weights(self) -> list[Weight]:
         return [w for w in self.weights if not w.trainable]
+
+    # Keras 3's names for the same lists
+    variables = property(lambda self: self.weights)
+    trainable_variables = property(lambda self: self.trainable_weights)
+    non_trainable_variables = property(lambda self: self.non_trainable_weights)
 
     def get_weights(self) -> list[np.ndarray]:
         return [w.numpy() for w in self.weights]

@@ -176,6 +176,16 @@ class Model(Trainer, Layer):
             stack.extend(reversed(layer._layers))
         return out
 
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """The layer called `name` (or at position `index` of `layers`)."""
+        if index is not None:
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"model '{self.name}' has no layer named {name!r}; its layers are "
+                         f"{[l.name for l in self.layers]}")
+
     def summary(self, line_length: int | None = None, print_fn=None) -> None:
         """Print the Keras-style table: layer (type), output shape, parameter count, then totals."""
         from .summary import format_summary

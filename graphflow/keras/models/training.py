@@ -267,6 +267,19 @@ class Trainer:
         values = step.fn(*self._input_arrays(x, runtime), *ys)[:len(step.names)]
         return float(values[0]) if len(values) == 1 else [float(v) for v in values]
 
+    def test_on_batch(self, x, y):
+        """The loss (or [loss, metrics...]) on one batch, in inference mode."""
+        return self.evaluate(x, y, batch_size=_first_len(x))
+
+    def predict_on_batch(self, x):
+        """The outputs for one batch."""
+        return self.predict(x, batch_size=_first_len(x))
+
+
+def _first_len(x) -> int:
+    leaves = list(x.values()) if isinstance(x, dict) else array_list(x, None)
+    return max(1, len(leaves[0]))
+
 
 def array_list(data, expected: int | None) -> list:
     """The arrays of `data` for a model with `expected` inputs (or outputs): one array (which may be a
