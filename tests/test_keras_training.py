@@ -382,3 +382,17 @@ def test_metric_objects_log_under_their_names():
     p = model.predict(x)
     assert list(logs) == ["loss", "sparse_categorical_accuracy", "sq"]
     assert logs["sparse_categorical_accuracy"] == pytest.approx((p.argmax(1) == labels).mean())
+
+
+def test_multi_output_losses_weights_and_logs():
+    inp = keras.Input(shape=(3,))
+    model = keras.Model(inp, [L.Dense(1, name="reg")(inp), L.Dense(2, activation="softmax", name="cls")(inp)])
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=["mse", "sparse_categorical_crossentropy"],
+                  loss_weights=[0.5, 2.0], metrics=["accuracy"])
+    x = RNG.normal(size=(6, 3)).astype("float32")
+    y_reg, y_cls = RNG.normal(size=(6, 1)).astype("float32"), RNG.integers(0, 2, size=6)
+    logs = model.evaluate(x, [y_reg, y_cls], return_dict=True)
+    assert list(logs) == ["loss", "reg_loss", "reg_accuracy", "cls_loss", "cls_accuracy"]
+    assert logs["loss"] == pytest.approx(0.5 * logs["reg_loss"] + 2.0 * logs["cls_loss"], rel=1e-5)
+    hist = model.fit(x, [y_reg, y_cls], epochs=1, verbose=0)
+    assert hist.history["cls_loss"][0] == pytest.approx(logs["cls_loss"], rel=1e-5)

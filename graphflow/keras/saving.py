@@ -210,7 +210,8 @@ def _compile_config(model) -> dict | None:
         loss = losses.serialize(losses.get(loss))
     if not all(isinstance(m, str) for m in args["metrics"]):
         return None
-    return {"optimizer": optimizers.serialize(model.optimizer), "loss": loss, "metrics": args["metrics"]}
+    return {"optimizer": optimizers.serialize(model.optimizer), "loss": loss, "metrics": args["metrics"],
+            "loss_weights": args["loss_weights"]}
 
 
 def save_model(model, filepath) -> None:
@@ -276,7 +277,8 @@ def load_model(filepath, custom_objects: dict | None = None, compile: bool = Tru
             c = config["compile"]
             loss = c["loss"] if isinstance(c["loss"], (str, list)) else (
                 deserialize_callable(c["loss"]) if c["loss"].get("class_name") == "function" else losses.get(c["loss"]))
-            model.compile(optimizer=optimizers.get(c["optimizer"]), loss=loss, metrics=c["metrics"])
+            model.compile(optimizer=optimizers.get(c["optimizer"]), loss=loss, metrics=c["metrics"],
+                          loss_weights=c.get("loss_weights"))
     return model
 
 

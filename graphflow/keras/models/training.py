@@ -41,15 +41,18 @@ class Trainer:
         self._steps = {}
 
     # ---- compile ----
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
-        """Choose the optimizer, the loss (one, or a list with one per output) and the metrics."""
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None) -> None:
+        """Choose the optimizer, the loss (one, or a list with one per output; `loss_weights` scale them
+        in the total) and the metrics."""
         if loss is None:
             raise ValueError(f"compile: model '{self.name}' needs a loss (e.g. loss='sparse_categorical_crossentropy')")
         self.optimizer = optimizers.get(optimizer)
         self.loss = loss
         self._losses = [losses.get(l) for l in loss] if isinstance(loss, (list, tuple)) else [losses.get(loss)]
+        self._loss_weights = None if loss_weights is None else [float(w) for w in loss_weights]
         self._metric_ids = list(metrics or [])
-        self._compile_args = {"optimizer": optimizer, "loss": loss, "metrics": list(metrics or [])}
+        self._compile_args = {"optimizer": optimizer, "loss": loss, "metrics": list(metrics or []),
+                              "loss_weights": self._loss_weights}
         self.compiled = True
         self._steps = {}
 
@@ -95,10 +98,17 @@ class Trainer:
         targets = [gf.placeholder(gf.int32 if a.dtype.kind == "i" else gf.float32, (None,) + a.shape[1:],
                                   name="target") for a in y_arrays]
         names, tensors, total = ["loss"], [], None
+        weights = self._loss_weights or [1.0] * len(outputs)
+        if len(weights) != len(outputs):
+            raise ValueError(f"compile got {len(weights)} loss_weights for a model with {len(outputs)} outputs")
         for i, (out, target, loss) in enumerate(zip(outputs, targets, self._loss_per_output(len(outputs)))):
             value = loss(target, out)
-            total = value if total is None else total + value
+            weighted = value if weights[i] == 1.0 else value * weights[i]
+            total = weighted if total is None else total + weighted
             prefix = f"{self.output_names[i]}_" if len(outputs) > 1 else ""
+            if prefix:  # Keras logs each output's own loss too
+                names.append(prefix + "loss")
+                tensors.append(value)
             for ident in self._metric_ids:
                 name, fn = metrics.get(ident, loss, out.shape, target.shape)
                 names.append(prefix + name)
