@@ -166,6 +166,7 @@ class Trainer:
         """Train for `epochs` epochs; returns the History (per-epoch loss, metrics and val_ entries)."""
         self._check_compiled()
         batch_size = int(batch_size or 32)
+        verbose = _verbosity(verbose)
         runtime = self._runtime_for_run(x)
         xs = self._input_arrays(x, runtime)
         ys = self._target_arrays(y, len(runtime.outputs))
@@ -227,7 +228,7 @@ class Trainer:
         batch_size = int(batch_size or 32)
         n = _num_samples(xs + ys, self.name, require=True)
         steps = math.ceil(n / batch_size)
-        bar = Progbar(steps, verbose=verbose)
+        bar = Progbar(steps, verbose=_verbosity(verbose))
         totals, logs = np.zeros(len(step.names)), {}
         for b in range(steps):
             batch = [a[b * batch_size:(b + 1) * batch_size] for a in xs + ys]
@@ -256,7 +257,7 @@ class Trainer:
         batch_size = int(batch_size or 32)
         fn = runtime.predict_function()
         steps = math.ceil(n / batch_size)
-        bar = Progbar(steps, verbose=verbose)
+        bar = Progbar(steps, verbose=_verbosity(verbose))
         chunks = []
         for b in range(steps):
             chunks.append(fn(*[a[b * batch_size:(b + 1) * batch_size] for a in xs]))
@@ -284,6 +285,11 @@ class Trainer:
     def predict_on_batch(self, x):
         """The outputs for one batch."""
         return self.predict(x, batch_size=_first_len(x))
+
+
+def _verbosity(verbose) -> int:
+    """Keras' verbose values: 0, 1, 2, or "auto" (= 1)."""
+    return 1 if verbose == "auto" else int(verbose)
 
 
 def _first_len(x) -> int:
