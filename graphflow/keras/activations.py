@@ -13,20 +13,24 @@ _logits_of: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def relu(x):
+    """max(x, 0)."""
     return gf.nn.relu(x)
 
 
 def sigmoid(x):
+    """1 / (1 + exp(-x)); remembers x as the logits of its output."""
     out = gf.sigmoid(x)
     _logits_of[out] = ("sigmoid", x)
     return out
 
 
 def tanh(x):
+    """Hyperbolic tangent."""
     return gf.tanh(x)
 
 
 def softmax(x, axis=-1):
+    """Softmax over `axis`; remembers x as the logits of its output (last axis)."""
     out = gf.nn.softmax(x, axis=axis)
     if axis == -1 or axis == (x.ndim or 0) - 1:
         _logits_of[out] = ("softmax", x)
@@ -34,10 +38,12 @@ def softmax(x, axis=-1):
 
 
 def gelu(x, approximate=False):
+    """Gaussian error linear unit (exact erf form unless approximate=True, as keras.activations.gelu)."""
     return gf.nn.gelu(x, approximate=approximate)
 
 
 def linear(x):
+    """The identity (activation=None)."""
     return x
 
 
@@ -64,6 +70,7 @@ def get(identifier):
 
 
 def serialize(fn) -> str | dict:
+    """The name of a built-in activation, or a registered function's reference."""
     for name, known in _BY_NAME.items():
         if fn is known:
             return name

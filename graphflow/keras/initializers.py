@@ -41,16 +41,22 @@ class Initializer:
 
 
 class Zeros(Initializer):
+    """All zeros (Keras' default for biases)."""
+
     def __call__(self, shape, dtype="float32"):
         return np.zeros(shape, dtype)
 
 
 class Ones(Initializer):
+    """All ones."""
+
     def __call__(self, shape, dtype="float32"):
         return np.ones(shape, dtype)
 
 
 class Constant(Initializer):
+    """Every value `value`."""
+
     def __init__(self, value=0.0):
         self.value = float(value)
 
@@ -62,6 +68,8 @@ class Constant(Initializer):
 
 
 class RandomUniform(Initializer):
+    """Uniform in [minval, maxval) (Keras' "uniform": [-0.05, 0.05))."""
+
     def __init__(self, minval=-0.05, maxval=0.05, seed=None):
         self.minval, self.maxval, self.seed = float(minval), float(maxval), seed
 
@@ -73,6 +81,8 @@ class RandomUniform(Initializer):
 
 
 class RandomNormal(Initializer):
+    """Normal(mean, stddev) (Keras' "normal": stddev 0.05)."""
+
     def __init__(self, mean=0.0, stddev=0.05, seed=None):
         self.mean, self.stddev, self.seed = float(mean), float(stddev), seed
 
@@ -173,6 +183,7 @@ def get(identifier) -> Initializer:
 
 
 def serialize(init) -> dict | str:
+    """An initializer as {class_name, config}, or a registered function's reference."""
     if isinstance(init, Initializer):
         return {"class_name": type(init).__name__, "config": init.get_config()}
     from .saving import serialize_callable

@@ -31,6 +31,7 @@ def sparse_labels(y_true, y_pred):
 
 
 def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
+    """Per-sample cross-entropy of class-id labels against probabilities (or logits)."""
     labels = sparse_labels(y_true, y_pred)
     logits = y_pred if from_logits else activations.logits_of(y_pred, "softmax")
     if logits is not None:
@@ -41,6 +42,7 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
 
 
 def categorical_crossentropy(y_true, y_pred, from_logits=False):
+    """Per-sample cross-entropy of one-hot (or soft) labels against probabilities (or logits)."""
     y_true = _float(y_true, y_pred)
     logits = y_pred if from_logits else activations.logits_of(y_pred, "softmax")
     if logits is not None:
@@ -55,6 +57,7 @@ def _probability_crossentropy(y_true, probs):
 
 
 def binary_crossentropy(y_true, y_pred, from_logits=False):
+    """Per-sample mean over the last axis of the binary cross-entropy."""
     y_true = _float(_match_rank(y_true, y_pred), y_pred)
     logits = y_pred if from_logits else activations.logits_of(y_pred, "sigmoid")
     if logits is not None:
@@ -66,11 +69,13 @@ def binary_crossentropy(y_true, y_pred, from_logits=False):
 
 
 def mean_squared_error(y_true, y_pred):
+    """Per-sample mean over the last axis of the squared error."""
     y_true = _float(_match_rank(y_true, y_pred), y_pred)
     return gf.reduce_mean(gf.square(y_pred - y_true), axis=-1)
 
 
 def mean_absolute_error(y_true, y_pred):
+    """Per-sample mean over the last axis of the absolute error."""
     y_true = _float(_match_rank(y_true, y_pred), y_pred)
     return gf.reduce_mean(gf.abs(y_pred - y_true), axis=-1)
 
@@ -136,6 +141,7 @@ def get(identifier) -> Loss:
 
 
 def serialize(loss: Loss) -> dict:
+    """A built-in loss as {class_name, config}, or a registered function's reference."""
     if type(loss) in _BY_CLASS.values():
         return {"class_name": type(loss).__name__, "config": loss.get_config()}
     from .saving import serialize_callable

@@ -11,17 +11,20 @@ from . import losses
 
 
 def sparse_categorical_accuracy(y_true, y_pred):
+    """Fraction of samples whose arg-max prediction equals the class-id label."""
     labels = losses.sparse_labels(y_true, y_pred)
     predicted = gf.argmax(y_pred, axis=-1)
     return gf.reduce_mean(gf.cast(gf.equal(predicted, gf.cast(labels, predicted.dtype)), y_pred.dtype))
 
 
 def categorical_accuracy(y_true, y_pred):
+    """Fraction of samples whose arg-max prediction equals the arg-max of the one-hot label."""
     hit = gf.equal(gf.argmax(y_true, axis=-1), gf.argmax(y_pred, axis=-1))
     return gf.reduce_mean(gf.cast(hit, y_pred.dtype))
 
 
 def binary_accuracy(y_true, y_pred, threshold=0.5):
+    """Fraction of values where (prediction > threshold) equals the 0/1 label."""
     y_true = losses._float(losses._match_rank(y_true, y_pred), y_pred)
     predicted = gf.cast(y_pred > threshold, y_pred.dtype)
     return gf.reduce_mean(gf.cast(gf.equal(predicted, y_true), y_pred.dtype))

@@ -39,6 +39,8 @@ class Optimizer:
 
 
 class SGD(Optimizer):
+    """Keras SGD: plain gradient descent, or with (Nesterov) momentum."""
+
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name="SGD"):
         super().__init__(learning_rate, name)
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
@@ -55,6 +57,8 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
+    """Keras Adam (the TF1 update with epsilon 1e-7 by default)."""
+
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name="adam"):
         super().__init__(learning_rate, name)
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
@@ -67,6 +71,8 @@ class Adam(Optimizer):
 
 
 class RMSprop(Optimizer):
+    """Keras RMSprop (the TF1 update with the mean square starting at zero)."""
+
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, name="rmsprop"):
         super().__init__(learning_rate, name)
         self.rho, self.momentum, self.epsilon = float(rho), float(momentum), float(epsilon)
@@ -103,4 +109,5 @@ def get(identifier) -> Optimizer:
 
 
 def serialize(optimizer: Optimizer) -> dict:
+    """An optimizer as {class_name, config}."""
     return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}

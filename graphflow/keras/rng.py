@@ -16,6 +16,7 @@ def set_random_seed(seed: int) -> None:
 
 
 def generator() -> np.random.Generator:
+    """The shared numpy Generator."""
     return _state["rng"]
 
 

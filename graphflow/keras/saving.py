@@ -72,6 +72,7 @@ def _lookup(class_name: str, registered_name: str | None):
 
 
 def serialize_callable(fn) -> dict:
+    """A registered function as a reference load_model can resolve."""
     key = getattr(fn, "_registered_name", None)
     if key is None:
         raise ValueError(f"cannot save the function {getattr(fn, '__name__', fn)!r}: register it with "
@@ -80,6 +81,7 @@ def serialize_callable(fn) -> dict:
 
 
 def deserialize_callable(config: dict):
+    """The function a serialized reference names (custom_objects first, then the registry)."""
     fn = _lookup(config["registered_name"].split(">")[-1], config["registered_name"])
     if fn is None:
         raise ValueError(f"unknown function {config['registered_name']!r}: pass it in custom_objects= or "
@@ -89,11 +91,13 @@ def deserialize_callable(config: dict):
 
 # ---- layers and models ----
 def serialize_layer(layer) -> dict:
+    """A layer as {class_name, registered_name, config}."""
     return {"class_name": type(layer).__name__, "registered_name": type(layer).__dict__.get("_registered_name"),
             "config": layer.get_config()}
 
 
 def deserialize_layer(config: dict, custom_objects: dict | None = None):
+    """Rebuild a layer (or model) from serialize_layer's dict."""
     with custom_object_scope(custom_objects):
         cls = _lookup(config["class_name"], config.get("registered_name"))
         if cls is None:
@@ -152,6 +156,7 @@ def functional_config(model) -> dict:
 
 
 def functional_from_config(config: dict, custom_objects=None):
+    """Rebuild a functional model by replaying its saved call nodes."""
     from . import tree
     from .layers.input_layer import InputLayer
     from .models.functional import Functional

@@ -26,4 +26,5 @@ def pack_like(struct, leaves: list):
 
 
 def map_structure(fn, struct):
+    """Apply `fn` to every leaf, keeping the nesting."""
     return pack_like(struct, [fn(leaf) for leaf in flatten(struct)])

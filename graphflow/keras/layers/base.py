@@ -32,6 +32,7 @@ def unique_object_name(base: str) -> str:
 
 
 def snake_case(name: str) -> str:
+    """Keras' layer-name form of a class name: Conv2D -> conv2d."""
     s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
 
