@@ -270,3 +270,18 @@ def test_reductions_propagate_nan_through_cancelling_operands():
     ref = gf.Session(opt_level=0).run(out, {x: xv})
     for g, r in zip(got, ref):
         np.testing.assert_array_equal(g, r)
+
+
+def test_ops_with_control_dependencies_fuse_and_keep_their_ordering():
+    x = gf.placeholder(gf.float32, (None,), name="x")
+    first = gf.exp(x)
+    marker = gf.no_op(name="marker")
+    with gf.control_dependencies([marker, first.op]):
+        y = gf.tanh(x) * 2.0
+    c, ks = _kernels([first, y], [x])
+    fused = [n for n in c.program.nodes if n.op == "Fused"]
+    assert sum(len(k["members"]) for k in ks) == 3
+    holder = next(n for n in fused if y.op.name in n.attrs["kernel"].members)
+    marker_id = next(n.id for n in c.program.nodes if n.name == "marker")
+    assert marker_id in holder.control
+    _agree([first, y], {x: RNG.standard_normal(40).astype(np.float32)})

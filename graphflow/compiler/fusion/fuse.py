@@ -166,18 +166,29 @@ def _rewrite(program: Program, groups, kernels, exports, planner: Planner) -> Pr
         last = max(g.members, key=planner.pos.get)
         fused_at[last] = Node(fid, "Fused", tuple(o.ref for o in k.ir.inputs), {"kernel": k}, k.static_specs,
                               k.name)
+    fused_id = {m: next_id + i for m, i in member_of.items()}
+
+    def control_of(ids, own=None):
+        """Control dependencies on members become dependencies on their Fused node."""
+        return tuple(dict.fromkeys(c2 for c2 in (fused_id.get(c, c) for c in ids) if c2 != own))
+
+    for i, g in enumerate(groups):
+        last = max(g.members, key=planner.pos.get)
+        ctl = [c for m in sorted(g.members, key=planner.pos.get) for c in program.node(m).control]
+        fused_at[last] = fused_at[last].with_(control=control_of(ctl, next_id + i))
     nodes = []
     for n in program.nodes:
         if n.id in fused_at:
             nodes.append(fused_at[n.id])
         elif n.id not in member_of:
-            nodes.append(n)
+            nodes.append(n.with_(control=control_of(n.control)) if n.control else n)
     nodes = [n.with_(inputs=tuple(remap.get(r, r) for r in n.inputs)) for n in nodes]
     outputs = tuple(remap.get(r, r) for r in program.outputs)
-    used = {r[0] for n in nodes for r in n.inputs} | {r[0] for r in outputs} | set(program.targets)
+    targets = tuple(dict.fromkeys(fused_id.get(t, t) for t in program.targets))
+    used = {r[0] for n in nodes for r in n.inputs} | {r[0] for r in outputs} | set(targets)
     used |= {c for n in nodes for c in n.control}
     nodes = [n for n in nodes if n.id in used or not inlinable_constant(n)]
-    return program.with_nodes(_toposort(nodes), outputs=outputs)
+    return program.with_nodes(_toposort(nodes), outputs=outputs, targets=targets)
 
 
 def _toposort(nodes: list[Node]) -> list[Node]:

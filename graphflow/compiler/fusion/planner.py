@@ -88,15 +88,13 @@ class Role:
     lead: bool = False
 
 
-def classify(node, program, controlled: set, targets: set) -> tuple[Role | None, str | None]:
+def classify(node, program, targets: set) -> tuple[Role | None, str | None]:
     """(role, None) for a fusable node; (None, reason) for one that stays alone."""
     d = node.op_def
     if d.kind is OpKind.SOURCE:
         return None, "source op (produces a kernel input)"
     if d.stateful:
         return None, "has side effects"
-    if node.control or node.id in controlled:
-        return None, "ordered by a control dependency"
     if node.id in targets:
         return None, "run as a target"
     if d.kind is OpKind.INJECTIVE:
@@ -166,11 +164,10 @@ class Planner:
             for c in n.control:
                 self.succ[c].append(n.id)
         self.output_ids = {r[0] for r in program.outputs}
-        controlled = {c for n in program.nodes for c in n.control}
         self.roles: dict[int, Role] = {}
         self.unfused: dict[str, str] = {}
         for n in program.nodes:
-            role, reason = classify(n, program, controlled, set(program.targets))
+            role, reason = classify(n, program, set(program.targets))
             if role is None:
                 self.unfused[n.name] = reason
             else:
