@@ -285,3 +285,15 @@ def test_ops_with_control_dependencies_fuse_and_keep_their_ordering():
     marker_id = next(n.id for n in c.program.nodes if n.name == "marker")
     assert marker_id in holder.control
     _agree([first, y], {x: RNG.standard_normal(40).astype(np.float32)})
+
+
+def test_cond_branches_are_fused_in_the_same_module():
+    x = gf.placeholder(gf.float32, (None, 8), name="x")
+    p = gf.placeholder(gf.bool, (), name="p")
+    y = gf.cond(p, lambda: gf.nn.softmax(x * 2.0), lambda: gf.tanh(x) + 1.0)
+    c, ks = _kernels(y, [x, p])
+    assert sorted(k["kind"] for k in ks) == ["elementwise", "row"]
+    assert all(f'define void @"{k["name"]}"' in c.llvm_ir for k in ks)
+    xv = RNG.standard_normal((5, 8)).astype(np.float32)
+    for pv in (True, False):
+        _agree(y, {x: xv, p: pv})

@@ -23,19 +23,37 @@ from .kernel_ir import DROP, FULL, LIB, ROW, UNIFORM, Instr, KernelIR, Operand
 from .planner import Group, Planner, fit, inlinable_constant, is_unit
 
 
+class _Plan:
+    """The fusion plan of one program (the main one or a gf.cond branch)."""
+
+    def __init__(self, program: Program, first_index: int):
+        self.program = program
+        self.planner = Planner(program)
+        self.groups = self.planner.plan()
+        self.kernels, self.exports = [], []
+        for i, g in enumerate(self.groups):
+            kir, export = build_kernel_ir(g, self.planner, _kernel_name(first_index + i, program, g, self.planner))
+            k = FusedKernel(kir)
+            k.static_specs = tuple(program.node(m).specs[0] for m in export)
+            self.kernels.append(k)
+            self.exports.append(export)
+
+
+def _plans(program: Program, plans: list) -> None:
+    """Plan `program` and, depth first, the branch programs of its gf.cond nodes."""
+    for n in program.nodes:
+        if n.op_def.extra.get("has_branches"):
+            for branch in n.attrs["branches"]:
+                _plans(branch, plans)
+    plans.append(_Plan(program, sum(len(p.kernels) for p in plans)))
+
+
 def fuse(program: Program, report: Report) -> Program:
-    """Replace fusable groups of `program` by compiled Fused nodes."""
-    planner = Planner(program)
-    groups = planner.plan()
-    for names, why in planner.cap_events:
-        report.record("fuse", "capped", names, why)
-    kernels, exports = [], []
-    for i, g in enumerate(groups):
-        kir, export = build_kernel_ir(g, planner, _kernel_name(i, program, g, planner))
-        k = FusedKernel(kir)
-        k.static_specs = tuple(program.node(m).specs[0] for m in export)
-        kernels.append(k)
-        exports.append(export)
+    """Replace fusable groups of `program` (and of its gf.cond branches) by Fused nodes whose
+    kernels are compiled together in one LLVM module."""
+    plans: list[_Plan] = []
+    _plans(program, plans)
+    kernels = [k for p in plans for k in p.kernels]
     debug = os.environ.get("GRAPHFLOW_DEBUG", "0")
     if kernels and debug in ("2", "3"):
         print("\n".join(k.ir.describe() for k in kernels), file=sys.stderr)
@@ -45,17 +63,32 @@ def fuse(program: Program, report: Report) -> Program:
         if debug == "3":
             print(report.llvm_ir, file=sys.stderr)
         report.stage_seconds["codegen"] = report.stage_seconds.get("codegen", 0.0) + time.perf_counter() - t0
-    out = _rewrite(program, groups, kernels, exports, planner)
-    live = {n.name for n in out.nodes if n.op != FEED}
-    for name, why in planner.unfused.items():
-        if name in live:
-            report.unfused[name] = why
-    for k, g in zip(kernels, groups):
-        report.record("fuse", "fused", k.members, f"into {k.name} ({k.kind})")
-        report.kernels.append({"name": k.name, "members": list(k.members),
-                               "inputs": [o.name for o in k.ir.inputs],
-                               "outputs": list(k.ir.output_names), "vectorized": k.vectorized, "kind": k.kind})
-    return out
+    rewritten: dict = {}
+    for p in plans:   # branches come before the programs holding them
+        out = _rewrite(_with_branches(p.program, rewritten), p.groups, p.kernels, p.exports, p.planner)
+        rewritten[id(p.program)] = out
+        live = {n.name for n in out.nodes if n.op != FEED}
+        for name, why in p.planner.unfused.items():
+            if name in live:
+                report.unfused[name] = why
+        for names, why in p.planner.cap_events:
+            report.record("fuse", "capped", names, why)
+        for k in p.kernels:
+            report.record("fuse", "fused", k.members, f"into {k.name} ({k.kind})")
+            report.kernels.append({"name": k.name, "members": list(k.members),
+                                   "inputs": [o.name for o in k.ir.inputs],
+                                   "outputs": list(k.ir.output_names), "vectorized": k.vectorized, "kind": k.kind})
+    return rewritten[id(program)]
+
+
+def _with_branches(program: Program, rewritten: dict) -> Program:
+    """`program` with its gf.cond nodes holding the fused versions of their branches."""
+    if not any(id(b) in rewritten for n in program.nodes if n.op_def.extra.get("has_branches")
+               for b in n.attrs["branches"]):
+        return program
+    nodes = [n.with_(attrs=dict(n.attrs, branches=tuple(rewritten.get(id(b), b) for b in n.attrs["branches"])))
+             if n.op_def.extra.get("has_branches") else n for n in program.nodes]
+    return program.with_nodes(nodes)
 
 
 def _kernel_name(i: int, program: Program, g: Group, planner: Planner) -> str:
