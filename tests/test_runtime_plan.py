@@ -320,3 +320,17 @@ def test_out_contract_ops_get_reused_buffers_in_place_and_the_session_budget(lev
         assert all(budget is sess.budget for _, budget, _ in kernel.calls)
         assert any(given for given, _, _ in kernel.calls)       # buffers were handed in
         assert any(aliased for _, _, aliased in kernel.calls)   # ... and written in place
+
+
+def test_a_cond_returning_a_captured_buffer_keeps_it_alive(opt_level):
+    x = gf.placeholder(gf.float32, (None, 3), name="x")
+    flag = gf.placeholder(gf.bool, (), name="flag")
+    a = gf.exp(x)
+    c = gf.cond(flag, lambda: gf.identity(a), lambda: a * 2.0)  # the true branch hands back a itself
+    b = gf.tanh(x)
+    out = c * 10.0 + b
+    data = np.arange(6, dtype=np.float32).reshape(2, 3) / 6
+    with gf.Session(opt_level=opt_level) as sess:
+        for f, scale in ((True, 1.0), (False, 2.0), (True, 1.0)):
+            np.testing.assert_allclose(sess.run(out, {x: data, flag: f}),
+                                       np.exp(data) * scale * 10 + np.tanh(data), rtol=1e-6)
