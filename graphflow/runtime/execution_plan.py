@@ -71,12 +71,23 @@ def _buffer(A: list, b: int, dtype, shape: tuple) -> np.ndarray:
 
 
 def _buffer_1(A: list, b: int, dtype, x) -> np.ndarray:
-    return _buffer(A, b, dtype, x.shape)
+    """The buffer for a unary elementwise result (`_buffer` inlined: this runs per step)."""
+    s = x.shape
+    out = A[b]
+    if out is None or out.shape != s:
+        out = A[b] = np.empty(s, dtype)
+    return out
 
 
 def _buffer_2(A: list, b: int, dtype, x, y) -> np.ndarray:
+    """The buffer for a binary elementwise result of the inputs' broadcast shape."""
     s, t = x.shape, y.shape
-    return _buffer(A, b, dtype, s if s == t else _broadcast(s, t))
+    if s != t:
+        s = _broadcast(s, t)
+    out = A[b]
+    if out is None or out.shape != s:
+        out = A[b] = np.empty(s, dtype)
+    return out
 
 
 def _buffer_n(A: list, b: int, dtype, *xs) -> np.ndarray:
