@@ -190,7 +190,7 @@ class ExecutionPlan:
             if d.kernel is None:
                 raise InvalidArgumentError(f"'{n.name}' ({n.op}) has no value: it must be fed", n.name)
             outs = tuple(value_of[(n.id, i)] for i in range(len(n.specs)))
-            if _is_constant(n, d) and self._fold(n, d, outs):
+            if _is_constant(n, d) and (not generate or self._fold(n, d, outs)):  # sizing only: no need to evaluate
                 for v in outs:
                     external[v] = True
                 continue
