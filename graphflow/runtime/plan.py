@@ -2,6 +2,8 @@
 build its ExecutionPlan once, and record the plan's peak memory in the report."""
 from __future__ import annotations
 
+import os
+import sys
 import time
 
 from ..compiler.pipeline import build_program
@@ -49,7 +51,23 @@ def build_plan(graph, elements, tensors, ops, feeds, opt_level, session=None) ->
                                                          generate=False).peak_memory_bytes()
     report.note("peak memory counts the plan's buffers and live per-run allocations, with unknown "
                 "dimensions taken as 1")
+    _debug(execution, report)
     return Plan(program, report, execution, elements, tensors)
+
+
+def _debug(execution: ExecutionPlan, report) -> None:
+    """GRAPHFLOW_DEBUG=1: one line per plan; 3: also the generated runner."""
+    try:
+        level = int(os.environ.get("GRAPHFLOW_DEBUG", "0") or 0)
+    except ValueError:
+        return
+    if level >= 1:
+        mem = execution.memory
+        print(f"[graphflow] plan: {len(execution.steps)} steps, {mem.n_buffers} buffers, {mem.inplace_steps} in "
+              f"place, peak {report.peak_memory_bytes} bytes (unfused {report.unfused_peak_memory_bytes}), "
+              f"{'inter-op capable' if execution.parallel_ok else 'serial'}", file=sys.stderr)
+    if level >= 3:
+        print(execution.source, file=sys.stderr)
 
 
 def _converter():
