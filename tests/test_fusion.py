@@ -297,3 +297,16 @@ def test_cond_branches_are_fused_in_the_same_module():
     xv = RNG.standard_normal((5, 8)).astype(np.float32)
     for pv in (True, False):
         _agree(y, {x: xv, p: pv})
+
+
+def test_conv2d_bias_relu_is_one_epilogue_kernel_blocked_over_the_batch():
+    x = gf.placeholder(gf.float32, (None, 9, 7, 4), name="x")
+    w = gf.constant(RNG.standard_normal((3, 3, 4, 6)).astype(np.float32) * 0.2)
+    b = gf.constant(RNG.standard_normal(6).astype(np.float32))
+    y = gf.nn.relu(gf.nn.conv2d(x, w, strides=2, padding="SAME") + b)
+    c, ks = _kernels(y, [x])
+    assert len(ks) == 1 and ks[0]["kind"] == "epilogue" and len(ks[0]["members"]) == 3
+    xv = RNG.standard_normal((13, 9, 7, 4)).astype(np.float32)
+    _agree(y, {x: xv}, rtol=1e-5, atol=1e-5)
+    with gf.Session(num_threads=3) as sess:
+        np.testing.assert_allclose(sess.run(y, {x: xv}), gf.Session(opt_level=0).run(y, {x: xv}), rtol=1e-5, atol=1e-5)

@@ -138,13 +138,14 @@ class FusedKernel:
         lib_arrays = []
         if self._lib is not None:
             item = np.dtype(self.ir.instrs[self._lib].dtype).itemsize
-            lib_arrays = [_Strided(domain, (domain[1] * item, item), item)]
+            lib_arrays = [_Strided(domain, tuple(int(np.prod(domain[d + 1:], dtype=np.int64)) * item
+                                                 for d in range(len(domain))), item)]
         scratch = [np.empty(shapes[s], dtype=self.ir.slot_dtype(s)) for s in self._scratch]
         arrays = ptr_arrays + lib_arrays + list(outputs) + scratch
         key = tuple((a.shape, a.strides) for a in arrays)
         layout = self._layout_cache.get(key)
         if layout is None:
-            layout = call_layout(self.ir, domain, arrays, self._forms, keep_outer=self._lib is not None)
+            layout = call_layout(self.ir, domain, arrays, self._forms, separate_columns=self._lib is not None)
             if layout is None:
                 return self._run_numpy(inputs, outputs)
             if len(self._layout_cache) > _LAYOUT_CACHE:
@@ -157,7 +158,7 @@ class FusedKernel:
         fn, dims, strides = self._fn, layout.dims.ctypes.data, layout.strides.ctypes.data
         rows, cols = layout.rows, layout.cols
         if self._lib is not None:
-            self._run_epilogue(inputs, ptrs, outs, layout, budget)
+            self._run_epilogue(inputs, ptrs, outs, layout, domain, budget)
         elif self.ir.lead:
             # column kernel: each task owns whole columns, so sums never split (deterministic)
             blocks = -(-cols // FLAT_BLOCK)
@@ -176,26 +177,31 @@ class FusedKernel:
             budget.parallel_for(lambda s, e: fn(s, e, 0, cols, dims, strides, *ptrs, *outs), rows, grain)
         return outputs
 
-    def _run_epilogue(self, inputs, ptrs, outs, layout, budget) -> None:
+    def _run_epilogue(self, inputs, ptrs, outs, layout, domain, budget) -> None:
+        """Blocks along axis 0 of the library result (matmul rows, conv images): compute a
+        block into a scratch buffer, then run the fused kernel on its rows while in cache."""
         ins = self.ir.instrs[self._lib]
         lib_args = [inputs[a] for a in ins.args]
         dtype = np.dtype(ins.dtype)
-        rows, cols = layout.rows, layout.cols
-        block = epilogue.block_rows(cols, dtype.itemsize)
+        n, cols = domain[0], layout.cols
+        if n == 0:
+            return
+        unit = layout.rows // n                      # kernel rows per index along axis 0
+        item_bytes = unit * cols * dtype.itemsize
+        block = epilogue.block_size(item_bytes)
         fn, dims, strides = self._fn, layout.dims.ctypes.data, layout.strides.ctypes.data
-        row_bytes = cols * dtype.itemsize
 
         def task(s: int, e: int) -> None:
-            scratch = np.empty((min(block, e - s), cols), dtype=dtype)
-            for r0 in range(s, e, block):
-                r1 = min(r0 + block, e)
-                part = scratch[:r1 - r0]
+            scratch = np.empty((min(block, e - s),) + tuple(domain[1:]), dtype=dtype)
+            for b0 in range(s, e, block):
+                b1 = min(b0 + block, e)
+                part = scratch[:b1 - b0]
                 with np.errstate(all="ignore"):   # like the compiled epilogue: IEEE results, no warnings
-                    epilogue.compute_rows(ins.op, lib_args, ins.attrs, r0, r1, part)
-                fn(r0, r1, 0, cols, dims, strides, *ptrs, part.ctypes.data - r0 * row_bytes, *outs)
+                    epilogue.compute_block(ins.op, lib_args, ins.attrs, b0, b1, part)
+                fn(b0 * unit, b1 * unit, 0, cols, dims, strides, *ptrs, part.ctypes.data - b0 * item_bytes, *outs)
 
-        grain = max(block, math.ceil(TASK_NS / (self._elem_ns * max(cols, 1))))
-        budget.parallel_for(task, rows, grain)
+        grain = max(block, math.ceil(TASK_NS / (self._elem_ns * max(unit * cols, 1))))
+        budget.parallel_for(task, n, grain)
 
     def _run_numpy(self, inputs, outputs) -> list[np.ndarray]:
         for out, value in zip(outputs, evaluate(self.ir, inputs)):

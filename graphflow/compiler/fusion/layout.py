@@ -89,9 +89,11 @@ class CallLayout:
     strides: np.ndarray     # int64 [operand][outer..., col]
 
 
-def call_layout(ir: KernelIR, domain: tuple, arrays: list, forms: list, keep_outer: bool) -> CallLayout | None:
+def call_layout(ir: KernelIR, domain: tuple, arrays: list, forms: list, separate_columns: bool) -> CallLayout | None:
     """The layout for `arrays` (pointer operands, with their forms) over `domain`; None when an
-    operand's inner axes cannot be walked with one stride (the caller evaluates with numpy)."""
+    operand's inner axes cannot be walked with one stride (the caller evaluates with numpy).
+    `separate_columns` keeps the column axis apart from the rows even in an elementwise
+    kernel (an epilogue's blocks are whole rows)."""
     per = []
     for a, f in zip(arrays, forms):
         s = element_strides(a, f, domain, ir.reduced)
@@ -101,14 +103,13 @@ def call_layout(ir: KernelIR, domain: tuple, arrays: list, forms: list, keep_out
     ro = outer_rank(ir)
     odims, ostr = list(domain[:ro]), [s[:ro] for s in per]
     idims, istr = list(domain[ro:]), [s[ro:] for s in per]
-    if not keep_outer and not ir.reduced:
+    if not separate_columns and not ir.reduced:
         # elementwise: merge everything; the last merged axis becomes the column axis
         dims, strides = merge_axes(odims + idims, [o + i for o, i in zip(ostr, istr)])
         odims, ostr = dims[:-1], [s[:-1] for s in strides]
         idims, istr = dims[-1:], [s[-1:] for s in strides]
     else:
-        if not keep_outer:
-            odims, ostr = merge_axes(odims, ostr)
+        odims, ostr = merge_axes(odims, ostr)
         idims, istr = merge_axes(idims, istr)
     if len(idims) > 1:
         return None

@@ -127,7 +127,8 @@ def classify(node, program, targets: set) -> tuple[Role | None, str | None]:
                           "non-empty run of trailing (row kernel) or leading (column kernel) axes fuses")
         return Role("reduction", tuple(x.shape), *run), None
     if d.kind is OpKind.LIBRARY:
-        if node.op not in ROW_BLOCKED or len(out.shape) != 2 or any(len(s.shape) != 2 for s in in_specs):
+        blocked = ROW_BLOCKED.get(node.op)
+        if blocked is None or not blocked.accepts([tuple(s.shape) for s in in_specs], tuple(out.shape)):
             return None, f"library op {node.op} with a rank-{len(out.shape)} result has no blocked epilogue"
         if out.dtype.kind != "f":
             return None, f"library op {node.op} on {out.dtype.name}: epilogues are float-only"
