@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="write all rows and the machine description as JSON")
     p.add_argument("--markdown", metavar="PATH", help="write the tables as markdown (benchmarks/RESULTS.md)")
     p.add_argument("--no-isolated", action="store_true", help="skip the subprocess peers (jax, tensorflow)")
+    p.add_argument("--note", help="a line about the conditions of this run, kept in the markdown")
+    p.add_argument("--from-json", metavar="PATH", help="re-render the results of an earlier --json run "
+                                                      "(no measuring)")
     return p
 
 
@@ -107,9 +110,32 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"benchmarks: error: {exc}", file=sys.stderr)
         return 2
+    if args.from_json:
+        with open(args.from_json) as f:
+            saved = json.load(f)
+        rows = [Row(**r) for r in saved["rows"]]
+        info, settings_text = saved["machine"], saved["settings"]
+    else:
+        rows, info, settings_text = run_suite(workloads, threads, args)
+    if args.note:
+        info["note"] = args.note
+    summary = goals.markdown_goals(rows)
+    if summary:
+        print("Targets (ratios within this run):\n" + summary, flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": info, "settings": settings_text, "rows": [r.as_dict() for r in rows]}, f, indent=1)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(tables.markdown_document(rows, info, settings_text, TITLES, summary))
+    return 0
+
+
+def run_suite(workloads: list, threads: list, args) -> tuple[list, dict, str]:
+    """Run and print every case; returns (rows, machine description, method text)."""
     settings = Settings(args.repeat or (3 if args.quick else 7), 0.005 if args.quick else 0.02)
     info = machine.describe()
-    info["command"] = " ".join(["python -m benchmarks"] + list(sys.argv[1:] if argv is None else argv))
+    info["command"] = " ".join(["python -m benchmarks"] + sys.argv[1:])
     print(f"{info['cpu']}; {info['usable_cpus']} usable CPUs; threads {threads}; "
           f"{settings.repeat} repeats{' (quick)' if args.quick else ''}\n", flush=True)
     others = isolated_rows(workloads, threads, args, settings)
@@ -123,24 +149,14 @@ def main(argv=None) -> int:
                     case_rows += run_case(case, local, n, settings)
                 case_rows += [r for r in others if r.case == case.title and r.threads == n]
             rows += case_rows
-            limits = tables.machine_limits(rows)
-            print(tables.text_table(f"{workload}: {case.title}", case_rows, rows, limits), flush=True)
+            print(tables.text_table(f"{workload}: {case.title}", case_rows, rows, tables.machine_limits(rows)),
+                  flush=True)
     rows += [r for r in others if r.case == "(all cases)"]
-    summary = goals.markdown_goals(rows)
-    if summary:
-        print("Targets (ratios within this run):\n" + summary, flush=True)
     settings_text = (f"median of {settings.repeat} timed repeats after warm-up (compilation included in the "
                      "warm-up); graphflow's opt levels alternate call by call (fused vs unfused in one process), "
                      "each other system is timed in its own block; outputs checked against numpy first; "
                      f"threads {threads}" + ("; QUICK sizes" if args.quick else ""))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": info, "settings": settings_text, "rows": [r.as_dict() for r in rows]}, f, indent=1)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(tables.markdown_document(rows, info, settings_text, TITLES, summary))
-    return 0
-
+    return rows, info, settings_text
 
 if __name__ == "__main__":
     sys.exit(main())

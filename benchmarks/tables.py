@@ -97,6 +97,7 @@ def markdown_document(rows: list, machine: dict, settings_text: str, titles: dic
            f"- Machine: {machine['cpu']}, {machine['cores']} cores ({machine['usable_cpus']} usable), "
            f"{machine['memory']} memory; {machine['platform']}",
            f"- Versions: {versions}",
+           *([f"- Note: {machine['note']}"] if machine.get("note") else []),
            f"- Method: {settings_text}. \"vs best other\" is graphflow's median time over the fastest "
            "non-graphflow system at the same thread count (below 1.00x = graphflow faster); "
            "\"% of triad/sgemm\" compares with the W7 machine limits of the same run.", ""]

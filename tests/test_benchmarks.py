@@ -46,6 +46,10 @@ def test_quick_run_writes_tables_json_and_markdown(tmp_path):
     assert "## W1: elementwise chain" in md and "| system | threads | median |" in md
     assert "% of triad" in md  # GB/s figures are set against the machine's triad
     assert "## Targets (ratios within this run)" in md and "| W8 make_callable (us/call) | 1 |" in md
+    again = tmp_path / "again.md"
+    done = run_suite("--from-json", str(out_json), "--markdown", str(again), "--note", "re-rendered")
+    assert done.returncode == 0, done.stderr
+    assert again.read_text() == md.replace("- Method:", "- Note: re-rendered\n- Method:")  # no re-measuring
 
 
 @pytest.mark.slow
