@@ -223,6 +223,14 @@ def test_bad_input_exits_2_with_one_line(cli, args, expected):
     assert "Traceback" not in done.stderr and expected in done.stderr
 
 
+def test_output_dir_that_is_a_file_is_an_input_error(cli, tmp_path):
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file, not a directory")
+    done = cli("compile", W1, "--output-dir", str(blocker))
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "cannot create --output-dir" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_unfed_placeholder_is_an_input_error(cli, tmp_path):
     path = script(tmp_path, """
         a = gf.placeholder(gf.float32, shape=(3,), name="a")
