@@ -103,6 +103,11 @@ def markdown_document(rows: list, machine: dict, settings_text: str, titles: dic
            "\"% of triad/sgemm\" compares with the W7 machine limits of the same run.", ""]
     if goals:
         out += ["## Targets (ratios within this run)", "", goals]
+    described = set()
     for (workload, case), case_rows in group_by_case(rows).items():
-        out += [f"## {workload}: {case}", "", titles.get(workload, ""), "", markdown_table(case_rows, rows, limits)]
+        out += [f"## {workload}: {case}", ""]
+        if workload not in described:  # the workload's description once, above its first case
+            described.add(workload)
+            out += [titles.get(workload, ""), ""]
+        out.append(markdown_table(case_rows, rows, limits))
     return "\n".join(out)
