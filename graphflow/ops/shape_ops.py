@@ -239,7 +239,8 @@ def _broadcast_like_grad(op, dy):
 register(OpDef(type="BroadcastLike", default_name="BroadcastLike", infer=_broadcast_like_infer,
                kind=OpKind.ELEMENTWISE,
                kernel=lambda x, like: np.broadcast_to(x, np.broadcast_shapes(np.shape(x), np.shape(like))),
-               grad=_broadcast_like_grad, scalar=lambda b, x, like: x, extra={"shape_only_inputs": (1,)}))
+               grad=_broadcast_like_grad, scalar=lambda b, x, like: x, sample=("real", "real"),
+               extra={"shape_only_inputs": (1,)}))
 
 
 def broadcast_like(x, like, name=None):
