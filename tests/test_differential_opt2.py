@@ -4,7 +4,7 @@ opt_level 0 (numpy reference, op by op).
 The graphs chain elementwise ops over operands that broadcast into a (rows, cols) domain
 (full, row-vector, column-vector and scalar operands), sometimes followed by a row or column
 reduction and a consumer of it (softmax-like and batch-norm-like patterns) or a leading matmul (an epilogue). Sizes
-include 0, 1, 3, 17, 1023 and 2**16 + 1; feeds may be non-contiguous or transposed views and
+include 0, 1, 3, 17, 1023 and 2**16 + 1; feeds may be strided, reversed or transposed views and
 hold NaN and +-inf. Results must match to float tolerance with NaN positions equal (the
 polynomial approximations are within a few ulp). Hypothesis runs derandomized in CI
 (conftest.py's "ci" profile) and prints the drawn recipe of a failing graph.
@@ -54,6 +54,8 @@ def _feed_value(rng, shape, layout, specials, dtype):
         return big[..., ::2]
     if layout == "transposed" and v.ndim == 2:
         return np.ascontiguousarray(v.T).T
+    if layout == "reversed" and v.ndim:
+        return np.ascontiguousarray(v[..., ::-1])[..., ::-1]
     return v
 
 
@@ -80,7 +82,7 @@ def test_random_fused_graphs_match_the_reference(data):
     for i, form in enumerate(forms):
         shape = _shape(form, rows, cols)
         p = gf.placeholder(dtype, _static(form, shape, known), name=f"p{i}")
-        layout = data.draw(st.sampled_from(["contiguous", "strided", "transposed"]), f"layout{i}")
+        layout = data.draw(st.sampled_from(["contiguous", "strided", "transposed", "reversed"]), f"layout{i}")
         feeds.append(p)
         values.append(_feed_value(rng, shape, layout, specials, dtype))
     pool = list(feeds)
