@@ -37,6 +37,11 @@ def build_model() -> gf.keras.Model:
     return keras.Model(inputs, outputs, name="digits_cnn")
 
 
+# The untrained model at module level, for `graphflow compile/bench examples/digits_cnn.py`
+# (the CLI skips main(), so nothing is trained there).
+model = build_model()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10)

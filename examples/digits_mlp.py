@@ -33,6 +33,11 @@ def build_model() -> gf.keras.Model:
     ], name="digits_mlp")
 
 
+# The untrained model at module level, for `graphflow compile/bench examples/digits_mlp.py`
+# (the CLI skips main(), so nothing is trained there).
+model = build_model()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=20)

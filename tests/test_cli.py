@@ -163,6 +163,18 @@ def test_bench_json(cli):
     assert result["max_abs_diff_vs_opt0"]["2"] < 1e-5 and result["feeds"] == {"x:0": [8, 784]}
 
 
+@pytest.mark.parametrize("example", ["digits_mlp.py", "digits_cnn.py"])
+def test_keras_digits_examples_compile_and_bench(cli, example):
+    path = os.path.join(REPO, "examples", example)
+    done = cli("compile", path, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["found"].startswith("module-level `model`") and doc["kernels"]
+    done = cli("bench", path, "--repeat", "2", "--batch", "8")
+    assert done.returncode == 0, done.stderr
+    assert "fused (opt 2)" in done.stdout
+
+
 def test_training_op_among_outputs(cli, tmp_path):
     path = script(tmp_path, """
         import numpy as np
