@@ -45,6 +45,7 @@ class Cluster:
     vectorized: object
     op_count: int
     members: list = field(default_factory=list)  # Box ids (an elided run counts as one)
+    tooltip: str = ""
 
     @property
     def detail(self) -> str:

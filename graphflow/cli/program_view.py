@@ -91,7 +91,9 @@ def _kernel_cluster(node, kernel: dict, graph: Graph, boxes: dict):
         edges += [(head_ids[-1], bid), (bid, tail_ids[0])]
         ids = head_ids + [bid] + tail_ids
     vectorized = kernel.get("vectorized")
-    cluster = Cluster(f"c{node.id}", kernel["name"], kernel.get("kind", "fused"), vectorized, len(members), ids)
+    io = f"inputs {', '.join(kernel.get('inputs', ()))}; outputs {', '.join(kernel.get('outputs', ()))}"
+    cluster = Cluster(f"c{node.id}", kernel["name"], kernel.get("kind", "fused"), vectorized, len(members), ids,
+                      f"fused kernel {kernel['name']}: {io}")
     return cluster, member_ids, edges
 
 

@@ -90,7 +90,7 @@ def render_svg(drawing: Drawing) -> str:
     for c in drawing.clusters.values():
         fill, stroke = _kernel_colours(c.kind)
         parts.append(f'<rect x="{c.x:.1f}" y="{c.y:.1f}" width="{c.w:.1f}" height="{c.h:.1f}" rx="10" '
-                     f'fill="{fill}" stroke="{stroke}" stroke-width="2"/>')
+                     f'fill="{fill}" stroke="{stroke}" stroke-width="2"><title>{_cluster_tooltip(c)}</title></rect>')
     for a, b in drawing.edges:
         parts.append(_edge(drawing.boxes[a], drawing.boxes[b]))
     for a, b in drawing.control_edges:
@@ -98,7 +98,7 @@ def render_svg(drawing: Drawing) -> str:
     for c in drawing.clusters.values():  # titles above the edges, haloed in the kernel's colour
         fill, stroke = _kernel_colours(c.kind)
         halo = f'fill="{stroke}" stroke="{fill}" stroke-width="4" paint-order="stroke"'
-        parts.append(f'<g><title>{escape(f"fused kernel {c.name}: {c.detail}")}</title>'
+        parts.append(f'<g><title>{_cluster_tooltip(c)}</title>'
                      f'<text x="{c.x + 12:.1f}" y="{c.y + 19:.1f}" font-size="13" font-weight="600" {halo}>'
                      f'{escape(_clip(c.name, int(c.w / 7.4)))}</text>'
                      f'<text x="{c.x + 12:.1f}" y="{c.y + 34:.1f}" font-size="11" {halo}>'
@@ -107,6 +107,10 @@ def render_svg(drawing: Drawing) -> str:
         parts.append(_box(box))
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def _cluster_tooltip(c) -> str:
+    return escape(f"{c.tooltip or c.name} ({c.detail})")
 
 
 def _edge(a, b, control: bool = False) -> str:
