@@ -5,8 +5,9 @@ program node, plus one terminal per fetch); a fused kernel is one item there, dr
 box holding its member ops, which are laid out inside it by the same layered layout over
 the original graph's edges. Layers come from the longest path from the sources in a
 topological order (networkx), so data flows top to bottom; within a layer, items are
-ordered by the mean position of their predecessors, which keeps most edges short, and
-sources (weights, constants) sit just above their first consumer rather than all on top.
+ordered by the mean position of their neighbours (sweeping down and up), which keeps
+most edges short and uncrossed, and sources (weights, constants) sit just above their
+first consumer rather than all on the top row.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ BOX_W, BOX_H = 168, 40
 GAP_X, GAP_Y = 28, 46
 PAD, TITLE_H = 14, 34
 MAX_MEMBERS_DRAWN = 40  # a kernel of a 1000-op chain is drawn as its head, "...", its tail
+SWEEPS = 4  # down, up, down, up: enough to untangle the graphs people draw
 
 
 @dataclass
@@ -84,20 +86,31 @@ def layered_positions(order: list, edges: list, sizes: dict) -> tuple[dict, floa
     rows: list[list] = [[] for _ in range(max(layer.values(), default=-1) + 1)]
     for n in order:
         rows[layer[n]].append(n)
-    centre: dict = {}
     row_widths = [sum(sizes[n][0] for n in row) + GAP_X * (len(row) - 1) for row in rows]
     width = max(row_widths, default=0)
-    positions: dict = {}
-    y = 0.0
-    for row, row_width in zip(rows, row_widths):
-        preds_mean = {n: _mean([centre[p] for p in g.predecessors(n) if p in centre]) for n in row}
-        row.sort(key=lambda n: preds_mean[n] if preds_mean[n] is not None else width / 2)
+    centre: dict = {}
+
+    def place(row: list, row_width: float) -> None:
         x = (width - row_width) / 2
         for n in row:
-            w, h = sizes[n]
-            positions[n] = (x, y)
-            centre[n] = x + w / 2
-            x += w + GAP_X
+            centre[n] = x + sizes[n][0] / 2
+            x += sizes[n][0] + GAP_X
+
+    for row, row_width in zip(rows, row_widths):
+        place(row, row_width)
+    for sweep in range(SWEEPS):  # barycentre ordering, alternately by predecessors and by successors
+        down = sweep % 2 == 0
+        neighbours = g.predecessors if down else g.successors
+        indices = range(1, len(rows)) if down else range(len(rows) - 2, -1, -1)
+        for i in indices:
+            key = {n: _mean([centre[m] for m in neighbours(n)]) for n in rows[i]}
+            rows[i].sort(key=lambda n: centre[n] if key[n] is None else key[n])
+            place(rows[i], row_widths[i])
+    positions: dict = {}
+    y = 0.0
+    for row in rows:
+        for n in row:
+            positions[n] = (centre[n] - sizes[n][0] / 2, y)
         y += max(sizes[n][1] for n in row) + GAP_Y
     return positions, width, max(y - GAP_Y, 0.0)
 
