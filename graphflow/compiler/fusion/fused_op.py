@@ -32,6 +32,18 @@ _BYTE_NS = 0.08
 _LAYOUT_CACHE = 64
 
 
+def _address(a: np.ndarray) -> int:
+    """The data pointer of `a` (ctypes.c_char.from_buffer is ~3x faster than a.ctypes.data,
+    but needs a writable, contiguous, non-empty buffer)."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(a))
+    except (TypeError, ValueError, BufferError):
+        return a.ctypes.data
+
+
+_NO_LAYOUT = object()   # these strides cannot be walked by the compiled loop: numpy evaluation
+
+
 class _Strided:
     """Shape/strides of a buffer that does not exist yet (the library block's scratch)."""
 
@@ -128,54 +140,77 @@ class FusedKernel:
     def run(self, inputs, outputs=None, budget=None) -> list[np.ndarray]:
         """Compute the outputs (into `outputs` when given), split over `budget`'s threads."""
         budget = budget or SERIAL
-        inputs = [np.asarray(a) for a in inputs]
-        shapes, domain = self._analysis(tuple(a.shape for a in inputs))
+        inputs = [a if type(a) is np.ndarray else np.asarray(a) for a in inputs]
+        in_shapes = tuple([a.shape for a in inputs])
+        shapes, domain = self._analysis(in_shapes)
         if outputs is None:
             outputs = [np.empty(shapes[s], dtype=d) for s, d in zip(self.ir.outputs, self._out_dtypes)]
         if self._fn is None or domain is None:
             return self._run_numpy(inputs, outputs)
         ptr_arrays = [inputs[i] for i in self._ptr_inputs]
-        lib_arrays = []
-        if self._lib is not None:
-            item = np.dtype(self.ir.instrs[self._lib].dtype).itemsize
-            lib_arrays = [_Strided(domain, tuple(int(np.prod(domain[d + 1:], dtype=np.int64)) * item
-                                                 for d in range(len(domain))), item)]
         scratch = [np.empty(shapes[s], dtype=self.ir.slot_dtype(s)) for s in self._scratch]
-        arrays = ptr_arrays + lib_arrays + list(outputs) + scratch
-        key = tuple((a.shape, a.strides) for a in arrays)
+        key = (in_shapes, tuple([a.strides for a in ptr_arrays]), tuple([(o.shape, o.strides) for o in outputs]))
         layout = self._layout_cache.get(key)
         if layout is None:
-            layout = call_layout(self.ir, domain, arrays, self._forms, separate_columns=self._lib is not None)
-            if layout is None:
-                return self._run_numpy(inputs, outputs)
-            if len(self._layout_cache) > _LAYOUT_CACHE:
-                self._layout_cache.clear()
-            self._layout_cache[key] = layout
-        if layout.rows == 0 and not self.ir.lead:   # a column kernel still writes identities
-            return outputs
-        ptrs = [a.ctypes.data for a in ptr_arrays]
-        outs = [o.ctypes.data for o in outputs] + [a.ctypes.data for a in scratch]
-        fn, dims, strides = self._fn, layout.dims.ctypes.data, layout.strides.ctypes.data
-        rows, cols = layout.rows, layout.cols
-        if self._lib is not None:
+            layout = self._new_layout(key, domain, ptr_arrays, outputs, scratch)
+        if layout is _NO_LAYOUT:
+            return self._run_numpy(inputs, outputs)
+        ptrs = [_address(a) for a in ptr_arrays]
+        outs = [_address(o) for o in outputs]
+        if scratch:
+            outs += [_address(a) for a in scratch]
+        fn, dims, strides = self._fn, layout.dims_ptr, layout.strides_ptr
+        rows, cols, mode = layout.rows, layout.cols, layout.mode
+        if mode == "empty":
+            pass
+        elif mode == "whole" or (budget.num_threads == 1 and mode != "epilogue"):
+            # one call over the whole range: every element takes the code path it takes in any split
+            fn(0, rows, 0, cols, dims, strides, *ptrs, *outs)
+        elif mode == "epilogue":
             self._run_epilogue(inputs, ptrs, outs, layout, domain, budget)
-        elif self.ir.lead:
+        elif mode == "columns":
             # column kernel: each task owns whole columns, so sums never split (deterministic)
-            blocks = -(-cols // FLAT_BLOCK)
-            grain = max(1, int(TASK_NS / (self._elem_ns * FLAT_BLOCK * max(rows, 1))))
             budget.parallel_for(lambda s, e: fn(0, rows, s * FLAT_BLOCK, min(e * FLAT_BLOCK, cols), dims, strides,
-                                                 *ptrs, *outs), blocks, grain)
-        elif not self.ir.reduced and rows == 1:
-            if cols == 0:
-                return outputs
-            blocks = -(-cols // FLAT_BLOCK)
-            grain = max(1, int(TASK_NS / (self._elem_ns * FLAT_BLOCK)))
+                                                 *ptrs, *outs), layout.tasks, layout.grain)
+        elif mode == "flat":
             budget.parallel_for(lambda s, e: fn(0, 1, s * FLAT_BLOCK, min(e * FLAT_BLOCK, cols), dims, strides,
-                                                 *ptrs, *outs), blocks, grain)
-        else:
-            grain = max(1, math.ceil(TASK_NS / (self._elem_ns * max(cols, 1))))
-            budget.parallel_for(lambda s, e: fn(s, e, 0, cols, dims, strides, *ptrs, *outs), rows, grain)
+                                                 *ptrs, *outs), layout.tasks, layout.grain)
+        elif mode == "rows":
+            budget.parallel_for(lambda s, e: fn(s, e, 0, cols, dims, strides, *ptrs, *outs), rows, layout.grain)
         return outputs
+
+    def _new_layout(self, key, domain, ptr_arrays, outputs, scratch):
+        """The call layout for these shapes and strides, with how to split it (cached)."""
+        arrays = list(ptr_arrays)
+        if self._lib is not None:
+            item = np.dtype(self.ir.instrs[self._lib].dtype).itemsize
+            arrays.append(_Strided(domain, tuple(int(np.prod(domain[d + 1:], dtype=np.int64)) * item
+                                                 for d in range(len(domain))), item))
+        arrays += list(outputs) + scratch
+        layout = call_layout(self.ir, domain, arrays, self._forms, separate_columns=self._lib is not None)
+        if layout is None:
+            layout = _NO_LAYOUT
+        else:
+            rows, cols = layout.rows, layout.cols
+            if self._lib is not None:
+                layout.mode = "epilogue"
+            elif self.ir.lead:
+                layout.mode, layout.tasks = "columns", -(-cols // FLAT_BLOCK)
+                layout.grain = max(1, int(TASK_NS / (self._elem_ns * FLAT_BLOCK * max(rows, 1))))
+            elif not self.ir.reduced and rows == 1:
+                layout.mode, layout.tasks = "flat", -(-cols // FLAT_BLOCK)
+                layout.grain = max(1, int(TASK_NS / (self._elem_ns * FLAT_BLOCK)))
+            else:
+                layout.mode, layout.tasks = "rows", rows
+                layout.grain = max(1, math.ceil(TASK_NS / (self._elem_ns * max(cols, 1))))
+            if layout.mode != "epilogue" and layout.tasks <= layout.grain:
+                layout.mode = "whole"
+            if layout.rows == 0 and not self.ir.lead or (layout.mode == "flat" and cols == 0):
+                layout.mode = "empty"   # nothing to compute (a column kernel still writes identities)
+        if len(self._layout_cache) > _LAYOUT_CACHE:
+            self._layout_cache.clear()
+        self._layout_cache[key] = layout
+        return layout
 
     def _run_epilogue(self, inputs, ptrs, outs, layout, domain, budget) -> None:
         """Blocks along axis 0 of the library result (matmul rows, conv images): compute a
@@ -189,7 +224,7 @@ class FusedKernel:
         unit = layout.rows // n                      # kernel rows per index along axis 0
         item_bytes = unit * cols * dtype.itemsize
         block = epilogue.block_size(item_bytes)
-        fn, dims, strides = self._fn, layout.dims.ctypes.data, layout.strides.ctypes.data
+        fn, dims, strides = self._fn, layout.dims_ptr, layout.strides_ptr
 
         def task(s: int, e: int) -> None:
             scratch = np.empty((min(block, e - s),) + tuple(domain[1:]), dtype=dtype)

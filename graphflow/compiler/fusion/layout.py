@@ -88,6 +88,14 @@ class CallLayout:
     dims: np.ndarray        # int64 [outer..., cols]
     strides: np.ndarray     # int64 [operand][outer..., col]
 
+    mode: str = ""          # how FusedKernel splits the call (set with the layout, cached with it)
+    tasks: int = 0
+    grain: int = 1
+
+    def __post_init__(self):
+        self.dims_ptr = self.dims.ctypes.data          # the arrays live as long as the layout
+        self.strides_ptr = self.strides.ctypes.data
+
 
 def call_layout(ir: KernelIR, domain: tuple, arrays: list, forms: list, separate_columns: bool) -> CallLayout | None:
     """The layout for `arrays` (pointer operands, with their forms) over `domain`; None when an
