@@ -157,7 +157,7 @@ class _KernelEmitter:
         # llvm.maximum/minimum propagate NaN like numpy and vectorize as reductions
         return call_intrinsic(self.b, {"max": "maximum", "min": "minimum"}[reducer.combine], acc, x)
 
-    def _column_loops(self, lo, hi, row_env: dict, bases: list, col_strides: list, init: list, body, name):
+    def _column_loops(self, lo, hi, bases: list, col_strides: list, init: list, body, name):
         """Emit the unit-stride and the strided version of one column loop; returns the accs."""
         b = self.b
         full = [j for j, (_, f) in enumerate(self.ptr_ops) if f in _PER_ELEMENT]
@@ -234,7 +234,7 @@ class _KernelEmitter:
                     store_value(b, self.sb.const(ident, kir.instrs[i].dtype), address(acc[i], kir.instrs[i].dtype))
                 return []
 
-            self._column_loops(c0, c1, env0, bases0, col_strides, [], init_body, f"init{stage}")
+            self._column_loops(c0, c1, bases0, col_strides, [], init_body, f"init{stage}")
 
             def row_body(r, _, idx=idx, acc=acc, stage=stage):
                 bases = [element_pointer(b, p, kir.slot_dtype(s), off)
@@ -249,7 +249,7 @@ class _KernelEmitter:
                         store_value(b, self._reduce_step(REDUCERS[kir.instrs[i].op], load_value(b, ptr, dtype), v), ptr)
                     return []
 
-                self._column_loops(c0, c1, env0, bases, col_strides, [], acc_body, f"acc{stage}")
+                self._column_loops(c0, c1, bases, col_strides, [], acc_body, f"acc{stage}")
                 return []
 
             self._loop(r0, r1, [], row_body, f"rows{stage}")
@@ -262,7 +262,7 @@ class _KernelEmitter:
                         v = load_value(b, ptr, dtype)
                         store_value(b, b.fdiv(v, b.sitofp(b.sub(r1, r0), v.type)), ptr)
                     return []
-                self._column_loops(c0, c1, env0, bases0, col_strides, [], mean_body, f"mean{stage}")
+                self._column_loops(c0, c1, bases0, col_strides, [], mean_body, f"mean{stage}")
         first_out = len(self.ptr_ops) - len(kir.outputs) - len(scratch_slots(kir))
         col_outs = [(k, s) for k, s in enumerate(kir.outputs)
                     if kir.slot_form(s) == COL and s not in self.memory_slots]
@@ -272,7 +272,7 @@ class _KernelEmitter:
                 for k, s in col_outs:
                     store_value(b, self._compute(s, env, address), address(first_out + k, kir.slot_dtype(s)))
                 return []
-            self._column_loops(c0, c1, env0, bases0, col_strides, [], col_body, "colout")
+            self._column_loops(c0, c1, bases0, col_strides, [], col_body, "colout")
         full_outs = [(k, s) for k, s in enumerate(kir.outputs) if kir.slot_form(s) == FULL]
         if full_outs:
             def out_row(r, _):
@@ -285,7 +285,7 @@ class _KernelEmitter:
                         store_value(b, self._compute(s, env, address), address(first_out + k, kir.slot_dtype(s)))
                     return []
 
-                self._column_loops(c0, c1, env0, bases, col_strides, [], out_body, "out")
+                self._column_loops(c0, c1, bases, col_strides, [], out_body, "out")
                 return []
             self._loop(r0, r1, [], out_row, "outrows")
         at_zero = self._addr(bases0, None, self._i64(0))
@@ -331,7 +331,7 @@ class _KernelEmitter:
                         store_value(b, env[slot], address(first_out + k, kir.slot_dtype(slot)))
                     return new
 
-                accs = self._column_loops(self._i64(0), cols, row_env, bases, col_strides, init, reduce_body,
+                accs = self._column_loops(self._i64(0), cols, bases, col_strides, init, reduce_body,
                                           f"stage{stage}")
                 for i, acc in zip(idx, accs):
                     if REDUCERS[kir.instrs[i].op].mean:
@@ -349,7 +349,7 @@ class _KernelEmitter:
                             store_value(b, self._compute(s, env, address), address(first_out + k, kir.slot_dtype(s)))
                     return []
                 lo, hi = (self._i64(0), cols) if reductions else (c0, c1)
-                self._column_loops(lo, hi, row_env, bases, col_strides, [], out_body, "out")
+                self._column_loops(lo, hi, bases, col_strides, [], out_body, "out")
             for k, s in enumerate(kir.outputs):
                 if kir.slot_form(s) in ROW_FORMS:
                     store_value(b, self._compute(s, row_env, None), bases[first_out + k])
