@@ -353,3 +353,20 @@ def test_concat_gradient_with_unknown_sizes_splits_at_run_time():
         a, b = sess.run([gx, gy], {x: xv, y: yv})
     np.testing.assert_allclose(a, 2 * xv)
     np.testing.assert_allclose(b, 2 * np.sin(yv) * np.cos(yv))
+
+
+def test_broadcast_gradients_with_unknown_dims():
+    """Unknown dims that provably match (same origin) reduce statically; independent unknown
+    dims are left to run time, where a size-1 operand is really broadcast."""
+    x = gf.placeholder(gf.float64, (None, 3))
+    y = gf.placeholder(gf.float64, (None, 3))
+    shifted = x - gf.stop_gradient(gf.reduce_max(x, axis=1, keepdims=True))
+    (gs,) = gf.gradients(gf.reduce_sum(gf.exp(shifted) * 2.0), [x])
+    assert all(op.type != "SumToShape" for op in gf.get_default_graph().get_operations())
+    gx, gy = gf.gradients(gf.reduce_sum(x * y), [x, y])
+    xv, yv = np.array([[1.0, 2.0, 3.0]]), np.arange(12.0).reshape(4, 3)
+    with gf.Session(opt_level=0) as sess:
+        a, b, c = sess.run([gs, gx, gy], {x: xv, y: yv})
+    np.testing.assert_allclose(a, 2 * np.exp(xv - xv.max(1, keepdims=True)))
+    np.testing.assert_allclose(b, yv.sum(0, keepdims=True))  # x was broadcast over y's 4 rows
+    np.testing.assert_allclose(c, np.broadcast_to(xv, (4, 3)))

@@ -67,6 +67,9 @@ def _check_same_shape(labels, logits, fn):
 
 def _check_labels_kernel(labels, logits):
     labels = np.asarray(labels)
+    if labels.shape != np.shape(logits)[:-1]:
+        raise ValueError(f"labels of shape {labels.shape} do not match logits of shape {np.shape(logits)}: "
+                         "expected logits.shape[:-1]")
     limit = np.shape(logits)[-1]
     if labels.size and (labels.min() < 0 or labels.max() >= limit):
         bad = labels[(labels < 0) | (labels >= limit)].flat[0]
@@ -83,8 +86,11 @@ def _check_labels_infer(specs, attrs):
 
 register(OpDef(type="CheckLabels", default_name="CheckLabels", kind=OpKind.OPAQUE, kernel=_check_labels_kernel,
                infer=_check_labels_infer, grad=lambda op, dy: [None, None], dtypes=_dt.INTS,
-               sample=("label", "real"), extra={"shape_only_inputs": (1,)},
-               doc="passes int labels through, failing the run on one outside [0, classes of the logits)"))
+               sample=("label", "real"),
+               # the labels' dims are the logits' leading dims (checked at run time)
+               extra={"shape_only_inputs": (1,), "dim_source": lambda op, i: (1, i)},
+               doc="passes int labels through, failing the run on one outside [0, classes of the logits) "
+                   "or on a shape other than logits.shape[:-1]"))
 
 
 def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None):

@@ -314,7 +314,7 @@ def sum_to_shape_of(grad, x, partners=()):
             if d == 1 and gd != 1:
                 axes.append(lead + i)
             elif d is None and gd != 1:
-                if not _only_from_x(i, len(xs), partners):
+                if not _only_from_x(x, i, partners):
                     ambiguous = True
         if not ambiguous:
             if not axes:
@@ -328,15 +328,66 @@ def sum_to_shape_of(grad, x, partners=()):
     return apply_op("SumToShape", [grad, x])
 
 
-def _only_from_x(i, rank, partners):
-    """True when dimension i of x (rank `rank`) cannot have been broadcast: every partner
-    operand lacks that dimension or has it statically 1."""
+def _only_from_x(x, i, partners):
+    """True when the unknown dimension i of x cannot have been broadcast: every partner
+    operand lacks that dimension, has it statically 1, or provably has x's size there."""
     if not partners:
         return False
+    memo: dict = {}
     for p in partners:
         if p.shape is None:
             return False
-        j = len(p.shape) - rank + i
-        if j >= 0 and p.shape[j] != 1:
+        j = len(p.shape) - len(x.shape) + i
+        if j >= 0 and p.shape[j] != 1 and _dim_origin(p, j, memo) != _dim_origin(x, i, memo):
             return False
     return True
+
+
+_ORIGIN_DEPTH = 48  # how far back _dim_origin looks; beyond it a dimension is its own origin
+
+
+def _dim_origin(t, i, memo, depth=0):
+    """A (tensor, axis) whose size unknown dimension i of t always has at run time: walking
+    back through elementwise ops whose operands all agree on that dimension (so nothing was
+    broadcast there), reductions that keep it, and ops whose definition names the input
+    dimension an output dimension copies (extra["dim_source"](op, i) -> (input, axis) | None).
+    Two dimensions with the same origin are equal, which lets a gradient sum statically."""
+    key = (t, i)
+    if key in memo:
+        return memo[key]
+    result = key
+    op = t.op
+    kind = op.op_def.kind
+    if depth < _ORIGIN_DEPTH and t.shape is not None and t.shape[i] is None and op.inputs:
+        rank = len(t.shape)
+        if kind is OpKind.ELEMENTWISE and len(op.outputs) == 1:
+            found = set()
+            for inp in op.inputs:
+                if inp.shape is None:
+                    found = None
+                    break
+                j = len(inp.shape) - rank + i
+                if j >= 0 and inp.shape[j] != 1:
+                    found.add(_dim_origin(inp, j, memo, depth + 1))
+            if found is not None and len(found) == 1:
+                result = found.pop()
+        else:
+            src = _reduction_dim_source(op, i) if kind is OpKind.REDUCTION else \
+                op.op_def.extra.get("dim_source", lambda op, i: None)(op, i)
+            if src is not None and op.inputs[src[0]].shape is not None:
+                result = _dim_origin(op.inputs[src[0]], src[1], memo, depth + 1)
+    memo[key] = result
+    return result
+
+
+def _reduction_dim_source(op, i):
+    """The input axis that output axis i of a reduction keeps (None for a reduced axis)."""
+    if "axes" not in op.attrs or op.inputs[0].shape is None:
+        return None
+    axes = op.attrs["axes"]
+    rank = len(op.inputs[0].shape)
+    axes = set(range(rank)) if axes is None else set(axes)
+    if op.attrs["keepdims"]:
+        return None if i in axes else (0, i)
+    kept = [a for a in range(rank) if a not in axes]
+    return (0, kept[i])

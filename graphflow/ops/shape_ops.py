@@ -103,10 +103,15 @@ def _expand_infer(specs, attrs):
     return TensorSpec(x.shape[:a] + (1,) + x.shape[a:], x.dtype)
 
 
+def _expand_dim_source(op, i):
+    a = op.attrs["axis"]
+    return None if i == a else (0, i if i < a else i - 1)
+
+
 register(OpDef(type="ExpandDims", default_name="ExpandDims", infer=_expand_infer, kind=OpKind.INJECTIVE,
                kernel=lambda x, *, axis: np.expand_dims(x, axis),
                grad=lambda op, dy: [squeeze(dy, [op.attrs["axis"]])], dtypes=_dt.ALL, sample=("real",),
-               attrs_for_test=({"axis": 0},)))
+               attrs_for_test=({"axis": 0},), extra={"dim_source": _expand_dim_source}))
 
 
 def expand_dims(x, axis, name=None):
@@ -130,9 +135,14 @@ def _squeeze_grad(op, dy):
     return [reshape_like(dy, op.inputs[0])]
 
 
+def _squeeze_dim_source(op, i):
+    kept = [a for a in range(len(op.inputs[0].shape)) if a not in op.attrs["axes"]]
+    return (0, kept[i])
+
+
 register(OpDef(type="Squeeze", default_name="Squeeze", infer=_squeeze_infer, kind=OpKind.INJECTIVE,
                kernel=lambda x, *, axes: np.squeeze(x, axis=axes) if axes else np.asarray(x),
-               grad=_squeeze_grad, dtypes=_dt.ALL, sample=("real",)))
+               grad=_squeeze_grad, dtypes=_dt.ALL, sample=("real",), extra={"dim_source": _squeeze_dim_source}))
 
 
 def squeeze(x, axis=None, name=None):
@@ -169,7 +179,7 @@ def _transpose_grad(op, dy):
 
 register(OpDef(type="Transpose", default_name="transpose", infer=_transpose_infer, kind=OpKind.INJECTIVE,
                kernel=lambda x, *, perm: np.transpose(x, perm), grad=_transpose_grad, dtypes=_dt.ALL,
-               sample=("real",)))
+               sample=("real",), extra={"dim_source": lambda op, i: (0, op.attrs["perm"][i])}))
 
 
 def transpose(x, perm=None, name=None):
