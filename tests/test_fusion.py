@@ -310,3 +310,14 @@ def test_conv2d_bias_relu_is_one_epilogue_kernel_blocked_over_the_batch():
     _agree(y, {x: xv}, rtol=1e-5, atol=1e-5)
     with gf.Session(num_threads=3) as sess:
         np.testing.assert_allclose(sess.run(y, {x: xv}), gf.Session(opt_level=0).run(y, {x: xv}), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("ta,tb", [(True, False), (False, True), (True, True)])
+def test_transposed_matmul_epilogues(ta, tb):
+    a = gf.placeholder(gf.float64, (7, None) if ta else (None, 7), name="a")
+    w = gf.constant(RNG.standard_normal((5, 7) if tb else (7, 5)))
+    out = gf.tanh(gf.matmul(a, w, transpose_a=ta, transpose_b=tb) * 0.5) - 1.0
+    _, ks = _kernels(out, [a])
+    assert [k["kind"] for k in ks] == ["epilogue"]
+    av = RNG.standard_normal((7, 300) if ta else (300, 7))
+    _agree(out, {a: av}, rtol=1e-12, atol=1e-12)
