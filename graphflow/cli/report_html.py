@@ -153,9 +153,16 @@ def _type_line(box) -> str:
 
 
 def _clip(text: str, chars: int) -> str:
-    """Shorten long names in the middle so both the scope and the op name stay readable."""
+    """Shorten a long name to `chars`, keeping its last scope segments whole (the op's own
+    name says most) and the start of its outer scope: 'batch_n\u2026/batchnorm/add'."""
     if len(text) <= chars or chars < 8:
         return text
-    keep = chars - 1
-    return text[: keep // 2] + "\u2026" + text[-(keep - keep // 2):]
-
+    *scopes, tail = text.split("/")
+    if len(tail) + 3 > chars:  # even the op's own name is too long: cut it in the middle
+        keep = chars - 1
+        return text[: keep // 2] + "\u2026" + text[-(keep - keep // 2):]
+    for scope in reversed(scopes):
+        if len(scope) + 1 + len(tail) + 4 > chars:
+            break
+        tail = f"{scope}/{tail}"
+    return text[: chars - len(tail) - 2] + "\u2026/" + tail
