@@ -321,3 +321,22 @@ def test_transposed_matmul_epilogues(ta, tb):
     assert [k["kind"] for k in ks] == ["epilogue"]
     av = RNG.standard_normal((7, 300) if ta else (300, 7))
     _agree(out, {a: av}, rtol=1e-12, atol=1e-12)
+
+
+def test_a_kernel_without_llvm_lowering_keeps_its_numpy_evaluation(monkeypatch, tmp_path):
+    from graphflow.compiler.codegen import scalar_llvm
+    from graphflow.errors import UnimplementedError
+
+    def no_lowering(self, x):
+        raise UnimplementedError("erf: no lowering in this test")
+
+    monkeypatch.setenv("GRAPHFLOW_CACHE_DIR", str(tmp_path))   # keep the crippled module out of the real cache
+    monkeypatch.setattr(scalar_llvm.LLVMScalarBuilder, "erf", no_lowering)
+    x = gf.placeholder(gf.float32, (None,), name="x_unlowered")
+    y = gf.add(gf.erf(x), 1.0, name="erf_plus_one_unlowered")
+    z = gf.multiply(gf.tanh(x), 2.0, name="tanh_twice_unlowered")
+    c, ks = _kernels([y, z], [x])
+    vec = {k["outputs"][0]: k["vectorized"] for k in ks}
+    assert vec[y.name] is None and vec[z.name] is True
+    assert any("no LLVM lowering" in n for n in c.report_data.notes)
+    _agree([y, z], {x: np.linspace(-3, 3, 50).astype(np.float32)})

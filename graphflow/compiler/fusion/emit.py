@@ -22,6 +22,7 @@ import re
 import numpy as np
 from llvmlite import ir
 
+from ...errors import UnimplementedError
 from ...ops.registry import OpKind, get_op_def
 from ..codegen.irtypes import call_intrinsic, element_pointer, load_value, store_value
 from ..codegen.scalar_llvm import LLVMScalarBuilder
@@ -446,13 +447,34 @@ class _LoopMarkers:
         return pattern.sub(lambda m: f"{m.group(1)} = distinct !{{{m.group(1)}, {opts}}}", text)
 
 
+UNSUPPORTED = "; graphflow-unsupported "
+
+
 def emit_module(kernels: list[KernelIR]) -> str:
-    """One LLVM module holding every kernel of a compiled graph, as IR text."""
+    """One LLVM module holding every kernel of a compiled graph, as IR text. A kernel whose
+    ops have no LLVM lowering is left out, named on a leading `UNSUPPORTED` comment line
+    with the reason (it keeps its numpy evaluation)."""
     module = ir.Module(name="graphflow_fused")
     markers = _LoopMarkers(module)
+    skipped = []
     for kir in kernels:
-        _KernelEmitter(module, kir, markers).emit()
-    return markers.finish(str(module))
+        try:
+            _KernelEmitter(module, kir, markers).emit()
+        except UnimplementedError as exc:
+            module.globals.pop(kir.name, None)
+            skipped.append(f"{UNSUPPORTED}{kir.name}: {' '.join(str(exc).split())}\n")
+    return "".join(skipped) + markers.finish(str(module))
+
+
+def unsupported_kernels(text: str) -> dict[str, str]:
+    """name -> reason for the kernels `emit_module` left out of `text`."""
+    out = {}
+    for line in text.splitlines():
+        if not line.startswith(UNSUPPORTED):
+            break
+        name, _, why = line[len(UNSUPPORTED):].partition(": ")
+        out[name] = why
+    return out
 
 
 _VECTOR_OP = re.compile(r"%[yz]mm\d|\bv?(?:add|sub|mul|div|max|min|sqrt|fn?m(?:add|sub)\d*)p[sd]\b|\bvp(?:add|sub|mul)")

@@ -15,7 +15,6 @@ import json
 import os
 from pathlib import Path
 
-from ...errors import UnimplementedError
 from ..report import Report
 
 
@@ -56,22 +55,24 @@ def module_text(kernels) -> str:
 
 def compile_kernels(kernels, report: Report) -> str:
     """Emit all kernels into one module, compile it once, bind each kernel; returns the IR.
-    With GRAPHFLOW_FUSION_NUMPY=1, or where code generation is unavailable for an op, the
-    kernels keep their numpy evaluation (noted in the report)."""
+    With GRAPHFLOW_FUSION_NUMPY=1 all kernels, and a kernel holding an op without an LLVM
+    lowering, keep their numpy evaluation (noted in the report)."""
     if os.environ.get("GRAPHFLOW_FUSION_NUMPY") == "1":
         report.note("GRAPHFLOW_FUSION_NUMPY=1: fused kernels run their numpy evaluation")
         return ""
     from ..codegen.jit import compile_module
+    from .emit import unsupported_kernels
 
-    try:
-        text = module_text([k.ir for k in kernels])
-    except UnimplementedError as exc:
-        report.note(f"code generation unavailable for this graph ({exc}); fused kernels run in numpy")
-        return ""
-    jit = compile_module(text)
-    vec = vector_flags(jit, [k.name for k in kernels])
-    for k in kernels:
-        k.bind(jit, vec.get(k.name))
+    text = module_text([k.ir for k in kernels])
+    skipped = unsupported_kernels(text)
+    for name, why in skipped.items():
+        report.note(f"kernel {name} runs its numpy evaluation: no LLVM lowering ({why})")
+    compiled = [k for k in kernels if k.name not in skipped]
+    if compiled:
+        jit = compile_module(text)
+        vec = vector_flags(jit, [k.name for k in compiled])
+        for k in compiled:
+            k.bind(jit, vec.get(k.name))
     return text
 
 
