@@ -370,3 +370,26 @@ def test_broadcast_gradients_with_unknown_dims():
     np.testing.assert_allclose(a, 2 * np.exp(xv - xv.max(1, keepdims=True)))
     np.testing.assert_allclose(b, yv.sum(0, keepdims=True))  # x was broadcast over y's 4 rows
     np.testing.assert_allclose(c, np.broadcast_to(xv, (4, 3)))
+
+
+def test_unknown_batch_gradients_match_static_ones_without_run_time_sums():
+    """A residual MLP block, softmax and dropout on a None batch: every broadcast gradient is
+    resolved statically (dims traced to x), and the values equal the static-shape graph's."""
+    w = np.random.default_rng(0).standard_normal((4, 4))
+    xv = np.random.default_rng(1).standard_normal((3, 4))
+
+    def model(x):
+        y = x + gf.nn.relu(gf.matmul(x, w))
+        y = gf.nn.dropout(y, 0.25, seed=3)
+        return gf.reduce_sum(gf.nn.softmax(y) * gf.matmul(y, w, transpose_b=True))
+    results = []
+    for shape in ((None, 4), (3, 4)):
+        g = gf.Graph()
+        with g.as_default():
+            x = gf.placeholder(gf.float64, shape)
+            (gx,) = gf.gradients(model(x), [x])
+            if shape[0] is None:
+                assert all(op.type != "SumToShape" for op in g.get_operations())
+            with gf.Session(graph=g, opt_level=0) as sess:
+                results.append(sess.run(gx, {x: xv}))
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-12)

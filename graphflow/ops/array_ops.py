@@ -96,7 +96,17 @@ def _fill_kernel(*dims, value, dtype, shape=None, shape_hint=None):
     return np.full(shape, value, dtype=dtype)
 
 
-register(OpDef(type="Fill", default_name="Fill", kind=OpKind.SOURCE, infer=_fill_infer, kernel=_fill_kernel))
+def dims_from_shape_input(op, i):
+    """Output dim i of an op shaped by a shape tensor that is gf.shape(x): x's dim i."""
+    if not op.inputs:
+        return None
+    src = op.inputs[0].op
+    k = src.op_def.extra.get("values_are_dims_of")
+    return None if k is None else (src.inputs[k], i)
+
+
+register(OpDef(type="Fill", default_name="Fill", kind=OpKind.SOURCE, infer=_fill_infer, kernel=_fill_kernel,
+               extra={"dim_source": dims_from_shape_input}))
 
 
 def _fill(shape, value, dtype, name):
@@ -241,10 +251,10 @@ def _random_kernel(draw):
 
 
 register(OpDef(type="RandomNormal", default_name="random_normal", kind=OpKind.OPAQUE, stateful=True,
-               random=True, infer=_random_infer,
+               random=True, infer=_random_infer, extra={"dim_source": dims_from_shape_input},
                kernel=_random_kernel(lambda rng, shape, a, b: rng.normal(a, b, size=shape))))
 register(OpDef(type="RandomUniform", default_name="random_uniform", kind=OpKind.OPAQUE, stateful=True,
-               random=True, infer=_random_infer,
+               random=True, infer=_random_infer, extra={"dim_source": dims_from_shape_input},
                kernel=_random_kernel(lambda rng, shape, a, b: rng.uniform(a, b, size=shape))))
 
 

@@ -59,12 +59,24 @@ def _matmul_grad(op, dy):
     return [da, db]
 
 
+def _matmul_dim_source(op, i):
+    """The rows of a @ b are a's rows, its columns b's columns (batch dims may broadcast)."""
+    a, b = op.inputs
+    r = len(op.outputs[0].shape)
+    if i == r - 2:
+        return (a, len(a.shape) - (1 if op.attrs["transpose_a"] else 2))
+    if i == r - 1:
+        return (b, len(b.shape) - (2 if op.attrs["transpose_b"] else 1))
+    return None
+
+
 register(OpDef(type="MatMul", default_name="MatMul", infer=_matmul_infer, kernel=_matmul_kernel,
                grad=_matmul_grad, kind=OpKind.LIBRARY, dtypes=_dt.NUMERIC, sample=("real", "real"),
                attrs_for_test=({"transpose_a": False, "transpose_b": False},
                                {"transpose_a": True, "transpose_b": False},
                                {"transpose_a": False, "transpose_b": True},
-                               {"transpose_a": True, "transpose_b": True})))
+                               {"transpose_a": True, "transpose_b": True}),
+               extra={"dim_source": _matmul_dim_source}))
 
 
 def matmul(a, b, transpose_a=False, transpose_b=False, name=None):

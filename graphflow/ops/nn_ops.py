@@ -88,7 +88,7 @@ register(OpDef(type="CheckLabels", default_name="CheckLabels", kind=OpKind.OPAQU
                infer=_check_labels_infer, grad=lambda op, dy: [None, None], dtypes=_dt.INTS,
                sample=("label", "real"),
                # the labels' dims are the logits' leading dims (checked at run time)
-               extra={"shape_only_inputs": (1,), "dim_source": lambda op, i: (1, i)},
+               extra={"shape_only_inputs": (1,), "dim_source": lambda op, i: (op.inputs[1], i)},
                doc="passes int labels through, failing the run on one outside [0, classes of the logits) "
                    "or on a shape other than logits.shape[:-1]"))
 

@@ -350,7 +350,7 @@ def _dim_origin(t, i, memo, depth=0):
     """A (tensor, axis) whose size unknown dimension i of t always has at run time: walking
     back through elementwise ops whose operands all agree on that dimension (so nothing was
     broadcast there), reductions that keep it, and ops whose definition names the input
-    dimension an output dimension copies (extra["dim_source"](op, i) -> (input, axis) | None).
+    dimension an output dimension copies (extra["dim_source"](op, i) -> (tensor, axis) | None).
     Two dimensions with the same origin are equal, which lets a gradient sum statically."""
     key = (t, i)
     if key in memo:
@@ -374,8 +374,8 @@ def _dim_origin(t, i, memo, depth=0):
         else:
             src = _reduction_dim_source(op, i) if kind is OpKind.REDUCTION else \
                 op.op_def.extra.get("dim_source", lambda op, i: None)(op, i)
-            if src is not None and op.inputs[src[0]].shape is not None:
-                result = _dim_origin(op.inputs[src[0]], src[1], memo, depth + 1)
+            if src is not None and src[0].shape is not None:
+                result = _dim_origin(src[0], src[1], memo, depth + 1)
     memo[key] = result
     return result
 
@@ -388,6 +388,6 @@ def _reduction_dim_source(op, i):
     rank = len(op.inputs[0].shape)
     axes = set(range(rank)) if axes is None else set(axes)
     if op.attrs["keepdims"]:
-        return None if i in axes else (0, i)
+        return None if i in axes else (op.inputs[0], i)
     kept = [a for a in range(rank) if a not in axes]
-    return (0, kept[i])
+    return (op.inputs[0], kept[i])

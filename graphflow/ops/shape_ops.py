@@ -105,7 +105,7 @@ def _expand_infer(specs, attrs):
 
 def _expand_dim_source(op, i):
     a = op.attrs["axis"]
-    return None if i == a else (0, i if i < a else i - 1)
+    return None if i == a else (op.inputs[0], i if i < a else i - 1)
 
 
 register(OpDef(type="ExpandDims", default_name="ExpandDims", infer=_expand_infer, kind=OpKind.INJECTIVE,
@@ -137,7 +137,7 @@ def _squeeze_grad(op, dy):
 
 def _squeeze_dim_source(op, i):
     kept = [a for a in range(len(op.inputs[0].shape)) if a not in op.attrs["axes"]]
-    return (0, kept[i])
+    return (op.inputs[0], kept[i])
 
 
 register(OpDef(type="Squeeze", default_name="Squeeze", infer=_squeeze_infer, kind=OpKind.INJECTIVE,
@@ -179,7 +179,7 @@ def _transpose_grad(op, dy):
 
 register(OpDef(type="Transpose", default_name="transpose", infer=_transpose_infer, kind=OpKind.INJECTIVE,
                kernel=lambda x, *, perm: np.transpose(x, perm), grad=_transpose_grad, dtypes=_dt.ALL,
-               sample=("real",), extra={"dim_source": lambda op, i: (0, op.attrs["perm"][i])}))
+               sample=("real",), extra={"dim_source": lambda op, i: (op.inputs[0], op.attrs["perm"][i])}))
 
 
 def transpose(x, perm=None, name=None):
@@ -267,7 +267,7 @@ register(OpDef(type="Shape", default_name="Shape", kind=OpKind.OPAQUE,
                infer=lambda specs, attrs: TensorSpec(None if specs[0].shape is None else (len(specs[0].shape),),
                                                      attrs["out_type"]),
                kernel=lambda x, *, out_type: np.array(np.shape(x), dtype=out_type),
-               grad=lambda op, dy: [None], extra={"shape_only_inputs": (0,)}))
+               grad=lambda op, dy: [None], extra={"shape_only_inputs": (0,), "values_are_dims_of": 0}))
 
 
 def shape(x, out_type=_dt.int32, name=None):
