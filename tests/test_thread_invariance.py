@@ -99,3 +99,24 @@ def test_large_kernels_are_split_and_small_ones_run_inline():
         spy.close()
     (serial,) = kernel.run(list(feeds.values()), None, None)
     np.testing.assert_array_equal(_bits(big), _bits(serial))
+
+
+def test_streaming_stores_give_the_same_bits(monkeypatch):
+    from graphflow.compiler.fusion import fused_op
+
+    out, feeds = _w1(2 ** 18 + 3)
+    c = gf.compile(out, feed_list=list(feeds))
+    kernel = next(n for n in c.program.nodes if n.op == "Fused").attrs["kernel"]
+    x, y = feeds.values()
+    plain = kernel.run([x, y], None, None)[0]
+    monkeypatch.setattr(fused_op, "STREAM_BYTES", 0)    # every call takes the non-temporal loop
+    kernel._layout_cache.clear()
+    for offset in (0, 1, 3):                            # output alignments: peel 0..15 elements
+        o = np.empty(x.size + offset, np.float32)[offset:]
+        for threads in (1, 3):
+            budget = ThreadBudget(threads)
+            try:
+                kernel.run([x, y], [o], budget)
+            finally:
+                budget.close()
+            np.testing.assert_array_equal(_bits(o), _bits(plain))

@@ -26,7 +26,7 @@ from ...errors import UnimplementedError
 from ...ops.registry import OpKind, get_op_def
 from ..codegen.irtypes import call_intrinsic, element_pointer, load_value, store_value
 from ..codegen.scalar_llvm import LLVMScalarBuilder
-from .kernel_ir import COL, FULL, LIB, REDUCERS, ROW_FORMS, UNIFORM, KernelIR, scratch_slots
+from .kernel_ir import COL, FULL, LIB, REDUCERS, ROW_FORMS, UNIFORM, KernelIR, scratch_slots, streams
 from .layout import outer_rank
 
 I64 = ir.IntType(64)
@@ -51,6 +51,7 @@ def pointer_operands(kir: KernelIR) -> list[tuple[int, str]]:
 
 
 _PER_ELEMENT = (FULL, COL)
+_STREAM_ALIGN = 64   # bytes: one cache line, and the alignment AVX-512 streaming stores need
 
 
 class _KernelEmitter:
@@ -74,6 +75,8 @@ class _KernelEmitter:
             self.memory_slots.update(self.n_in + i for i in kir.reductions)
         self.sb = LLVMScalarBuilder(self.b, module)
         self.levels = self._levels()
+        self.lanes = None          # set while emitting an explicit-vector loop body
+        self.streaming = False     # set while emitting the non-temporal-store loop
 
     def _levels(self) -> list[int]:
         """Reduction stage after which each slot is available (0: before the first)."""
@@ -90,7 +93,7 @@ class _KernelEmitter:
     def _load_i64(self, base, index: int):
         return self.b.load(self.b.gep(base, [self._i64(index)], inbounds=True, source_etype=I64), typ=I64)
 
-    def _loop(self, lo, hi, init: list, body, name: str, scalar: bool = False) -> list:
+    def _loop(self, lo, hi, init: list, body, name: str, scalar: bool = False, step: int = 1) -> list:
         """A counted loop i in [lo, hi) carrying accumulators; body(i, accs) -> new accs.
         Returns the accumulators' values after the loop. A `scalar` loop is marked so LLVM
         neither vectorizes nor unrolls it (the strided fallback: keeps compile time down)."""
@@ -111,7 +114,7 @@ class _KernelEmitter:
         b.cbranch(b.icmp_signed("<", i, hi), body_bb, exit_bb)
         b.position_at_end(body_bb)
         new = body(i, accs)
-        nxt = b.add(i, self._i64(1), flags=("nsw",))
+        nxt = b.add(i, self._i64(step), flags=("nsw",))
         latch = b.block
         i.add_incoming(nxt, latch)
         for p, v in zip(accs, new):
@@ -132,7 +135,7 @@ class _KernelEmitter:
         if slot in self.memory_slots:
             j = next(k for k, (s, _) in enumerate(self.ptr_ops) if s == slot)
             dtype = kir.slot_dtype(slot)
-            value = load_value(self.b, address(j, dtype), dtype)
+            value = load_value(self.b, address(j, dtype), dtype, self.lanes)
         else:
             ins = kir.instrs[slot - self.n_in]
             if ins.is_const:
@@ -184,6 +187,58 @@ class _KernelEmitter:
                 p.add_incoming(accs[k], blk)
             merged.append(p)
         return merged
+
+    def _store(self, value, ptr) -> None:
+        if not self.streaming:
+            store_value(self.b, value, ptr)
+            return
+        st = self.b.store(value, ptr, align=_STREAM_ALIGN)
+        st.set_metadata("nontemporal", self.markers.nontemporal)
+
+    def _streaming_or_column_loops(self, lo, hi, bases, col_strides, body, flag, first_out) -> None:
+        """The elementwise output loop with a streaming version: when the run-time flag is set,
+        every operand has unit stride and all outputs share their alignment, peel scalar
+        elements up to a 64-byte boundary of the outputs, then run an explicit-vector loop
+        with aligned non-temporal stores, then the scalar tail, then a fence (streaming stores
+        are weakly ordered). Otherwise the ordinary column loops."""
+        b, kir = self.b, self.kir
+        full = [j for j, (_, f) in enumerate(self.ptr_ops) if f in _PER_ELEMENT]
+        outs = [first_out + k for k, s in enumerate(kir.outputs) if kir.slot_form(s) == FULL]
+        item = max(np.dtype(kir.slot_dtype(self.ptr_ops[j][0])).itemsize for j in outs)
+        lanes = _STREAM_ALIGN // item
+
+        def phase(j):
+            dtype = kir.slot_dtype(self.ptr_ops[j][0])
+            addr = b.ptrtoint(element_pointer(b, bases[j], dtype, lo), I64)
+            return b.and_(addr, self._i64(_STREAM_ALIGN - 1))
+
+        first = phase(outs[0])
+        cond = b.and_(flag, self._all_unit(full, col_strides))
+        cond = b.and_(cond, b.icmp_signed("==", b.urem(first, self._i64(item)), self._i64(0)))
+        for j in outs[1:]:
+            cond = b.and_(cond, b.icmp_signed("==", phase(j), first))
+        stream_bb = self.fn.append_basic_block("out.stream")
+        normal_bb = self.fn.append_basic_block("out.normal")
+        join_bb = self.fn.append_basic_block("out.done")
+        b.cbranch(cond, stream_bb, normal_bb)
+        b.position_at_end(normal_bb)
+        self._column_loops(lo, hi, bases, col_strides, [], body, "out")
+        b.branch(join_bb)
+        b.position_at_end(stream_bb)
+        peel = b.udiv(b.and_(b.sub(self._i64(_STREAM_ALIGN), first), self._i64(_STREAM_ALIGN - 1)), self._i64(item))
+        start = b.add(lo, peel)
+        start = b.select(b.icmp_signed("<", start, hi), start, hi)
+        span = b.sub(hi, start)
+        vec_end = b.add(start, b.sub(span, b.srem(span, self._i64(lanes))))
+        unit = lambda c, accs: body(c, accs, self._addr(bases, None, c))   # noqa: E731
+        self._loop(lo, start, [], unit, "out.peel", scalar=True)
+        self.lanes, self.streaming = lanes, True
+        self._loop(start, vec_end, [], unit, "out.nt", scalar=True, step=lanes)
+        self.lanes, self.streaming = None, False
+        self._loop(vec_end, hi, [], unit, "out.tail", scalar=True)
+        b.fence("seq_cst")
+        b.branch(join_bb)
+        b.position_at_end(join_bb)
 
     def _all_unit(self, full, col_strides):
         b = self.b
@@ -304,6 +359,7 @@ class _KernelEmitter:
         ro = self.ro
         dims = [self._load_i64(dims_p, d) for d in range(ro + 1)]
         cols = dims[ro]
+        stream_flag = b.icmp_signed("!=", self._load_i64(dims_p, ro + 1), self._i64(0)) if streams(kir) else None
         st = [[self._load_i64(strides_p, j * (ro + 1) + d) for d in range(ro + 1)] for j in range(len(ptrs))]
         col_strides = [s[ro] for s in st]
         reductions = kir.reductions
@@ -347,10 +403,13 @@ class _KernelEmitter:
                         env[slot] = load_value(b, address(first_out + k, kir.slot_dtype(slot)), kir.slot_dtype(slot))
                     for k, s in enumerate(kir.outputs):
                         if kir.slot_form(s) == FULL:
-                            store_value(b, self._compute(s, env, address), address(first_out + k, kir.slot_dtype(s)))
+                            self._store(self._compute(s, env, address), address(first_out + k, kir.slot_dtype(s)))
                     return []
                 lo, hi = (self._i64(0), cols) if reductions else (c0, c1)
-                self._column_loops(lo, hi, bases, col_strides, [], out_body, "out")
+                if streams(kir):
+                    self._streaming_or_column_loops(lo, hi, bases, col_strides, out_body, stream_flag, first_out)
+                else:
+                    self._column_loops(lo, hi, bases, col_strides, [], out_body, "out")
             for k, s in enumerate(kir.outputs):
                 if kir.slot_form(s) in ROW_FORMS:
                     store_value(b, self._compute(s, row_env, None), bases[first_out + k])
@@ -433,6 +492,7 @@ class _LoopMarkers:
     def __init__(self, module: ir.Module):
         self.module = module
         self.count = 0
+        self.nontemporal = module.add_metadata([ir.Constant(ir.IntType(32), 1)])
         self.options = [module.add_metadata([ir.MetaDataString(module, "llvm.loop.vectorize.enable"),
                                              ir.Constant(ir.IntType(1), 0)]),
                         module.add_metadata([ir.MetaDataString(module, "llvm.loop.unroll.disable")])]

@@ -18,7 +18,7 @@ from ...ops.registry import OpDef, OpKind, TensorSpec, register
 from ...runtime.threads import SERIAL
 from . import epilogue
 from .evaluate import evaluate
-from .kernel_ir import COL, DROP, FULL, LIB, KernelIR, scratch_slots
+from .kernel_ir import COL, DROP, FULL, LIB, KernelIR, scratch_slots, streams
 from .layout import call_layout, slot_shapes
 
 FLAT_BLOCK = 1024          # elements; a multiple of every vector step (16 lanes x 4 interleave x ...)
@@ -30,6 +30,7 @@ TASK_NS = 100_000          # ~100 us of work per parallel task (XLA's rule of th
 _OP_NS = 0.05
 _BYTE_NS = 0.08
 _LAYOUT_CACHE = 64
+STREAM_BYTES = 8 << 20     # outputs this big bypass the caches (non-temporal stores)
 
 
 def _address(a: np.ndarray) -> int:
@@ -69,6 +70,7 @@ class FusedKernel:
         self._out_forms = [ir.slot_form(s) for s in ir.outputs]
         self._out_dtypes = [np.dtype(ir.slot_dtype(s)) for s in ir.outputs]
         self._scratch = scratch_slots(ir)
+        self._streams = streams(ir)
         self._forms = ([ir.inputs[i].form for i in self._ptr_inputs] + ([FULL] if self._lib is not None else [])
                        + self._out_forms + [COL] * len(self._scratch))
         self.inplace_ok = tuple((i, j) for i, o in enumerate(ir.inputs) for j, s in enumerate(ir.outputs)
@@ -203,6 +205,8 @@ class FusedKernel:
             else:
                 layout.mode, layout.tasks = "rows", rows
                 layout.grain = max(1, math.ceil(TASK_NS / (self._elem_ns * max(cols, 1))))
+            if self._streams and sum(o.nbytes for o in outputs) >= STREAM_BYTES:
+                layout.dims[-1] = 1
             if layout.mode != "epilogue" and layout.tasks <= layout.grain:
                 layout.mode = "whole"
             if layout.rows == 0 and not self.ir.lead or (layout.mode == "flat" and cols == 0):

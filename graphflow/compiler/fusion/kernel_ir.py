@@ -135,3 +135,22 @@ def scratch_slots(kir: KernelIR) -> list[int]:
     """Reduction results a column kernel keeps in caller-provided scratch (not exported)."""
     n = len(kir.inputs)
     return [n + i for i in kir.reductions if n + i not in kir.outputs] if kir.lead else []
+
+
+STREAM_MIN_ELEMENTS = 1 << 20   # below this static size a streaming-store loop cannot pay
+
+
+def streams(kir: KernelIR) -> bool:
+    """Whether an elementwise kernel also has a streaming (non-temporal store) version of its
+    loop, taken at run time for outputs too big for the caches: stores then skip the
+    read-for-ownership of each output line (a quarter of W1's memory traffic)."""
+    outs = [s for s in kir.outputs if kir.slot_form(s) == FULL]
+    if kir.kind != "elementwise" or not outs or any(np.dtype(kir.slot_dtype(s)) == np.bool_ for s in outs):
+        return False
+    size = 1
+    for d in kir.instrs[outs[0] - len(kir.inputs)].shape:
+        if d is None:
+            return True
+        size *= d
+    return size >= STREAM_MIN_ELEMENTS
+

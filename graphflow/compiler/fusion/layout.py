@@ -85,7 +85,7 @@ class CallLayout:
 
     rows: int
     cols: int
-    dims: np.ndarray        # int64 [outer..., cols]
+    dims: np.ndarray        # int64 [outer..., cols, streaming-store flag]
     strides: np.ndarray     # int64 [operand][outer..., col]
 
     mode: str = ""          # how FusedKernel splits the call (set with the layout, cached with it)
@@ -127,6 +127,6 @@ def call_layout(ir: KernelIR, domain: tuple, arrays: list, forms: list, separate
     odims = [1] * pad + odims
     ostr = [[0] * pad + s for s in ostr]
     rows = int(np.prod(odims, dtype=np.int64)) if odims else 1
-    dims = np.array(odims + idims, dtype=np.int64)
+    dims = np.array(odims + idims + [0], dtype=np.int64)   # the last slot: streaming-store flag
     strides = np.array([o + i for o, i in zip(ostr, istr)], dtype=np.int64).reshape(len(per), ro + 1)
     return CallLayout(rows, int(idims[0]), dims, strides)
