@@ -340,3 +340,14 @@ def test_a_kernel_without_llvm_lowering_keeps_its_numpy_evaluation(monkeypatch, 
     assert vec[y.name] is None and vec[z.name] is True
     assert any("no LLVM lowering" in n for n in c.report_data.notes)
     _agree([y, z], {x: np.linspace(-3, 3, 50).astype(np.float32)})
+
+
+def test_scalar_outputs_of_a_kernel_over_an_empty_domain_are_still_computed():
+    p0 = gf.placeholder(gf.float64, (None, None), name="p0")
+    p1 = gf.placeholder(gf.float64, (), name="p1")
+    e = gf.exp(gf.tanh(p1))
+    o = gf.maximum(p0, e)
+    out = gf.exp(o - gf.reduce_min(o, axis=-1, keepdims=True))
+    for shape in ((0, 3), (3, 0)):
+        got = _agree([out, e], {p0: np.zeros(shape), p1: np.float64(0.5)})
+        np.testing.assert_allclose(got[1], np.exp(np.tanh(0.5)), rtol=1e-14)

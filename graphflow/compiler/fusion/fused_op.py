@@ -18,7 +18,7 @@ from ...ops.registry import OpDef, OpKind, TensorSpec, register
 from ...runtime.threads import SERIAL
 from . import epilogue
 from .evaluate import evaluate
-from .kernel_ir import COL, DROP, FULL, LIB, KernelIR, scratch_slots, streams
+from .kernel_ir import COL, DROP, FULL, LIB, UNIFORM, KernelIR, scratch_slots, streams
 from .layout import call_layout, slot_shapes
 
 FLAT_BLOCK = 1024          # elements; a multiple of every vector step (16 lanes x 4 interleave x ...)
@@ -210,7 +210,11 @@ class FusedKernel:
             if layout.mode != "epilogue" and layout.tasks <= layout.grain:
                 layout.mode = "whole"
             if layout.rows == 0 and not self.ir.lead or (layout.mode == "flat" and cols == 0):
-                layout.mode = "empty"   # nothing to compute (a column kernel still writes identities)
+                # an empty domain: nothing to loop over (a column kernel still writes identities);
+                # a one-element output is still due, from the numpy evaluation
+                layout.mode = "empty"
+                if UNIFORM in self._out_forms:
+                    layout = _NO_LAYOUT
         if len(self._layout_cache) > _LAYOUT_CACHE:
             self._layout_cache.clear()
         self._layout_cache[key] = layout
