@@ -278,7 +278,6 @@ class _KernelEmitter:
         env0: dict = {}
         self._row_values(env0, bases0, 0)
         stages = sorted({self.levels[self.n_in + i] for i in kir.reductions})
-        rows_f = None
         for stage in stages:
             idx = [i for i in kir.reductions if self.levels[self.n_in + i] == stage]
             acc = {i: self._ptr_index(self.n_in + i) for i in idx}

@@ -227,7 +227,6 @@ def _rewrite(program: Program, groups, kernels, exports, planner: Planner) -> Pr
 def _toposort(nodes: list[Node]) -> list[Node]:
     """Stable topological order (Kahn's algorithm, earliest original position first)."""
     pos = {n.id: i for i, n in enumerate(nodes)}
-    by_id = {n.id: n for n in nodes}
     deps = {n.id: {r[0] for r in n.inputs} | set(n.control) for n in nodes}
     users: dict = {}
     for nid, ds in deps.items():

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from ...ops.registry import OpDef, OpKind, TensorSpec, register
+from ...ops.registry import OpDef, OpKind, register
 from ...runtime.threads import SERIAL
 from . import epilogue
 from .evaluate import evaluate
