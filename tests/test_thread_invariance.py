@@ -49,9 +49,15 @@ def _layer_norm(n):
     return (x - m) * gf.rsqrt(v + 1e-5), {x: RNG.standard_normal((257, n))}
 
 
+def _batch_norm(n):
+    x = gf.placeholder(gf.float32, (None, n), name="x")
+    mean, var = gf.nn.moments(x, axes=[0])
+    return (x - mean) * gf.rsqrt(var + 1e-3), {x: RNG.standard_normal((300, n)).astype(np.float32)}
+
+
 @pytest.mark.parametrize("build,n", [(_w1, 2 ** 18 + 3), (_broadcast_chain, 2 ** 13 + 1),
-                                     (_softmax, 1023), (_layer_norm, 513)],
-                         ids=["w1", "broadcast", "softmax", "layer_norm"])
+                                     (_softmax, 1023), (_layer_norm, 513), (_batch_norm, 2 ** 12 + 5)],
+                         ids=["w1", "broadcast", "softmax", "layer_norm", "batch_norm"])
 def test_bitwise_same_at_1_and_n_threads(build, n):
     out, feeds = build(n)
     one = _run(out, feeds, 1)

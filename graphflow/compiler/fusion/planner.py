@@ -92,7 +92,7 @@ def classify(node, program, targets: set) -> tuple[Role | None, str | None]:
     """(role, None) for a fusable node; (None, reason) for one that stays alone."""
     d = node.op_def
     if d.kind is OpKind.SOURCE:
-        return None, "source op (produces a kernel input)"
+        return None, "source op (nothing to compute: its value is an input of the kernels)"
     if d.stateful:
         return None, "has side effects"
     if node.id in targets:
