@@ -10,6 +10,7 @@ polynomial approximations are within a few ulp). Hypothesis runs derandomized in
 (conftest.py's "ci" profile) and prints the drawn recipe of a failing graph.
 """
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
 import graphflow as gf
@@ -30,6 +31,14 @@ BINARY = {
 }
 REDUCE = {"sum": gf.reduce_sum, "mean": gf.reduce_mean, "max": gf.reduce_max, "min": gf.reduce_min}
 FORMS = ["full", "full", "row", "col", "scalar"]
+
+
+@pytest.fixture(autouse=True)
+def compiled_loops_even_for_tiny_inputs(monkeypatch):
+    """These tests check the LLVM kernels, so small inputs must not take the numpy shortcut."""
+    from graphflow.compiler.fusion import fused_op
+
+    monkeypatch.setattr(fused_op, "SMALL_ELEMENTS", 0)
 
 
 def _shape(form, rows, cols):

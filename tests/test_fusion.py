@@ -11,6 +11,14 @@ from graphflow.runtime.threads import ThreadBudget
 RNG = np.random.default_rng(0)
 
 
+@pytest.fixture(autouse=True)
+def compiled_loops_even_for_tiny_inputs(monkeypatch):
+    """These tests check the LLVM kernels, so small inputs must not take the numpy shortcut."""
+    from graphflow.compiler.fusion import fused_op
+
+    monkeypatch.setattr(fused_op, "SMALL_ELEMENTS", 0)
+
+
 def _kernels(fetches, feeds):
     c = gf.compile(fetches, feed_list=feeds)
     return c, c.report_data.kernels
@@ -351,3 +359,18 @@ def test_scalar_outputs_of_a_kernel_over_an_empty_domain_are_still_computed():
     for shape in ((0, 3), (3, 0)):
         got = _agree([out, e], {p0: np.zeros(shape), p1: np.float64(0.5)})
         np.testing.assert_allclose(got[1], np.exp(np.tanh(0.5)), rtol=1e-14)
+
+
+def test_tiny_problems_of_few_ops_take_the_numpy_evaluation(monkeypatch):
+    from graphflow.compiler.fusion import fused_op
+
+    monkeypatch.setattr(fused_op, "SMALL_ELEMENTS", 1024)
+    x, y, _ = _w1()
+    out = x * y + 1.0                       # 2 ops: cheaper in numpy than a compiled call
+    c, _ = _kernels(out, [x, y])
+    k = next(n for n in c.program.nodes if n.op == "Fused").attrs["kernel"]
+    small = [np.arange(5, dtype=np.float32)] * 2
+    big = [np.arange(5000, dtype=np.float32)] * 2
+    assert k._analysis(((5,), (5,)))[1] is None and k._analysis(((5000,), (5000,)))[1] == (5000,)
+    np.testing.assert_array_equal(k.run(small)[0], small[0] * small[1] + 1)
+    np.testing.assert_array_equal(k.run(big)[0], big[0] * big[1] + 1)

@@ -10,6 +10,14 @@ from graphflow.runtime.threads import ThreadBudget
 RNG = np.random.default_rng(7)
 
 
+@pytest.fixture(autouse=True)
+def compiled_loops_even_for_tiny_inputs(monkeypatch):
+    """These tests check the LLVM kernels, so small inputs must not take the numpy shortcut."""
+    from graphflow.compiler.fusion import fused_op
+
+    monkeypatch.setattr(fused_op, "SMALL_ELEMENTS", 0)
+
+
 def _bits(a):
     a = np.ascontiguousarray(a)
     return a.view(np.uint8)

@@ -42,7 +42,7 @@ ROW_BLOCKED = {
     "Conv2D": Blocked(_batch_block("Conv2D"), lambda ins, out: True),
 }
 
-BLOCK_BYTES = 256 * 1024   # one block of the library result: stays in L2 for the epilogue
+BLOCK_BYTES = 1 << 20   # one block of the library result: stays in L2 (1-2 MB) for the epilogue
 
 
 def block_size(item_bytes: int) -> int:

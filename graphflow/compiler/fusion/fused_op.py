@@ -31,6 +31,12 @@ _OP_NS = 0.05
 _BYTE_NS = 0.08
 _LAYOUT_CACHE = 64
 STREAM_BYTES = 8 << 20     # outputs this big bypass the caches (non-temporal stores)
+# Per-call costs: a compiled call ~5 us of Python and ctypes (~9 us with an epilogue's
+# blocking), a numpy op on a small array ~1.5 us. Kernels of a few ops over at most
+# SMALL_ELEMENTS elements run their numpy evaluation instead (W8's one-add graph, batch-1
+# dense layers).
+SMALL_ELEMENTS = 1024
+_CALL_US, _EPILOGUE_CALL_US, _NUMPY_OP_US = 5.0, 9.0, 1.5
 
 
 def _address(a: np.ndarray) -> int:
@@ -80,6 +86,8 @@ class FusedKernel:
         ops = sum(1 for ins in ir.instrs if not ins.is_const) + 2 * len(ir.reductions)
         self._elem_ns = _OP_NS * max(ops, 1) + _BYTE_NS * nbytes
         self._shapes_cache: dict = {}
+        call_us = _EPILOGUE_CALL_US if self._lib is not None else _CALL_US
+        self._numpy_is_cheaper = _NUMPY_OP_US * sum(1 for ins in ir.instrs if not ins.is_const) < call_us
         self._layout_cache: dict = {}
 
     # ---- binding to compiled code ----
@@ -93,11 +101,16 @@ class FusedKernel:
 
     # ---- shapes ----
     def _analysis(self, input_shapes: tuple):
-        """(slot shapes, domain or None when the compiled loop cannot take these shapes)."""
+        """(slot shapes, domain), the domain None when the compiled loop is not used for these
+        shapes: it cannot take them, or the problem is so small that the numpy evaluation
+        of a few ops costs less than a compiled call."""
         hit = self._shapes_cache.get(input_shapes)
         if hit is None:
             shapes = slot_shapes(self.ir, input_shapes)
-            hit = (shapes, self._domain(shapes))
+            domain = self._domain(shapes)
+            if domain is not None and self._numpy_is_cheaper and int(np.prod(domain)) <= SMALL_ELEMENTS:
+                domain = None
+            hit = (shapes, domain)
             if len(self._shapes_cache) > _LAYOUT_CACHE:
                 self._shapes_cache.clear()
             self._shapes_cache[input_shapes] = hit
@@ -239,12 +252,14 @@ class FusedKernel:
             for b0 in range(s, e, block):
                 b1 = min(b0 + block, e)
                 part = scratch[:b1 - b0]
-                with np.errstate(all="ignore"):   # like the compiled epilogue: IEEE results, no warnings
-                    epilogue.compute_block(ins.op, lib_args, ins.attrs, b0, b1, part)
+                epilogue.compute_block(ins.op, lib_args, ins.attrs, b0, b1, part)
                 fn(b0 * unit, b1 * unit, 0, cols, dims, strides, *ptrs, part.ctypes.data - b0 * item_bytes, *outs)
 
         grain = max(block, math.ceil(TASK_NS / (self._elem_ns * max(unit * cols, 1))))
-        budget.parallel_for(task, n, grain)
+        if budget.num_threads == 1 or n <= grain:
+            task(0, n)
+        else:
+            budget.parallel_for(task, n, grain)
 
     def _run_numpy(self, inputs, outputs) -> list[np.ndarray]:
         for out, value in zip(outputs, evaluate(self.ir, inputs)):
