@@ -249,11 +249,13 @@ class FusedKernel:
 
         def task(s: int, e: int) -> None:
             scratch = np.empty((min(block, e - s),) + tuple(domain[1:]), dtype=dtype)
-            for b0 in range(s, e, block):
-                b1 = min(b0 + block, e)
-                part = scratch[:b1 - b0]
-                epilogue.compute_block(ins.op, lib_args, ins.attrs, b0, b1, part)
-                fn(b0 * unit, b1 * unit, 0, cols, dims, strides, *ptrs, part.ctypes.data - b0 * item_bytes, *outs)
+            with np.errstate(all="ignore"):   # quiet, like the compiled loops
+                for b0 in range(s, e, block):
+                    b1 = min(b0 + block, e)
+                    part = scratch[:b1 - b0]
+                    epilogue.compute_block(ins.op, lib_args, ins.attrs, b0, b1, part)
+                    fn(b0 * unit, b1 * unit, 0, cols, dims, strides, *ptrs, part.ctypes.data - b0 * item_bytes,
+                       *outs)
 
         grain = max(block, math.ceil(TASK_NS / (self._elem_ns * max(unit * cols, 1))))
         if budget.num_threads == 1 or n <= grain:
@@ -262,8 +264,9 @@ class FusedKernel:
             budget.parallel_for(task, n, grain)
 
     def _run_numpy(self, inputs, outputs) -> list[np.ndarray]:
-        for out, value in zip(outputs, evaluate(self.ir, inputs)):
-            np.copyto(out, value, casting="unsafe")
+        with np.errstate(all="ignore"):   # quiet, like the compiled loops (IEEE results, no warnings)
+            for out, value in zip(outputs, evaluate(self.ir, inputs)):
+                np.copyto(out, value, casting="unsafe")
         return outputs
 
     def __repr__(self) -> str:
