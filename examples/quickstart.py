@@ -33,3 +33,9 @@ with gf.Session() as sess:
             print(f"step {step:3d}  loss {l:.4f}")
     print(f"final loss {sess.run(loss, {x: data, y: labels}):.4f}, "
           f"accuracy {sess.run(accuracy, {x: data, y: labels}):.3f}")
+
+# What the compiler made of the inference graph: ops before/after and the fused kernels.
+compiled = gf.compile(logits, feed_list=[x])
+stats = compiled.stats
+print(f"compiled: {stats['ops_before']} ops -> {stats['ops_after']}, "
+      f"{stats['kernels']} fused kernel(s) holding {stats['fused_ops']} ops")
