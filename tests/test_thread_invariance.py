@@ -134,3 +134,24 @@ def test_streaming_stores_give_the_same_bits(monkeypatch):
             finally:
                 budget.close()
             np.testing.assert_array_equal(_bits(o), _bits(plain))
+
+
+@pytest.mark.parametrize("dtype,build", [
+    (np.float64, lambda x: gf.tanh(x) * 3.0),
+    (np.int32, lambda x: x * x - x // 3),
+    (np.float32, lambda x: gf.cast(x, gf.float64) + 1.0),     # narrower loads than stores
+], ids=["float64", "int32", "float32->float64"])
+def test_streaming_stores_for_other_dtypes(monkeypatch, dtype, build):
+    from graphflow.compiler.fusion import fused_op
+
+    x = gf.placeholder(dtype, (None,), name="x")
+    c = gf.compile(build(x), feed_list=[x])
+    kernel = next(n for n in c.program.nodes if n.op == "Fused").attrs["kernel"]
+    n = 10007
+    xv = (RNG.integers(-100, 100, n) if dtype == np.int32 else RNG.standard_normal(n)).astype(dtype)
+    (plain,) = kernel.run([xv], None, None)
+    monkeypatch.setattr(fused_op, "STREAM_BYTES", 0)
+    kernel._layout_cache.clear()
+    o = np.empty(n + 1, plain.dtype)[1:]
+    kernel.run([xv], [o], None)
+    np.testing.assert_array_equal(_bits(o), _bits(plain))
