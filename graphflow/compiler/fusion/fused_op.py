@@ -222,7 +222,7 @@ class FusedKernel:
                 layout.dims[-1] = 1
             if layout.mode != "epilogue" and layout.tasks <= layout.grain:
                 layout.mode = "whole"
-            if layout.rows == 0 and not self.ir.lead or (layout.mode == "flat" and cols == 0):
+            if layout.rows == 0 and not self.ir.lead:
                 # an empty domain: nothing to loop over (a column kernel still writes identities);
                 # a one-element output is still due, from the numpy evaluation
                 layout.mode = "empty"
