@@ -198,7 +198,7 @@ def _rewrite(program: Program, groups, kernels, exports, planner: Planner) -> Pr
             member_of[m] = i
         last = max(g.members, key=planner.pos.get)
         fused_at[last] = Node(fid, "Fused", tuple(o.ref for o in k.ir.inputs), {"kernel": k}, k.static_specs,
-                              k.name)
+                              k.name, source=program.node(last).source)
     fused_id = {m: next_id + i for m, i in member_of.items()}
 
     def control_of(ids, own=None):

@@ -35,7 +35,10 @@ def slot_shapes(ir: KernelIR, input_shapes) -> list[tuple]:
             shapes.append(tuple(ins.shape))
             continue
         specs = [TensorSpec(shapes[a], ir.slot_dtype(a)) for a in ins.args]
-        out = get_op_def(ins.op).infer(specs, dict(ins.attrs))
+        try:
+            out = get_op_def(ins.op).infer(specs, dict(ins.attrs))
+        except (ValueError, TypeError) as exc:   # name the member op, not only the kernel
+            raise type(exc)(f"'{ins.name}' ({ins.op}) in kernel {ir.name}: {exc}") from None
         shapes.append(tuple(out.shape))
     return shapes
 
