@@ -374,3 +374,20 @@ def test_tiny_problems_of_few_ops_take_the_numpy_evaluation(monkeypatch):
     assert k._analysis(((5,), (5,)))[1] is None and k._analysis(((5000,), (5000,)))[1] == (5000,)
     np.testing.assert_array_equal(k.run(small)[0], small[0] * small[1] + 1)
     np.testing.assert_array_equal(k.run(big)[0], big[0] * big[1] + 1)
+
+
+def test_two_groups_joined_through_a_third_kernel_do_not_merge_into_a_cycle():
+    """Regression: on this random graph (many consumers, row reductions) a merge of two
+    groups passed the node-level convexity check while a path ran from one group through
+    a member of another group (itself one kernel) back into the union: a cycle between
+    kernels ('fuse: the rewritten program has a cycle'). Convexity is now checked per group."""
+    from test_runtime_plan import _random_graph
+
+    rng = np.random.default_rng(30)
+    x = gf.placeholder(gf.float32, (None, 5), name="x")
+    pool = _random_graph(rng, x, 30)
+    picks = sorted(set(rng.integers(2, len(pool), size=3).tolist())) + [len(pool) - 1]
+    fetches = [pool[i] for i in picks]
+    c, kernels = _kernels(fetches, [x])
+    assert kernels and any(len(k["members"]) > 1 for k in kernels)
+    _agree(fetches, {x: RNG.uniform(-1, 1, (4, 5)).astype(np.float32)})

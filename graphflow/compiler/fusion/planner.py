@@ -273,7 +273,12 @@ class Planner:
         return {**big.forms, **small.forms}
 
     def _creates_cycle(self, a: Group, b: Group) -> bool:
-        """True when a path leaves a | b and comes back (the union would not be convex)."""
+        """True when a path leaves a | b and comes back (the union would not be convex).
+
+        The walk runs over groups, not nodes: reaching any member of an outside group
+        continues from all its members, because that group becomes one kernel too (a -> x,
+        y -> b with x and y in one other group is a cycle between kernels even though no
+        path of nodes joins x to y)."""
         def inside(x):
             return x in a.members or x in b.members
 
@@ -284,12 +289,14 @@ class Planner:
             x = stack.pop()
             if x in seen:
                 continue
-            seen.add(x)
-            for c in self.succ[x]:
-                if inside(c):
-                    return True
-                if self.pos[c] < limit and c not in seen:
-                    stack.append(c)
+            group = self.group_of.get(x)
+            for y in (group.members if group is not None else (x,)):
+                seen.add(y)
+                for c in self.succ[y]:
+                    if inside(c):
+                        return True
+                    if self.pos[c] < limit and c not in seen:
+                        stack.append(c)
         return False
 
     def _try_merge(self, a: Group, b: Group) -> None:
