@@ -262,6 +262,31 @@ def test_fold_size_cap_leaves_big_fill_alone():
     assert "size cap" in report.render()
 
 
+def test_plans_built_over_a_big_fill_stay_small():
+    """The runtime honours the same cap: building a Session plan (or gf.compile's) over
+    fetches that need `ones((20000, 20000))` evaluates nothing that big; the Fill runs
+    per run, as the compiler left it."""
+    import tracemalloc
+
+    big = gf.ones((20000, 20000), name="big")
+    total = gf.reduce_sum(big)
+    small = gf.ones((3,), name="small") * 2.0
+    tracemalloc.start()
+    try:
+        for opt_level in (0, 1, 2):
+            with gf.Session(opt_level=opt_level) as sess:
+                sess.make_callable([total, small])   # builds the plan, runs nothing
+                plan = next(iter(sess._plans.values()))
+                assert any(st.node.name == "big" for st in plan.execution.steps)
+        gf.compile([total, small])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, f"building the plans allocated {peak} bytes"
+    with gf.Session() as sess:   # small sources are still evaluated once, at build time
+        np.testing.assert_array_equal(sess.run(small), [2.0, 2.0, 2.0])
+
+
 def test_fold_limit_is_configurable(monkeypatch):
     monkeypatch.setenv("GRAPHFLOW_FOLD_LIMIT_BYTES", "8")
     y = gf.ones((4,)) * 2.0

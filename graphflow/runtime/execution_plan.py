@@ -21,6 +21,8 @@ from functools import partial
 
 import numpy as np
 
+from ..compiler.passes.fold import fold_limit_bytes, static_nbytes
+from ..compiler.program import const_value
 from ..errors import InvalidArgumentError, OpError
 from ..graph import shape_str
 from ..ops.registry import OpKind
@@ -151,6 +153,16 @@ def _is_constant(node, op_def) -> bool:
             and not op_def.extra.get("has_branches"))
 
 
+def _small_or_held(node) -> bool:
+    """A constant evaluated at build time: one the node already holds (Const), or a computed
+    one (Fill, Eye, ...) within the compiler's folding cap, which left bigger ones unfolded
+    so that building a plan never materializes, say, `ones((20000, 20000))`."""
+    if const_value(node) is not None:
+        return True
+    nbytes = static_nbytes(node.specs)
+    return nbytes is not None and nbytes <= fold_limit_bytes()
+
+
 class ExecutionPlan:
     """Runs one Program; `__call__(*feed_values) -> list of fetched values`."""
 
@@ -190,7 +202,8 @@ class ExecutionPlan:
             if d.kernel is None:
                 raise InvalidArgumentError(f"'{n.name}' ({n.op}) has no value: it must be fed", n.name)
             outs = tuple(value_of[(n.id, i)] for i in range(len(n.specs)))
-            if _is_constant(n, d) and (not generate or self._fold(n, d, outs)):  # sizing only: no need to evaluate
+            if _is_constant(n, d) and _small_or_held(n) and (not generate or self._fold(n, d, outs)):
+                # evaluated once, now (sizing only: no need to evaluate); a big source runs per run
                 for v in outs:
                     external[v] = True
                 continue

@@ -33,7 +33,8 @@ def fold_limit_bytes() -> int:
     return int(os.environ.get("GRAPHFLOW_FOLD_LIMIT_BYTES", DEFAULT_LIMIT_BYTES))
 
 
-def _static_nbytes(specs) -> int | None:
+def static_nbytes(specs) -> int | None:
+    """Bytes of values of these specs, or None when a shape is not fully known."""
     total = 0
     for s in specs:
         if s.shape is None or any(d is None for d in s.shape):
@@ -111,7 +112,7 @@ class _Folder:
         except (ValueError, TypeError):
             return None
         out_specs = (out_specs,) if isinstance(out_specs, TensorSpec) else tuple(out_specs)
-        nbytes = _static_nbytes(out_specs)
+        nbytes = static_nbytes(out_specs)
         if nbytes is None:
             self.report.record("fold_constants", "not folded", [node.name], "output size unknown at compile time")
             return None
