@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from sys import getrefcount
 from collections import deque
 from functools import partial
 
@@ -26,26 +27,12 @@ from ..compiler.program import const_value
 from ..errors import InvalidArgumentError, OpError
 from ..graph import shape_str
 from ..ops.registry import OpKind
+from .fpstate import IGNORE as _FP_IGNORE
+from .fpstate import quiet_fp as _fp_set
+from .fpstate import restore_fp as _fp_reset
 from .memory import StepInfo, plan_memory
 from .state import RunState
 from .threads import SERIAL, limit_blas_threads, restore_blas_threads
-
-try:  # numpy >= 2: set the floating-point error state without building an errstate object
-    from numpy._core._ufunc_config import _extobj_contextvar as _fp_var
-
-    with np.errstate(all="ignore"):
-        _FP_IGNORE = _fp_var.get()
-    _fp_set, _fp_reset = _fp_var.set, _fp_var.reset
-except ImportError:  # older numpy: a (slower) errstate object per run
-    _FP_IGNORE = None
-
-    def _fp_set(_):
-        ctx = np.errstate(all="ignore")
-        ctx.__enter__()
-        return ctx
-
-    def _fp_reset(ctx):
-        ctx.__exit__(None, None, None)
 
 _KERNEL_ERRORS = (ValueError, IndexError, TypeError, ZeroDivisionError, FloatingPointError)
 PARALLEL_MIN_SECONDS = 2e-3   # a run this long may be worth spreading over the pool
@@ -90,6 +77,29 @@ def _buffer_2(A: list, b: int, dtype, x, y) -> np.ndarray:
     if out is None or out.shape != s:
         out = A[b] = np.empty(s, dtype)
     return out
+
+
+POOL_MIN_BYTES = 1 << 20   # smaller arrays come from malloc's heap, already mapped
+
+
+def _fresh_output(pool: list, shape: tuple, dtype) -> np.ndarray:
+    """A new array for a fetched kernel result. The last one is reused when nothing outside
+    `pool` holds it any more (the caller dropped the previous result): a large np.empty is
+    a fresh mmap whose first touch costs a page fault per 4 KB, ~5 ms for W1's 64 MB output,
+    a third of the kernel. Concurrent runs are safe: a pooled array is taken out of `pool`
+    (an atomic pop) before its references are counted, and one in use is never reused."""
+    try:
+        x = pool.pop()
+    except IndexError:
+        pass
+    else:
+        if x.shape == shape and x.dtype == dtype and getrefcount(x) == 2:  # `x` and the argument
+            pool.append(x)
+            return x
+    x = np.empty(shape, dtype)
+    if x.nbytes >= POOL_MIN_BYTES:
+        pool.append(x)
+    return x
 
 
 def _buffer_n(A: list, b: int, dtype, *xs) -> np.ndarray:
@@ -249,6 +259,7 @@ class ExecutionPlan:
         # the fastest entry point: the generated function itself unless runs may go parallel
         self.runner = self.__call__ if self.parallel_ok else getattr(self, "_run_serial", None)
         self._times = [0.0, 0.0]  # latest run time (s): serial, on the inter-op schedule
+        self._out_pools = None
         self._calls = 0
 
     def _fold(self, node, op_def, outs) -> bool:
@@ -294,12 +305,14 @@ class ExecutionPlan:
                 lines.append(f"{name(o)} = K{k}({ins}, out={helper}(A, {b}, D{k}_0, {ins}))")
         else:
             bufs = [mem.buffer_of[v] for v in st.outputs]
-            if all(b is None for b in bufs):
+            pooled = self._pooled_outputs()
+            if all(b is None and v not in pooled for v, b in zip(st.outputs, bufs)):
                 outs = "None"
             else:
                 lines.append(f"_s = KO{k}.output_shapes([{', '.join(f'{name(v)}.shape' for v in st.inputs)}])")
-                outs = "[" + ", ".join(f"EMPTY(_s[{j}], D{k}_{j})" if b is None else f"OUT(A, {b}, D{k}_{j}, _s[{j}])"
-                                       for j, b in enumerate(bufs)) + "]"
+                outs = "[" + ", ".join(f"OUT(A, {b}, D{k}_{j}, _s[{j}])" if b is not None else
+                                       f"FRESH(P{v}, _s[{j}], D{k}_{j})" if v in pooled else f"EMPTY(_s[{j}], D{k}_{j})"
+                                       for j, (v, b) in enumerate(zip(st.outputs, bufs))) + "]"
             lines.append(f"{', '.join(name(v) for v in st.outputs)}, = KO{k}.run([{ins}], {outs}, BUDGET)")
         if free:  # drop per-run allocations as soon as they are dead
             dead = [name(v) for v in dict.fromkeys(st.inputs)
@@ -307,6 +320,16 @@ class ExecutionPlan:
             if dead:
                 lines.append(" = ".join(dead) + " = None")
         return lines
+
+    def _pooled_outputs(self) -> dict:
+        """value -> its pool of output arrays (`_fresh_output`), for fetched values of rank > 0
+        that a fused kernel writes into a per-run allocation returned as it is."""
+        if self._out_pools is None:
+            mem = self.memory
+            self._out_pools = {v: [] for st in self.steps if st.mode == "out" for v in st.outputs
+                               if v in self.output_values and mem.buffer_of[v] is None and not mem.external_alias[v]
+                               and self.specs[v][0] is not None and len(self.specs[v][0]) > 0}
+        return self._out_pools
 
     def _output_expr(self, v: int, name, call_results) -> str:
         if self.memory.external_alias[v]:
@@ -334,7 +357,9 @@ class ExecutionPlan:
               "STORE": self.store, "FPSET": _fp_set, "FPRESET": _fp_reset, "IGNORE": _FP_IGNORE,
               "ERRORS": _KERNEL_ERRORS, "OpError": OpError, "STEP_ERROR": self._serial_error,
               "ARENAS": self._arenas, "LIMIT": limit_blas_threads, "NT": self.budget.num_threads,
-              "RESTORE": restore_blas_threads}
+              "RESTORE": restore_blas_threads, "FRESH": _fresh_output}
+        for v, pool in self._pooled_outputs().items():
+            ns[f"P{v}"] = pool
         for v, x in self.constants.items():
             ns[f"v{v}"] = x
         for st in self.steps:

@@ -50,6 +50,8 @@ def block_size(item_bytes: int) -> int:
     return max(1, BLOCK_BYTES // max(1, item_bytes))
 
 
-def compute_block(op: str, args: list, attrs, b0: int, b1: int, out: np.ndarray) -> None:
-    """Block [b0, b1) along axis 0 of library op `op`'s result into `out`."""
-    ROW_BLOCKED[op].rows(*args, b0, b1, out, **attrs)
+def block_function(op: str) -> Callable:
+    """fn(*args, b0, b1, out, **attrs): block [b0, b1) along axis 0 of library op `op`'s
+    result into `out` (looked up once per kernel, not per block)."""
+    return ROW_BLOCKED[op].rows
+

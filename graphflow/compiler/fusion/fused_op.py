@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from ...ops.registry import OpDef, OpKind, register
+from ...runtime.fpstate import IGNORE, quiet_fp, restore_fp
 from ...runtime.threads import SERIAL
 from . import epilogue
 from .evaluate import evaluate
@@ -89,12 +90,19 @@ class FusedKernel:
         call_us = _EPILOGUE_CALL_US if self._lib is not None else _CALL_US
         self._numpy_is_cheaper = _NUMPY_OP_US * sum(1 for ins in ir.instrs if not ins.is_const) < call_us
         self._layout_cache: dict = {}
+        if self._lib is not None:  # read once here, not on every call
+            lib = ir.instrs[self._lib]
+            self._lib_block = epilogue.block_function(lib.op)
+            self._lib_args, self._lib_attrs, self._lib_dtype = lib.args, lib.attrs, np.dtype(lib.dtype)
 
     # ---- binding to compiled code ----
     def bind(self, jit, vectorized: bool | None) -> None:
         """Use function `self.name` of the JitModule `jit` (kept alive with this kernel)."""
+        # every argument is declared void*: the same 64-bit register or stack slot as the
+        # function's i64 parameters, and ctypes converts a Python int to void* ~2x faster
+        # than to int64 (negative ints wrap, as the two's complement i64 expects)
         nptr = len(self._forms)
-        proto = ctypes.CFUNCTYPE(None, *([ctypes.c_int64] * 6), *([ctypes.c_int64] * nptr))
+        proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * (6 + nptr)))
         self._fn = proto(jit.address(self.name))
         self._jit = jit
         self.vectorized = vectorized
@@ -148,22 +156,25 @@ class FusedKernel:
         return tuple(domain)
 
     def output_shapes(self, input_shapes) -> list[tuple]:
-        shapes, _ = self._analysis(tuple(tuple(s) for s in input_shapes))
+        try:  # ndarray shapes are tuples already: the list is the cache key as it is
+            shapes, _ = self._analysis(tuple(input_shapes))
+        except TypeError:
+            shapes, _ = self._analysis(tuple(tuple(s) for s in input_shapes))
         return [shapes[s] for s in self.ir.outputs]
 
     # ---- running ----
     def run(self, inputs, outputs=None, budget=None) -> list[np.ndarray]:
         """Compute the outputs (into `outputs` when given), split over `budget`'s threads."""
-        budget = budget or SERIAL
-        inputs = [a if type(a) is np.ndarray else np.asarray(a) for a in inputs]
+        inputs = [a if a.__class__ is np.ndarray else np.asarray(a) for a in inputs]
         in_shapes = tuple([a.shape for a in inputs])
-        shapes, domain = self._analysis(in_shapes)
+        hit = self._shapes_cache.get(in_shapes)
+        shapes, domain = hit if hit is not None else self._analysis(in_shapes)
         if outputs is None:
             outputs = [np.empty(shapes[s], dtype=d) for s, d in zip(self.ir.outputs, self._out_dtypes)]
-        if self._fn is None or domain is None:
+        if domain is None or self._fn is None:
             return self._run_numpy(inputs, outputs)
         ptr_arrays = [inputs[i] for i in self._ptr_inputs]
-        scratch = [np.empty(shapes[s], dtype=self.ir.slot_dtype(s)) for s in self._scratch]
+        scratch = [np.empty(shapes[s], dtype=self.ir.slot_dtype(s)) for s in self._scratch] if self._scratch else ()
         key = (in_shapes, tuple([a.strides for a in ptr_arrays]), tuple([(o.shape, o.strides) for o in outputs]))
         layout = self._layout_cache.get(key)
         if layout is None:
@@ -174,15 +185,16 @@ class FusedKernel:
         outs = [_address(o) for o in outputs]
         if scratch:
             outs += [_address(a) for a in scratch]
+        mode = layout.mode
+        if mode == "epilogue":
+            self._run_epilogue(inputs, ptrs, outs, layout, domain, budget or SERIAL)
+            return outputs
         fn, dims, strides = self._fn, layout.dims_ptr, layout.strides_ptr
-        rows, cols, mode = layout.rows, layout.cols, layout.mode
-        if mode == "empty":
-            pass
-        elif mode == "whole" or (budget.num_threads == 1 and mode != "epilogue"):
-            # one call over the whole range: every element takes the code path it takes in any split
-            fn(0, rows, 0, cols, dims, strides, *ptrs, *outs)
-        elif mode == "epilogue":
-            self._run_epilogue(inputs, ptrs, outs, layout, domain, budget)
+        rows, cols = layout.rows, layout.cols
+        if mode == "whole" or budget is None or budget.num_threads == 1:
+            if mode != "empty":
+                # one call over the whole range: every element takes the code path it takes in any split
+                fn(0, rows, 0, cols, dims, strides, *ptrs, *outs)
         elif mode == "columns":
             # column kernel: each task owns whole columns, so sums never split (deterministic)
             budget.parallel_for(lambda s, e: fn(0, rows, s * FLAT_BLOCK, min(e * FLAT_BLOCK, cols), dims, strides,
@@ -201,7 +213,7 @@ class FusedKernel:
             item = np.dtype(self.ir.instrs[self._lib].dtype).itemsize
             arrays.append(_Strided(domain, tuple(int(np.prod(domain[d + 1:], dtype=np.int64)) * item
                                                  for d in range(len(domain))), item))
-        arrays += list(outputs) + scratch
+        arrays += list(outputs) + list(scratch)
         layout = call_layout(self.ir, domain, arrays, self._forms, separate_columns=self._lib is not None)
         if layout is None:
             layout = _NO_LAYOUT
@@ -236,26 +248,30 @@ class FusedKernel:
     def _run_epilogue(self, inputs, ptrs, outs, layout, domain, budget) -> None:
         """Blocks along axis 0 of the library result (matmul rows, conv images): compute a
         block into a scratch buffer, then run the fused kernel on its rows while in cache."""
-        ins = self.ir.instrs[self._lib]
-        lib_args = [inputs[a] for a in ins.args]
-        dtype = np.dtype(ins.dtype)
-        n, cols = domain[0], layout.cols
+        n = domain[0]
         if n == 0:
             return
+        lib_args = [inputs[a] for a in self._lib_args]
+        dtype, attrs, compute = self._lib_dtype, self._lib_attrs, self._lib_block
+        cols = layout.cols
         unit = layout.rows // n                      # kernel rows per index along axis 0
         item_bytes = unit * cols * dtype.itemsize
         block = epilogue.block_size(item_bytes)
         fn, dims, strides = self._fn, layout.dims_ptr, layout.strides_ptr
+        rest = tuple(domain[1:])
 
         def task(s: int, e: int) -> None:
-            scratch = np.empty((min(block, e - s),) + tuple(domain[1:]), dtype=dtype)
-            with np.errstate(all="ignore"):   # quiet, like the compiled loops
+            scratch = np.empty((min(block, e - s),) + rest, dtype=dtype)
+            address = _address(scratch)
+            tok = quiet_fp(IGNORE)   # quiet, like the compiled loops
+            try:
                 for b0 in range(s, e, block):
                     b1 = min(b0 + block, e)
-                    part = scratch[:b1 - b0]
-                    epilogue.compute_block(ins.op, lib_args, ins.attrs, b0, b1, part)
-                    fn(b0 * unit, b1 * unit, 0, cols, dims, strides, *ptrs, part.ctypes.data - b0 * item_bytes,
-                       *outs)
+                    part = scratch[:b1 - b0] if b1 - b0 < len(scratch) else scratch
+                    compute(*lib_args, b0, b1, part, **attrs)
+                    fn(b0 * unit, b1 * unit, 0, cols, dims, strides, *ptrs, address - b0 * item_bytes, *outs)
+            finally:
+                restore_fp(tok)
 
         grain = max(block, math.ceil(TASK_NS / (self._elem_ns * max(unit * cols, 1))))
         if budget.num_threads == 1 or n <= grain:
@@ -264,9 +280,12 @@ class FusedKernel:
             budget.parallel_for(task, n, grain)
 
     def _run_numpy(self, inputs, outputs) -> list[np.ndarray]:
-        with np.errstate(all="ignore"):   # quiet, like the compiled loops (IEEE results, no warnings)
+        tok = quiet_fp(IGNORE)   # quiet, like the compiled loops (IEEE results, no warnings)
+        try:
             for out, value in zip(outputs, evaluate(self.ir, inputs)):
                 np.copyto(out, value, casting="unsafe")
+        finally:
+            restore_fp(tok)
         return outputs
 
     def __repr__(self) -> str:
