@@ -24,6 +24,18 @@ def test_passes_are_one_ordered_tuple_with_levels():
     assert len(set(names)) == len(names)
 
 
+def test_build_stages_gives_the_program_of_every_level_from_one_lowering():
+    assert [p.level for p in PASSES] == sorted(p.level for p in PASSES)  # what build_stages relies on
+    x = gf.placeholder(gf.float32, (3,), name="x")
+    y = gf.exp(x * 1.0 + gf.constant(1.0) * 2.0)
+    programs, report = pipeline.build_stages(gf.get_default_graph(), [y], [], [x], 2)
+    assert len(programs) == 3
+    for level, program in enumerate(programs):
+        alone, _ = compile_program([y], [x], opt_level=level)
+        assert [n.op for n in program.nodes] == [n.op for n in alone.nodes]
+    assert [p.name for p in report.passes].count("prune") == 1
+
+
 def test_opt_level_0_runs_only_prune():
     x = gf.placeholder(gf.float32, (3,), name="x")
     y = x * 1.0 + gf.constant(1.0) * 2.0

@@ -41,6 +41,7 @@ class Pass:
     stage: str = "passes"
 
 
+# in level order: the program after the passes of level L is the opt_level L program
 PASSES = (
     Pass("prune", prune, 0),
     Pass("fold_constants", fold_constants, 1, fixed_point=True),
@@ -100,10 +101,11 @@ class _Runner:
         return out
 
 
-def run_passes(program: Program, report: Report, opt_level: int, disable=()) -> Program:
-    """Run the passes of `PASSES` that `opt_level` selects and `disable` leaves on."""
+def run_passes(program: Program, report: Report, opt_level: int, disable=(), above: int = -1) -> Program:
+    """Run the passes of `PASSES` that `opt_level` selects and `disable` leaves on (only
+    those of a level above `above`: the passes of the lower levels already ran)."""
     off = disabled_passes(disable)
-    selected = [p for p in PASSES if p.level <= opt_level and p.name not in off]
+    selected = [p for p in PASSES if above < p.level <= opt_level and p.name not in off]
     run = _Runner(report)
     i = 0
     while i < len(selected):
@@ -172,15 +174,27 @@ def fill_unfused(report: Report, program: Program, opt_level: int, disable=()) -
             report.unfused[n.name] = reason
 
 
-def build_program(graph, outputs, targets, feeds, opt_level: int = 2, disable=()) -> tuple[Program, Report]:
-    """Lower what the fetches need and optimize it; raises for unfed placeholders (prune
-    checks them before any optimization, so every opt_level reports the same chain)."""
+def build_stages(graph, outputs, targets, feeds, opt_level: int = 2, disable=()) -> tuple[list, Report]:
+    """The program after each level's passes, `[level 0 (pruned only), ..., opt_level]`,
+    from one lowering and into one report (PASSES is in level order, so the last one is
+    what `build_program` returns). The runtime sizes level 0 to compare peak memory and
+    falls back on a lower level when fusion would raise it."""
     report = Report()
     t0 = time.perf_counter()
     program = lower_graph(graph, outputs, targets, feeds)
     report.stage_seconds["lower"] = time.perf_counter() - t0
-    program = run_passes(program, report, opt_level, disable)
+    programs = []
+    for level in range(max(opt_level, 0) + 1):
+        program = run_passes(program, report, level, disable, above=level - 1)
+        programs.append(program)
     fill_unfused(report, program, opt_level, disable)
     if _debug_level() >= 3 and report.llvm_ir:
         print(report.llvm_ir, file=sys.stderr)
-    return program, report
+    return programs, report
+
+
+def build_program(graph, outputs, targets, feeds, opt_level: int = 2, disable=()) -> tuple[Program, Report]:
+    """Lower what the fetches need and optimize it; raises for unfed placeholders (prune
+    checks them before any optimization, so every opt_level reports the same chain)."""
+    programs, report = build_stages(graph, outputs, targets, feeds, opt_level, disable)
+    return programs[-1], report

@@ -6,7 +6,8 @@ import os
 import sys
 import time
 
-from ..compiler.pipeline import build_program
+from ..compiler.pipeline import build_stages
+from ..compiler.program import FEED
 from .execution_plan import ExecutionPlan
 from .threads import SERIAL
 
@@ -36,23 +37,51 @@ class Plan:
 
 
 def build_plan(graph, elements, tensors, ops, feeds, opt_level, session=None) -> Plan:
-    """Compile, plan and size the program computing `tensors` and running `ops` given `feeds`."""
-    program, report = build_program(graph, tensors, ops, feeds, opt_level)
+    """Compile, plan and size the program computing `tensors` and running `ops` given `feeds`.
+
+    The plan's peak memory is never above the unfused (opt_level 0) plan's: when the
+    optimized program's would be, the plan runs the program of the highest lower level
+    that keeps it, at worst the unfused one itself, and the report says why."""
+    programs, report = build_stages(graph, tensors, ops, feeds, opt_level)
     t0 = time.perf_counter()
-    execution = ExecutionPlan(program, feeds, convert=_converter(), store=getattr(session, "_store", None),
-                              budget=getattr(session, "budget", SERIAL))
+    convert, store, budget = _converter(), getattr(session, "_store", None), getattr(session, "budget", SERIAL)
+    program = programs[-1]
+    execution = ExecutionPlan(program, feeds, convert=convert, store=store, budget=budget)
+    peak = execution.peak_memory_bytes()
+    unfused_peak = peak
+    if program is not programs[0]:
+        unfused_peak = ExecutionPlan(programs[0], feeds, generate=False).peak_memory_bytes()
+        if peak > unfused_peak:
+            raised = peak
+            for level in range(len(programs) - 2, -1, -1):
+                if programs[level] is program:
+                    continue
+                program = programs[level]
+                execution = ExecutionPlan(program, feeds, convert=convert, store=store, budget=budget)
+                peak = execution.peak_memory_bytes()
+                if peak <= unfused_peak:
+                    break
+            _undo(report, program, level, raised, unfused_peak)
     report.stage_seconds["plan"] = time.perf_counter() - t0
-    report.peak_memory_bytes = execution.peak_memory_bytes()
-    if opt_level == 0:
-        report.unfused_peak_memory_bytes = report.peak_memory_bytes
-    else:
-        unfused, _ = build_program(graph, tensors, ops, feeds, 0)
-        report.unfused_peak_memory_bytes = ExecutionPlan(unfused, feeds, convert=_converter(),
-                                                         generate=False).peak_memory_bytes()
+    report.peak_memory_bytes = peak
+    report.unfused_peak_memory_bytes = unfused_peak
     report.note("peak memory counts the plan's buffers and live per-run allocations, with unknown "
                 "dimensions taken as 1")
     _debug(execution, report)
     return Plan(program, report, execution, elements, tensors)
+
+
+def _undo(report, program, level: int, raised: int, unfused_peak: int) -> None:
+    """Make the report describe the lower-level `program` the plan runs instead."""
+    why = (f"the optimized plan's peak memory ({raised} bytes) was above the unfused plan's "
+           f"({unfused_peak} bytes): running the opt_level {level} program")
+    report.note(why)
+    kept = {n.name for n in program.nodes}
+    if not any(k["name"] in kept for k in report.kernels):
+        report.kernels.clear()
+        report.llvm_ir = ""
+        report.unfused.clear()
+        report.unfused.update((n.name, f"fusion undone: {why}") for n in program.nodes if n.op != FEED)
 
 
 def _debug(execution: ExecutionPlan, report) -> None:
