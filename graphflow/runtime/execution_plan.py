@@ -251,6 +251,7 @@ class ExecutionPlan:
         self._control = {node_step[n.id]: [node_step[c] for c in n.control if c in node_step]
                          for n in program.nodes if n.id in node_step and n.control}
         self._arenas: list = []
+        self._out_pools = None      # value -> reusable output arrays (`_pooled_outputs`)
         self._deps = self._tables = None
         self.parallel_ok = False
         if generate:
@@ -259,7 +260,6 @@ class ExecutionPlan:
         # the fastest entry point: the generated function itself unless runs may go parallel
         self.runner = self.__call__ if self.parallel_ok else getattr(self, "_run_serial", None)
         self._times = [0.0, 0.0]  # latest run time (s): serial, on the inter-op schedule
-        self._out_pools = None
         self._calls = 0
 
     def _fold(self, node, op_def, outs) -> bool:
