@@ -8,9 +8,16 @@ switches to `noinline`, and the scalar function advertises vector variants throu
 `vector-function-abi-variant` attribute (kept alive by `@llvm.compiler.used`), so the loop
 vectorizer still vectorizes the loop, calling one shared vector body. Inlining a polynomial
 250 times made a 1000-op chain take ~8 s to compile; calls keep it well under a second.
+
+Uses inside `cold(module)` (the scalar fallback loops of a kernel: strided operands, the
+peel and tail of a streaming loop) call a separate out-of-line copy (`graphflow.tanh.f32.cold`)
+and do not count: a kernel emits each op in several loop versions, and counting the cold
+ones pushed even a two-function kernel like W1 over the limit, so its hot vector loop called
+the polynomials (spilling every live register around each call) instead of inlining them.
 """
 from __future__ import annotations
 
+import contextlib
 import weakref
 
 from llvmlite import ir
@@ -26,10 +33,28 @@ _libraries: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def call(b: ir.IRBuilder, module: ir.Module, name: str, x: ir.Value) -> ir.Value:
     """Emits `name(x)` at b's insertion point (in `module`), for a float32/float64 scalar or vector x."""
+    library = _library(module)
+    fn = library.cold_function(name, x.type) if library.cold else library.use(name, x.type)
+    return b.call(fn, [x])
+
+
+def _library(module: ir.Module) -> "_Library":
     library = _libraries.get(module)
     if library is None:
         library = _libraries[module] = _Library(module)
-    return b.call(library.use(name, x.type), [x])
+    return library
+
+
+@contextlib.contextmanager
+def cold(module: ir.Module):
+    """Math calls emitted inside go to shared out-of-line copies and leave the inlining
+    budget to the hot loops (for code that runs on a few elements or a slow path anyway)."""
+    library = _library(module)
+    outer, library.cold = library.cold, True
+    try:
+        yield
+    finally:
+        library.cold = outer
 
 
 def _mangle(ty: ir.Type) -> str:
@@ -55,6 +80,16 @@ class _Library:
         self.functions: dict[tuple[str, str], dict[str, ir.Function]] = {}  # family -> mangled -> fn
         self.kept: list[ir.Function] = []
         self.announced: set[str] = set()
+        self.cold = False
+        self.cold_functions: dict[tuple[str, str], ir.Function] = {}
+
+    def cold_function(self, name: str, ty: ir.Type) -> ir.Function:
+        key = (name, _mangle(ty))
+        fn = self.cold_functions.get(key)
+        if fn is None:
+            fn = self.cold_functions[key] = self._define(name, ty, ".cold")
+            fn.attributes.add("noinline")
+        return fn
 
     def use(self, name: str, ty: ir.Type) -> ir.Function:
         family = (name, dtype_of(ty).name)
@@ -76,8 +111,8 @@ class _Library:
                 self._add_vector_variants(name, fn, ty)
         return fn
 
-    def _define(self, name: str, ty: ir.Type) -> ir.Function:
-        fn = ir.Function(self.module, ir.FunctionType(ty, [ty]), f"graphflow.{name}.{_mangle(ty)}")
+    def _define(self, name: str, ty: ir.Type, suffix: str = "") -> ir.Function:
+        fn = ir.Function(self.module, ir.FunctionType(ty, [ty]), f"graphflow.{name}.{_mangle(ty)}{suffix}")
         fn.linkage = "internal"
         fn.attributes.add("nounwind")
         fn.attributes.add("readnone")

@@ -17,6 +17,7 @@ over an input of the same shape, where each element is read before it is written
 """
 from __future__ import annotations
 
+import contextlib
 import re
 
 import numpy as np
@@ -24,6 +25,7 @@ from llvmlite import ir
 
 from ...errors import UnimplementedError
 from ...ops.registry import OpKind, get_op_def
+from ..codegen import mathlib
 from ..codegen.irtypes import call_intrinsic, element_pointer, load_value, store_value
 from ..codegen.scalar_llvm import LLVMScalarBuilder
 from .kernel_ir import COL, FULL, LIB, REDUCERS, ROW_FORMS, UNIFORM, KernelIR, scratch_slots, streams
@@ -93,10 +95,13 @@ class _KernelEmitter:
     def _load_i64(self, base, index: int):
         return self.b.load(self.b.gep(base, [self._i64(index)], inbounds=True, source_etype=I64), typ=I64)
 
-    def _loop(self, lo, hi, init: list, body, name: str, scalar: bool = False, step: int = 1) -> list:
+    def _loop(self, lo, hi, init: list, body, name: str, scalar: bool = False, step: int = 1,
+              cold: bool | None = None) -> list:
         """A counted loop i in [lo, hi) carrying accumulators; body(i, accs) -> new accs.
         Returns the accumulators' values after the loop. A `scalar` loop is marked so LLVM
-        neither vectorizes nor unrolls it (the strided fallback: keeps compile time down)."""
+        neither vectorizes nor unrolls it (the strided fallback: keeps compile time down).
+        A `cold` loop (default: any scalar one) calls out-of-line math functions, keeping the
+        inlining budget of `mathlib` for the hot vector loops."""
         b = self.b
         pre = b.block
         header = self.fn.append_basic_block(f"{name}.head")
@@ -113,7 +118,8 @@ class _KernelEmitter:
             accs.append(p)
         b.cbranch(b.icmp_signed("<", i, hi), body_bb, exit_bb)
         b.position_at_end(body_bb)
-        new = body(i, accs)
+        with mathlib.cold(self.fn.module) if (scalar if cold is None else cold) else contextlib.nullcontext():
+            new = body(i, accs)
         nxt = b.add(i, self._i64(step), flags=("nsw",))
         latch = b.block
         i.add_incoming(nxt, latch)
@@ -233,7 +239,7 @@ class _KernelEmitter:
         unit = lambda c, accs: body(c, accs, self._addr(bases, None, c))   # noqa: E731
         self._loop(lo, start, [], unit, "out.peel", scalar=True)
         self.lanes, self.streaming = lanes, True
-        self._loop(start, vec_end, [], unit, "out.nt", scalar=True, step=lanes)
+        self._loop(start, vec_end, [], unit, "out.nt", scalar=True, step=lanes, cold=False)
         self.lanes, self.streaming = None, False
         self._loop(vec_end, hi, [], unit, "out.tail", scalar=True)
         b.fence("seq_cst")
