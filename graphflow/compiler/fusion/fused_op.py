@@ -94,6 +94,12 @@ class FusedKernel:
             lib = ir.instrs[self._lib]
             self._lib_block = epilogue.block_function(lib.op)
             self._lib_args, self._lib_attrs, self._lib_dtype = lib.args, lib.attrs, np.dtype(lib.dtype)
+            # an output the library result may be computed straight into (no scratch block):
+            # an elementwise epilogue reads each element of the result once, before writing
+            # the same element of that output (the in-place rule the kernels accept)
+            self._lib_into = next((j for j, s in enumerate(ir.outputs) if not ir.reductions and not ir.lead
+                                   and self._out_forms[j] == FULL and self._out_dtypes[j] == self._lib_dtype),
+                                  None)
 
     # ---- binding to compiled code ----
     def bind(self, jit, vectorized: bool | None) -> None:
@@ -187,7 +193,7 @@ class FusedKernel:
             outs += [_address(a) for a in scratch]
         mode = layout.mode
         if mode == "epilogue":
-            self._run_epilogue(inputs, ptrs, outs, layout, domain, budget or SERIAL)
+            self._run_epilogue(inputs, outputs, ptrs, outs, layout, domain, budget or SERIAL)
             return outputs
         fn, dims, strides = self._fn, layout.dims_ptr, layout.strides_ptr
         rows, cols = layout.rows, layout.cols
@@ -221,6 +227,9 @@ class FusedKernel:
             rows, cols = layout.rows, layout.cols
             if self._lib is not None:
                 layout.mode = "epilogue"
+                j = self._lib_into
+                layout.into = j if j is not None and outputs[j].shape == tuple(domain) and \
+                    outputs[j].flags.c_contiguous and not self._streams else None
             elif self.ir.lead:
                 layout.mode, layout.tasks = "columns", -(-cols // FLAT_BLOCK)
                 layout.grain = max(1, int(TASK_NS / (self._elem_ns * FLAT_BLOCK * max(rows, 1))))
@@ -245,9 +254,10 @@ class FusedKernel:
         self._layout_cache[key] = layout
         return layout
 
-    def _run_epilogue(self, inputs, ptrs, outs, layout, domain, budget) -> None:
+    def _run_epilogue(self, inputs, outputs, ptrs, outs, layout, domain, budget) -> None:
         """Blocks along axis 0 of the library result (matmul rows, conv images): compute a
-        block into a scratch buffer, then run the fused kernel on its rows while in cache."""
+        block (into the output it becomes, when the layout allows, else into a scratch
+        buffer), then run the fused kernel on its rows while in cache."""
         n = domain[0]
         if n == 0:
             return
@@ -258,18 +268,34 @@ class FusedKernel:
         item_bytes = unit * cols * dtype.itemsize
         block = epilogue.block_size(item_bytes)
         fn, dims, strides = self._fn, layout.dims_ptr, layout.strides_ptr
+        into = layout.into
+        if into is not None and (budget.num_threads == 1 or n <= block):
+            # the common case (one block, or serial): no scratch, no closure
+            target, address = outputs[into], outs[into]
+            tok = quiet_fp(IGNORE)   # quiet, like the compiled loops
+            try:
+                for b0 in range(0, n, block):
+                    b1 = min(b0 + block, n)
+                    compute(*lib_args, b0, b1, target[b0:b1] if b1 - b0 < n else target, **attrs)
+                    fn(b0 * unit, b1 * unit, 0, cols, dims, strides, *ptrs, address, *outs)
+            finally:
+                restore_fp(tok)
+            return
         rest = tuple(domain[1:])
 
         def task(s: int, e: int) -> None:
-            scratch = np.empty((min(block, e - s),) + rest, dtype=dtype)
-            address = _address(scratch)
-            tok = quiet_fp(IGNORE)   # quiet, like the compiled loops
+            if into is None:
+                scratch = np.empty((min(block, e - s),) + rest, dtype=dtype)
+                address = _address(scratch)
+            else:
+                scratch, address = outputs[into][s:e], outs[into] + s * item_bytes
+            tok = quiet_fp(IGNORE)
             try:
                 for b0 in range(s, e, block):
                     b1 = min(b0 + block, e)
-                    part = scratch[:b1 - b0] if b1 - b0 < len(scratch) else scratch
-                    compute(*lib_args, b0, b1, part, **attrs)
-                    fn(b0 * unit, b1 * unit, 0, cols, dims, strides, *ptrs, address - b0 * item_bytes, *outs)
+                    compute(*lib_args, b0, b1, scratch[b0 - s if into is not None else 0:][:b1 - b0], **attrs)
+                    fn(b0 * unit, b1 * unit, 0, cols, dims, strides, *ptrs,
+                       address - (b0 if into is None else s) * item_bytes, *outs)
             finally:
                 restore_fp(tok)
 
