@@ -4,8 +4,7 @@ Emitting the IR in Python is the slow part of a warm start, so the module's IR t
 kept in memory and in the kernel cache under a key made of the kernels' descriptions and
 a fingerprint of the code that emits them (op scalar programs, codegen, fusion): a second
 process with a warm cache neither emits nor optimizes, it loads object code. Whether each
-function vectorized (read from its assembly, which costs a second code generation) is
-cached the same way.
+function vectorized (read from its optimized IR) is cached the same way.
 """
 from __future__ import annotations
 
@@ -77,9 +76,10 @@ def compile_kernels(kernels, report: Report) -> str:
 
 
 def vector_flags(jit, names) -> dict:
-    """name -> whether the function's assembly has packed vector instructions."""
+    """name -> whether the function computes on vector types after optimization (read from
+    the optimized IR the compile just made: generating the assembly would be a second
+    code generation, about a fifth of a cold compile)."""
     from ..codegen import cache
-    from .emit import vectorized_functions
 
     flags = _flags.get(jit.key)
     if flags is None:
@@ -89,7 +89,7 @@ def vector_flags(jit, names) -> dict:
         except ValueError:
             flags = None
         if flags is None:
-            flags = vectorized_functions(jit.asm, names)
+            flags = {name: jit.has_vector_code(name) for name in names}
             cache.store(jit.key + "-vec", json.dumps(flags).encode())
         _flags[jit.key] = flags
     return flags

@@ -21,6 +21,7 @@ before the elementwise epilogue runs on that block.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -99,15 +100,22 @@ class KernelIR:
         n = len(self.inputs)
         side = "leading" if self.lead else "trailing"
         lines = [f"kernel {self.name} ({self.kind}, rank {self.rank}, {self.reduced} {side} axes reduced)"]
-        lines += [f"  %{i} = input {o.name} {o.form} {np.dtype(o.dtype).name}{o.shape}"
+        lines += [f"  %{i} = input {o.name} {o.form} {_dtype_name(o.dtype)}{o.shape}"
                   for i, o in enumerate(self.inputs)]
         for i, ins in enumerate(self.instrs):
             args = ", ".join(f"%{a}" for a in ins.args)
             attrs = "" if ins.is_const else ", ".join(f"{k}={v!r}" for k, v in sorted(ins.attrs.items()))
             what = f"const {np.asarray(ins.attrs['value']).item()!r}" if ins.is_const else f"{ins.op}({args}){' {' + attrs + '}' if attrs else ''}"
-            lines.append(f"  %{n + i} = {what} {ins.form} {np.dtype(ins.dtype).name}{ins.shape}  # {ins.name}")
+            lines.append(f"  %{n + i} = {what} {ins.form} {_dtype_name(ins.dtype)}{ins.shape}  # {ins.name}")
         lines.append("  outputs " + ", ".join(f"%{s}" for s in self.outputs))
         return "\n".join(lines)
+
+
+@functools.lru_cache(maxsize=None)
+def _dtype_name(dtype) -> str:
+    """np.dtype(dtype).name, remembered: numpy computes it in Python on every access, and
+    describe() (the kernel cache key of a warm start) asks once per instruction."""
+    return np.dtype(dtype).name
 
 
 @dataclass(frozen=True)
