@@ -29,6 +29,7 @@ from ..codegen import mathlib
 from ..codegen.irtypes import call_intrinsic, element_pointer, load_value, store_value
 from ..codegen.scalar_llvm import LLVMScalarBuilder
 from .kernel_ir import COL, FULL, LIB, REDUCERS, ROW_FORMS, UNIFORM, KernelIR, scratch_slots, streams
+from .jit_kernels import UNSUPPORTED
 from .layout import outer_rank
 
 I64 = ir.IntType(64)
@@ -512,7 +513,6 @@ class _LoopMarkers:
         return pattern.sub(lambda m: f"{m.group(1)} = distinct !{{{m.group(1)}, {opts}}}", text)
 
 
-UNSUPPORTED = "; graphflow-unsupported "
 
 
 def emit_module(kernels: list[KernelIR]) -> str:
@@ -529,26 +529,3 @@ def emit_module(kernels: list[KernelIR]) -> str:
             module.globals.pop(kir.name, None)
             skipped.append(f"{UNSUPPORTED}{kir.name}: {' '.join(str(exc).split())}\n")
     return "".join(skipped) + markers.finish(str(module))
-
-
-def unsupported_kernels(text: str) -> dict[str, str]:
-    """name -> reason for the kernels `emit_module` left out of `text`."""
-    out = {}
-    for line in text.splitlines():
-        if not line.startswith(UNSUPPORTED):
-            break
-        name, _, why = line[len(UNSUPPORTED):].partition(": ")
-        out[name] = why
-    return out
-
-
-_VECTOR_OP = re.compile(r"%[yz]mm\d|\bv?(?:add|sub|mul|div|max|min|sqrt|fn?m(?:add|sub)\d*)p[sd]\b|\bvp(?:add|sub|mul)")
-
-
-def vectorized_functions(asm: str, names) -> dict[str, bool]:
-    """name -> whether that function's assembly uses packed vector instructions."""
-    out = {}
-    for name in names:
-        m = re.search(rf"^\"?{re.escape(name)}\"?:\s*$(.*?)^\.Lfunc_end", asm, re.S | re.M)
-        out[name] = bool(m and _VECTOR_OP.search(m.group(1)))
-    return out

@@ -29,6 +29,7 @@ def emitter_fingerprint() -> str:
     return h.hexdigest()
 
 
+UNSUPPORTED = "; graphflow-unsupported "   # heads a line of the module text per kernel left out
 _texts: dict = {}
 _flags: dict = {}
 
@@ -60,7 +61,6 @@ def compile_kernels(kernels, report: Report) -> str:
         report.note("GRAPHFLOW_FUSION_NUMPY=1: fused kernels run their numpy evaluation")
         return ""
     from ..codegen.jit import compile_module
-    from .emit import unsupported_kernels
 
     text = module_text([k.ir for k in kernels])
     skipped = unsupported_kernels(text)
@@ -73,6 +73,18 @@ def compile_kernels(kernels, report: Report) -> str:
         for k in compiled:
             k.bind(jit, vec.get(k.name))
     return text
+
+
+def unsupported_kernels(text: str) -> dict[str, str]:
+    """name -> reason for the kernels `emit_module` left out of `text` (read here, so that a
+    warm start never imports the emitter)."""
+    out = {}
+    for line in text.splitlines():
+        if not line.startswith(UNSUPPORTED):
+            break
+        name, _, why = line[len(UNSUPPORTED):].partition(": ")
+        out[name] = why
+    return out
 
 
 def vector_flags(jit, names) -> dict:
