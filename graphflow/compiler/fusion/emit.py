@@ -513,8 +513,6 @@ class _LoopMarkers:
         return pattern.sub(lambda m: f"{m.group(1)} = distinct !{{{m.group(1)}, {opts}}}", text)
 
 
-
-
 def emit_module(kernels: list[KernelIR]) -> str:
     """One LLVM module holding every kernel of a compiled graph, as IR text. A kernel whose
     ops have no LLVM lowering is left out, named on a leading `UNSUPPORTED` comment line
