@@ -128,7 +128,7 @@ class Step:
     def __init__(self, index, node, mode, fn, kernel, inputs, outputs, stateful, blas, info, dtypes):
         self.index = index
         self.node = node
-        self.mode = mode          # "ufunc" | "out" | "call"
+        self.mode = mode          # "ufunc" | "out" | "static" (a kernel's numpy function) | "call"
         self.fn = fn
         self.kernel = kernel      # the fused kernel object for mode "out"
         self.inputs = inputs
@@ -228,6 +228,12 @@ class ExecutionPlan:
                     blas = "split"
                 inplace = tuple(getattr(kernel_obj, "inplace_ok", ()))
                 info = StepInfo(ins, outs, True, inplace)
+                # static input shapes the kernel runs as plain numpy: called directly ("static")
+                shapes = [specs[v][0] for v in ins]
+                if hasattr(kernel_obj, "static_call") and all(s is not None and None not in s for s in shapes):
+                    fn = kernel_obj.static_call(shapes)
+                    if fn is not None:
+                        mode = "static"
             elif not d.stateful and _ufunc_fits(d.kernel, n, specs_in):
                 mode, fn = "ufunc", d.kernel
                 same = tuple((i, 0) for i in range(len(ins)))
@@ -295,6 +301,8 @@ class ExecutionPlan:
                 lines += [f"{o} = K{k}({args})", f"if {o}.__class__ is tuple: {o} = {o}[0]"]
             else:
                 lines.append(f"{', '.join(name(v) for v in st.outputs)}, = K{k}({args})")
+        elif st.mode == "static":  # fresh outputs of the kernel's numpy function
+            lines.append(f"{', '.join(name(v) for v in st.outputs)}, = K{k}({ins})")
         elif st.mode == "ufunc":
             o = st.outputs[0]
             b = mem.buffer_of[o]
