@@ -26,7 +26,7 @@ from llvmlite import ir
 from ...errors import UnimplementedError
 from ...ops.registry import OpKind, get_op_def
 from ..codegen import mathlib
-from ..codegen.irtypes import call_intrinsic, element_pointer, load_value, store_value
+from ..codegen.irtypes import call_intrinsic, element_pointer, load_value, memory_type, store_value
 from ..codegen.scalar_llvm import LLVMScalarBuilder
 from .kernel_ir import COL, FULL, LIB, REDUCERS, ROW_FORMS, UNIFORM, KernelIR, scratch_slots, streams
 from .jit_kernels import UNSUPPORTED
@@ -55,6 +55,7 @@ def pointer_operands(kir: KernelIR) -> list[tuple[int, str]]:
 
 _PER_ELEMENT = (FULL, COL)
 _STREAM_ALIGN = 64   # bytes: one cache line, and the alignment AVX-512 streaming stores need
+_STASH_BYTES = 16 << 10   # a row kernel's stash row on the stack (L1-resident), up to this size
 
 
 class _KernelEmitter:
@@ -80,6 +81,7 @@ class _KernelEmitter:
         self.levels = self._levels()
         self.lanes = None          # set while emitting an explicit-vector loop body
         self.streaming = False     # set while emitting the non-temporal-store loop
+        self.stash_j = None        # pseudo operand of a row kernel's stash (`_stash_buffer`)
 
     def _levels(self) -> list[int]:
         """Reduction stage after which each slot is available (0: before the first)."""
@@ -206,8 +208,8 @@ class _KernelEmitter:
         """The elementwise output loop with a streaming version: when the run-time flag is set,
         every operand has unit stride and all outputs share their alignment, peel scalar
         elements up to a 64-byte boundary of the outputs, then run an explicit-vector loop
-        with aligned non-temporal stores, then the scalar tail, then a fence (streaming stores
-        are weakly ordered). Otherwise the ordinary column loops."""
+        with aligned non-temporal stores, then the scalar tail (the kernel ends with a fence:
+        streaming stores are weakly ordered). Otherwise the ordinary column loops."""
         b, kir = self.b, self.kir
         full = [j for j, (_, f) in enumerate(self.ptr_ops) if f in _PER_ELEMENT]
         outs = [first_out + k for k, s in enumerate(kir.outputs) if kir.slot_form(s) == FULL]
@@ -243,7 +245,6 @@ class _KernelEmitter:
         self._loop(start, vec_end, [], unit, "out.nt", scalar=True, step=lanes, cold=False)
         self.lanes, self.streaming = None, False
         self._loop(vec_end, hi, [], unit, "out.tail", scalar=True)
-        b.fence("seq_cst")
         b.branch(join_bb)
         b.position_at_end(join_bb)
 
@@ -257,7 +258,7 @@ class _KernelEmitter:
     def _addr(self, bases, strides, c):
         """address(j, dtype) for column c: unit stride when `strides` is None."""
         def address(j, dtype):
-            if self.ptr_ops[j][1] not in _PER_ELEMENT:
+            if j != self.stash_j and self.ptr_ops[j][1] not in _PER_ELEMENT:
                 return bases[j]
             idx = c if strides is None else self.b.mul(c, strides[j])
             return element_pointer(self.b, bases[j], dtype, idx)
@@ -373,10 +374,14 @@ class _KernelEmitter:
         full_outputs = [s for s in kir.outputs if kir.slot_form(s) == FULL]
         first_out = len(self.ptr_ops) - len(kir.outputs)
         stash = self._stash(stages)
+        if stash:
+            col_strides.append(self._stash_buffer(stash, cols, col_strides[first_out + stash[1]]))
 
         def row_body(r, _):
             offs = self._row_offsets(r, dims, st)
             bases = [element_pointer(b, p, kir.slot_dtype(s), off) for p, (s, _f), off in zip(ptrs, self.ptr_ops, offs)]
+            if stash:
+                bases.append(b.select(self.stash_local, self.stash_row, bases[first_out + stash[1]]))
             row_env: dict = {}
             self._row_values(row_env, bases, 0)
             for stage in stages:
@@ -390,8 +395,8 @@ class _KernelEmitter:
                                              self._compute(kir.instrs[i].args[0], env, address))
                            for i, acc in zip(idx, accs)]
                     if last and stash:
-                        slot, k = stash
-                        store_value(b, env[slot], address(first_out + k, kir.slot_dtype(slot)))
+                        slot, _ = stash
+                        store_value(b, env[slot], address(self.stash_j, kir.slot_dtype(slot)))
                     return new
 
                 accs = self._column_loops(self._i64(0), cols, bases, col_strides, init, reduce_body,
@@ -405,8 +410,9 @@ class _KernelEmitter:
                 def out_body(c, accs, address):
                     env = dict(row_env)
                     if stash:
-                        slot, k = stash
-                        env[slot] = load_value(b, address(first_out + k, kir.slot_dtype(slot)), kir.slot_dtype(slot))
+                        slot, _ = stash
+                        env[slot] = load_value(b, address(self.stash_j, kir.slot_dtype(slot)), kir.slot_dtype(slot),
+                                               self.lanes)
                     for k, s in enumerate(kir.outputs):
                         if kir.slot_form(s) == FULL:
                             self._store(self._compute(s, env, address), address(first_out + k, kir.slot_dtype(s)))
@@ -422,7 +428,25 @@ class _KernelEmitter:
             return []
 
         self._loop(r0, r1, [], row_body, "row")
+        if streams(kir):
+            b.fence("seq_cst")   # streaming stores are weakly ordered: once per call, not per row
         b.ret_void()
+
+    def _stash_buffer(self, stash, cols, out_stride):
+        """Where the stash goes: a row buffer on the stack when the row fits (the output's
+        final loop may then stream, its lines never read for ownership), else the output row
+        itself. Sets the pseudo operand `stash_j` (its base is chosen per row); returns its
+        column stride."""
+        b, kir = self.b, self.kir
+        dtype = kir.slot_dtype(stash[0])
+        cap = _STASH_BYTES // np.dtype(dtype).itemsize
+        row = b.alloca(ir.ArrayType(memory_type(dtype), cap))
+        row.align = _STREAM_ALIGN
+        row.type = PTR   # llvmlite types it [cap x T]*; the module uses opaque pointers
+        self.stash_row = row
+        self.stash_local = b.icmp_signed("<=", cols, self._i64(cap))
+        self.stash_j = len(self.ptr_ops)
+        return b.select(self.stash_local, self._i64(1), out_stride)
 
     def _cone(self, slot: int) -> set:
         """The elementwise (FULL) instructions `slot` is computed from within one column loop."""

@@ -153,7 +153,7 @@ def streams(kir: KernelIR) -> bool:
     loop, taken at run time for outputs too big for the caches: stores then skip the
     read-for-ownership of each output line (a quarter of W1's memory traffic)."""
     outs = [s for s in kir.outputs if kir.slot_form(s) == FULL]
-    if kir.kind != "elementwise" or not outs or any(np.dtype(kir.slot_dtype(s)) == np.bool_ for s in outs):
+    if kir.kind not in ("elementwise", "row") or not outs or any(np.dtype(kir.slot_dtype(s)) == np.bool_ for s in outs):
         return False
     size = 1
     for d in kir.instrs[outs[0] - len(kir.inputs)].shape:
