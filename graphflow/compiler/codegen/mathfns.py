@@ -209,11 +209,19 @@ _LOG_R = {False: [2 / (2 * k + 1) for k in range(1, 6)], True: [2 / (2 * k + 1) 
 
 
 def exp(f: FloatOps, x: ir.Value) -> ir.Value:
+    """NaN flows through every step (the clamp keeps it, and k's integer comes from a bit
+    pattern, not fptosi) and comes out of the scaling as NaN: no final select."""
     lo, hi = _EXP_RANGE[f.is64]
-    xc = f.clamp(x, lo, hi)
-    k, r = f.reduce_ln2(xc)
-    p = f.poly(r, _EXP_POLY[f.is64])
-    return f.sel(f.isnan(x), x, f.scale(p, f.to_int(k)))
+    xc = f.sel(f.cmp("<", x, f.c(lo)), f.c(lo), x)
+    xc = f.sel(f.cmp(">", xc, f.c(hi)), f.c(hi), xc)
+    # k = rint(x / ln2) by adding 1.5 * 2^mant: the sum's last bits are k, read as an integer
+    magic = 1.5 * 2.0 ** f.mant
+    t = f.fma(xc, f.c(1 / math.log(2)), f.c(magic))
+    k = f.sub(t, f.c(magic))
+    ki = f.b.sub(f.bits(t), f.bits(f.c(magic)))
+    ln2_hi, ln2_lo = f.ln2_parts()
+    r = f.fma(k, f.c(-ln2_lo), f.fma(k, f.c(-ln2_hi), xc))
+    return f.scale(f.poly(r, _EXP_POLY[f.is64]), ki)
 
 
 def _log_finite(f: FloatOps, x: ir.Value) -> ir.Value:

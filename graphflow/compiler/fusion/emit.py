@@ -55,6 +55,7 @@ def pointer_operands(kir: KernelIR) -> list[tuple[int, str]]:
 
 _PER_ELEMENT = (FULL, COL)
 _STREAM_ALIGN = 64   # bytes: one cache line, and the alignment AVX-512 streaming stores need
+_NAN_FLAG = ir.IntType(32)   # "a NaN was seen" accumulator of a max/min row reduction (or-reduced)
 _STASH_BYTES = 16 << 10   # a row kernel's stash row on the stack (L1-resident), up to this size
 
 
@@ -161,6 +162,23 @@ class _KernelEmitter:
                     value.flags.append("arcp")
         env[slot] = value
         return value
+
+    def _flags_nan(self, i: int) -> bool:
+        """Whether reduction i is a float max/min accumulated by `_minmax_step` with a separate
+        NaN flag (row kernels: the flag and the plain compare-select vectorize to one vmaxps
+        and one vcmpunordps per vector, where llvm.maximum's NaN and signed-zero handling cost
+        six dependent instructions per vector on the accumulator's chain)."""
+        ins = self.kir.instrs[i]
+        return REDUCERS[ins.op].combine in ("max", "min") and np.dtype(ins.dtype).kind == "f"
+
+    def _minmax_step(self, combine: str, acc, x):
+        """acc = max(acc, x) (or min) ignoring NaN and the sign of zero: the flags tell LLVM so,
+        which makes the compare-select a vectorizable reduction; a NaN x is accounted for by
+        the NaN flag (the result is replaced by NaN after the loop), a tie of zeros may give
+        either zero (numpy's max picks one by position, equal in value)."""
+        fmf = ("nnan", "nsz")
+        better = self.b.fcmp_ordered(">" if combine == "max" else "<", x, acc, flags=fmf)
+        return self.b.select(better, x, acc, flags=fmf)
 
     def _reduce_step(self, reducer, acc, x):
         if reducer.combine == "add":
@@ -388,19 +406,32 @@ class _KernelEmitter:
                 idx = [i for i in reductions if self.levels[self.n_in + i] == stage]
                 init = [self.sb.const(-0.0 if REDUCERS[kir.instrs[i].op].combine == "add"
                                       else REDUCERS[kir.instrs[i].op].identity, kir.instrs[i].dtype) for i in idx]
+                flagged = [i for i in idx if self._flags_nan(i)]
+                init += [ir.Constant(_NAN_FLAG, 0)] * len(flagged)
 
-                def reduce_body(c, accs, address, idx=idx, last=stage == stages[-1]):
+                def reduce_body(c, accs, address, idx=idx, flagged=flagged, last=stage == stages[-1]):
                     env = dict(row_env)
-                    new = [self._reduce_step(REDUCERS[kir.instrs[i].op], acc,
-                                             self._compute(kir.instrs[i].args[0], env, address))
-                           for i, acc in zip(idx, accs)]
+                    new, flags = [], list(accs[len(idx):])
+                    for i, acc in zip(idx, accs):
+                        x = self._compute(kir.instrs[i].args[0], env, address)
+                        if i in flagged:
+                            k = flagged.index(i)
+                            new.append(self._minmax_step(REDUCERS[kir.instrs[i].op].combine, acc, x))
+                            flags[k] = b.or_(flags[k], b.sext(b.fcmp_unordered("uno", x, x), flags[k].type))
+                        else:
+                            new.append(self._reduce_step(REDUCERS[kir.instrs[i].op], acc, x))
                     if last and stash:
                         slot, _ = stash
                         store_value(b, env[slot], address(self.stash_j, kir.slot_dtype(slot)))
-                    return new
+                    return new + flags
 
                 accs = self._column_loops(self._i64(0), cols, bases, col_strides, init, reduce_body,
                                           f"stage{stage}")
+                accs, flags = accs[:len(idx)], accs[len(idx):]
+                for i, flag in zip(flagged, flags):
+                    k = idx.index(i)
+                    nan = self.sb.const(float("nan"), kir.instrs[i].dtype)
+                    accs[k] = b.select(b.icmp_unsigned("!=", flag, ir.Constant(_NAN_FLAG, 0)), nan, accs[k])
                 for i, acc in zip(idx, accs):
                     if REDUCERS[kir.instrs[i].op].mean:
                         acc = b.fdiv(acc, b.sitofp(cols, acc.type))
