@@ -391,3 +391,54 @@ def test_two_groups_joined_through_a_third_kernel_do_not_merge_into_a_cycle():
     c, kernels = _kernels(fetches, [x])
     assert kernels and any(len(k["members"]) > 1 for k in kernels)
     _agree(fetches, {x: RNG.uniform(-1, 1, (4, 5)).astype(np.float32)})
+
+
+def test_a_training_step_whose_fused_plan_would_peak_higher_is_fused_again_keeping_lifetimes():
+    """Fusing each ReLU gradient's mask into its forward ReLU kernel computes the mask in the
+    forward pass and keeps it alive through the whole backward pass: the training step's
+    plan peaks above the unfused one. The plan then fuses again with the planner's
+    `keep_lifetimes` (no member computed before an outside reader of its group), which
+    keeps the kernels and lowers the peak below the unfused plan's."""
+    sizes = (16, 8, 8, 4)
+    x = gf.placeholder(gf.float32, (None, sizes[0]), name="x")
+    labels = gf.placeholder(gf.int32, (None,), name="labels")
+    h = x
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        w = gf.Variable(RNG.normal(size=(a, b)).astype(np.float32) * 0.1)
+        h = gf.matmul(h, w) + gf.Variable(np.zeros(b, np.float32))
+        h = gf.nn.relu(h) if i < len(sizes) - 2 else h
+    loss = gf.reduce_mean(gf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=h))
+    train = gf.train.GradientDescentOptimizer(0.01).minimize(loss)
+    data = RNG.uniform(-1, 1, (5, sizes[0])).astype(np.float32), np.array([0, 1, 2, 3, 0], np.int32)
+    with gf.Session(opt_level=0) as ref:
+        ref.run(gf.global_variables_initializer())
+        want = ref.run(loss, dict(zip([x, labels], data)))
+    with gf.Session(opt_level=2) as sess:
+        sess.run(gf.global_variables_initializer())
+        got = sess.make_callable([loss, train], [x, labels])(*data)[0]
+        report = next(p for p in sess._plans.values() if p.report.kernels).report
+    assert report.peak_memory_bytes < report.unfused_peak_memory_bytes
+    assert any("fusion planned again" in n for n in report.notes)
+    forward = [k for k in report.kernels if any(m.endswith("Relu") for m in k["members"])]
+    assert forward and not any("_grad" in m for k in forward for m in k["members"])
+    assert len(report.kernels) > 4 and not report.unfused.get("gradients/Relu_grad/Select")
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_keep_lifetimes_leaves_a_consumer_out_of_a_group_read_earlier_outside():
+    x = gf.placeholder(gf.float32, (None, 8), name="x")
+    w = gf.constant(RNG.normal(size=(8, 8)).astype(np.float32))
+    h = gf.nn.relu(x * 2.0)
+    later = gf.matmul(h, w)                 # reads h before the mask is needed
+    mask = gf.cast(h > 0.0, gf.float32)      # reads h, created after the matmul
+    out = later * mask
+    from graphflow.compiler.pipeline import build_program
+
+    program, _ = build_program(gf.get_default_graph(), [out], [], [x], 1)
+    group_of = {}
+    for keep in (False, True):
+        groups = planner_mod.Planner(program, keep_lifetimes=keep).plan()
+        names = [{program.node(m).name for m in g.members} for g in groups]
+        group_of[keep] = next(n for n in names if h.op.name in n)
+    assert mask.op.inputs[0].op.name in group_of[False]          # the Greater joins the ReLU by default
+    assert mask.op.inputs[0].op.name not in group_of[True]       # but not when lifetimes are kept

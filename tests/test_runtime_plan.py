@@ -240,19 +240,23 @@ def test_fused_peak_memory_is_never_above_the_unfused_plans(seed):
     assert 0 < report.peak_memory_bytes <= report.unfused_peak_memory_bytes
 
 
-def test_a_plan_whose_fusion_would_raise_peak_memory_runs_a_lower_level_and_says_why():
+@pytest.mark.parametrize("seed,fallback", [(32, "fusion planned again"), (96, "running the opt_level 1 program")])
+def test_a_plan_whose_fusion_would_raise_peak_memory_falls_back_and_says_why(seed, fallback):
     """Seed 32: a fused kernel keeps three row values alive together (32 bytes at batch 1
-    against 28 unfused), so the plan runs the unfused-but-optimized program instead."""
-    x, fetches = _random_fetches(32)
+    against 28 unfused): fusing again without computing ops early fixes it. Seed 96: that
+    does not either, so the plan runs the optimized but unfused program."""
+    x, fetches = _random_fetches(seed)
     data = np.random.default_rng(0).uniform(-1, 1, (3, 5)).astype(np.float32)
     with gf.Session(opt_level=2) as sess:
         got = sess.run(fetches, {x: data})
         plan = _the_plan(sess)
     report = plan.report
     assert report.peak_memory_bytes <= report.unfused_peak_memory_bytes
-    assert any("above the unfused plan's" in n for n in report.notes)
-    assert not report.kernels and not any(n.op == "Fused" for n in plan.program.nodes)
-    assert all(why.startswith("fusion undone") for why in report.unfused.values())
+    assert any("above the unfused plan's" in n and fallback in n for n in report.notes)
+    fused = [n for n in plan.program.nodes if n.op == "Fused"]
+    assert [k["name"] for k in report.kernels] == [n.name for n in fused]
+    if fallback.startswith("running"):
+        assert not fused and all(why.startswith("fusion undone") for why in report.unfused.values())
     for g, w in zip(got, _reference(sess.graph, fetches, {x: data})):
         np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-6)
 

@@ -3,13 +3,16 @@ build its ExecutionPlan once, and record the plan's peak memory in the report.""
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 import sys
 import threading
 import time
 
-from ..compiler.pipeline import build_stages
+from ..compiler.fusion import fuse
+from ..compiler.pipeline import build_stages, fill_unfused
+from ..compiler.report import Report
 from ..compiler.program import FEED
 from .execution_plan import ExecutionPlan
 from .threads import SERIAL
@@ -43,8 +46,9 @@ def build_plan(graph, elements, tensors, ops, feeds, opt_level, session=None) ->
     """Compile, plan and size the program computing `tensors` and running `ops` given `feeds`.
 
     The plan's peak memory is never above the unfused (opt_level 0) plan's: when the
-    optimized program's would be, the plan runs the program of the highest lower level
-    that keeps it, at worst the unfused one itself, and the report says why."""
+    optimized program's would be, fusion is planned again without computing any member
+    early (`fuse(..., keep_lifetimes=True)`), then the lower levels' programs are tried, at
+    worst the unfused one itself (equal by definition); the report says which and why."""
     with _gc_paused():
         return _build_plan(graph, elements, tensors, ops, feeds, opt_level, session)
 
@@ -52,24 +56,22 @@ def build_plan(graph, elements, tensors, ops, feeds, opt_level, session=None) ->
 def _build_plan(graph, elements, tensors, ops, feeds, opt_level, session) -> Plan:
     programs, report = build_stages(graph, tensors, ops, feeds, opt_level)
     t0 = time.perf_counter()
-    convert, store, budget = _converter(), getattr(session, "_store", None), getattr(session, "budget", SERIAL)
+    make = functools.partial(ExecutionPlan, feed_tensors=feeds, convert=_converter(),
+                             store=getattr(session, "_store", None), budget=getattr(session, "budget", SERIAL))
     program = programs[-1]
-    execution = ExecutionPlan(program, feeds, convert=convert, store=store, budget=budget)
-    peak = execution.peak_memory_bytes()
-    unfused_peak = peak
+    execution = make(program)
+    peak = unfused_peak = execution.peak_memory_bytes()
     if program is not programs[0]:
         unfused_peak = ExecutionPlan(programs[0], feeds, generate=False).peak_memory_bytes()
         if peak > unfused_peak:
-            raised = peak
-            for level in range(len(programs) - 2, -1, -1):
-                if programs[level] is program:
-                    continue
-                program = programs[level]
-                execution = ExecutionPlan(program, feeds, convert=convert, store=store, budget=budget)
+            why = f"the optimized plan's peak memory ({peak} bytes) was above the unfused plan's ({unfused_peak} bytes)"
+            for candidate, replan in _fallbacks(programs):
+                execution = make(candidate)
                 peak = execution.peak_memory_bytes()
                 if peak <= unfused_peak:
                     break
-            _undo(report, program, level, raised, unfused_peak)
+            program = candidate
+            _describe_fallback(report, program, replan, programs.index(candidate) if replan is None else None, why)
     report.stage_seconds["plan"] = time.perf_counter() - t0
     report.peak_memory_bytes = peak
     report.unfused_peak_memory_bytes = unfused_peak
@@ -77,6 +79,19 @@ def _build_plan(graph, elements, tensors, ops, feeds, opt_level, session) -> Pla
                 "dimensions taken as 1")
     _debug(execution, report)
     return Plan(program, report, execution, elements, tensors)
+
+
+def _fallbacks(programs):
+    """(program, its fusion report or None) to try in turn when the optimized plan peaks above
+    the unfused one: fusion without early computation, then each lower level's program."""
+    if len(programs) > 2 and programs[-1] is not programs[1]:
+        replan = Report()
+        yield fuse(programs[1], replan, keep_lifetimes=True), replan
+    seen = {id(programs[-1])}
+    for level in range(len(programs) - 2, -1, -1):
+        if id(programs[level]) not in seen:
+            seen.add(id(programs[level]))
+            yield programs[level], None
 
 
 _gc_lock = threading.Lock()
@@ -103,11 +118,19 @@ def _gc_paused():
                 gc.enable()
 
 
-def _undo(report, program, level: int, raised: int, unfused_peak: int) -> None:
-    """Make the report describe the lower-level `program` the plan runs instead."""
-    why = (f"the optimized plan's peak memory ({raised} bytes) was above the unfused plan's "
-           f"({unfused_peak} bytes): running the opt_level {level} program")
-    report.note(why)
+def _describe_fallback(report, program, replan, level, why: str) -> None:
+    """Make the report describe the program the plan runs instead of the optimized one: the
+    re-planned fusion (`replan`, its report) or the opt_level `level` program."""
+    if replan is not None:
+        report.note(f"{why}: fusion planned again without computing any op early")
+        report.events[:] = [e for e in report.events if e[0] != "fuse"] + replan.events
+        report.kernels[:] = replan.kernels
+        report.llvm_ir = replan.llvm_ir
+        report.unfused.clear()
+        report.unfused.update(replan.unfused)
+        fill_unfused(report, program, 2)
+        return
+    report.note(f"{why}: running the opt_level {level} program")
     kept = {n.name for n in program.nodes}
     if not any(k["name"] in kept for k in report.kernels):
         report.kernels.clear()

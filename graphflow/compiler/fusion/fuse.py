@@ -26,9 +26,9 @@ from .planner import Group, Planner, fit, inlinable_constant, is_unit
 class _Plan:
     """The fusion plan of one program (the main one or a gf.cond branch)."""
 
-    def __init__(self, program: Program, first_index: int):
+    def __init__(self, program: Program, first_index: int, keep_lifetimes: bool = False):
         self.program = program
-        self.planner = Planner(program)
+        self.planner = Planner(program, keep_lifetimes)
         self.groups = self.planner.plan()
         self.kernels, self.exports = [], []
         for i, g in enumerate(self.groups):
@@ -39,20 +39,21 @@ class _Plan:
             self.exports.append(export)
 
 
-def _plans(program: Program, plans: list) -> None:
+def _plans(program: Program, plans: list, keep_lifetimes: bool) -> None:
     """Plan `program` and, depth first, the branch programs of its gf.cond nodes."""
     for n in program.nodes:
         if n.op_def.extra.get("has_branches"):
             for branch in n.attrs["branches"]:
-                _plans(branch, plans)
-    plans.append(_Plan(program, sum(len(p.kernels) for p in plans)))
+                _plans(branch, plans, keep_lifetimes)
+    plans.append(_Plan(program, sum(len(p.kernels) for p in plans), keep_lifetimes))
 
 
-def fuse(program: Program, report: Report) -> Program:
+def fuse(program: Program, report: Report, keep_lifetimes: bool = False) -> Program:
     """Replace fusable groups of `program` (and of its gf.cond branches) by Fused nodes whose
-    kernels are compiled together in one LLVM module."""
+    kernels are compiled together in one LLVM module. `keep_lifetimes`: no merge that
+    computes a member early (the planner's `_hoists`), for plans that must not raise peak memory."""
     plans: list[_Plan] = []
-    _plans(program, plans)
+    _plans(program, plans, keep_lifetimes)
     kernels = [k for p in plans for k in p.kernels]
     debug = os.environ.get("GRAPHFLOW_DEBUG", "0")
     if kernels and debug in ("2", "3"):

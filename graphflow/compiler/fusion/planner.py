@@ -155,8 +155,12 @@ class Group:
 class Planner:
     """Greedy fusion over a Program in topological order."""
 
-    def __init__(self, program):
+    def __init__(self, program, keep_lifetimes: bool = False):
+        """`keep_lifetimes`: never merge groups when that would compute a member before an
+        outside reader of the group runs (see `_hoists`); the runtime asks for it when the
+        default plan would peak above the unfused one."""
         self.program = program
+        self.keep_lifetimes = keep_lifetimes
         self.pos = {n.id: i for i, n in enumerate(program.nodes)}
         self.succ: dict[int, list[int]] = {n.id: [] for n in program.nodes}
         for n in program.nodes:
@@ -299,6 +303,14 @@ class Planner:
                         stack.append(c)
         return False
 
+    def _hoists(self, exports, inside, last: int) -> bool:
+        """True when an outside op reads a member's value before the union's last member: the
+        kernel would then run before that reader, computing the later members early and
+        keeping their results (and the inputs they read) alive longer than the unfused plan
+        does, which can raise its peak memory (a ReLU's gradient mask fused into the forward
+        ReLU lives through the whole backward pass)."""
+        return any(self.pos[c] < last and not inside(c) for m in exports for c in self.succ[m])
+
     def _try_merge(self, a: Group, b: Group) -> None:
         if a is b:
             return
@@ -315,6 +327,8 @@ class Planner:
         ext = {r for r in a.ext | b.ext if not inside(r[0])}
         exports = {m for m in a.exports | b.exports
                    if m in self.output_ids or any(not inside(c) for c in self.succ[m])}
+        if self.keep_lifetimes and self._hoists(exports, inside, max(a.last, b.last)):
+            return
         size = len(a.members) + len(b.members)
         if size > MAX_MEMBERS or len(ext) + len(exports) > MAX_OPERANDS:
             last = max(b.members, key=self.pos.get)
