@@ -43,11 +43,28 @@ ROW_BLOCKED = {
 }
 
 BLOCK_BYTES = 1 << 20   # one block of the library result: stays in L2 (1-2 MB) for the epilogue
+MATMUL_FLOPS_PER_NS = 60.0   # one core's sgemm through numpy's BLAS, conservatively (W7: 40-118)
 
 
-def block_size(item_bytes: int) -> int:
-    """Indices along axis 0 per block, so a block of the library result fits in L2."""
-    return max(1, BLOCK_BYTES // max(1, item_bytes))
+def block_size(item_bytes: int, n: int = 0, threads: int = 1) -> int:
+    """Indices along axis 0 per block: a block of the library result fits in L2, and `n`
+    indices make at least `threads` blocks (each block is one single-threaded library call
+    on a pool thread, so W4's 256-row matmuls use both cores)."""
+    block = max(1, BLOCK_BYTES // max(1, item_bytes))
+    if n and threads > 1:
+        block = min(block, -(-n // threads))
+    return block
+
+
+def library_ns(op: str, args: list, attrs) -> float:
+    """Estimated time of the library op per index along axis 0 of its result (the pool's
+    cost model splits an epilogue only when a task gets ~100 us of work): the flops of one
+    matmul row; 0 (the epilogue's own cost decides) for the others."""
+    if op != "MatMul":
+        return 0.0
+    b = args[1]
+    k, n = b.shape[::-1] if attrs.get("transpose_b") else b.shape
+    return 2.0 * k * n / MATMUL_FLOPS_PER_NS
 
 
 def block_function(op: str) -> Callable:

@@ -267,7 +267,7 @@ class FusedKernel:
         cols = layout.cols
         unit = layout.rows // n                      # kernel rows per index along axis 0
         item_bytes = unit * cols * dtype.itemsize
-        block = epilogue.block_size(item_bytes)
+        block = epilogue.block_size(item_bytes, n, budget.num_threads)
         fn, dims, strides = self._fn, layout.dims_ptr, layout.strides_ptr
         into = layout.into
         if into is not None and (budget.num_threads == 1 or n <= block):
@@ -300,7 +300,8 @@ class FusedKernel:
             finally:
                 restore_fp(tok)
 
-        grain = max(block, math.ceil(TASK_NS / (self._elem_ns * max(unit * cols, 1))))
+        row_ns = self._elem_ns * max(unit * cols, 1) + epilogue.library_ns(self.ir.instrs[self._lib].op, lib_args, attrs)
+        grain = max(block, math.ceil(TASK_NS / row_ns))
         if budget.num_threads == 1 or n <= grain:
             task(0, n)
         else:
