@@ -65,3 +65,20 @@ def test_epilogue_into_output_matches_numpy(threads, batch):
     ref = np.maximum(xv @ w + bias, 0)
     np.testing.assert_allclose(hv, ref, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(h2, 2 * ref, rtol=1e-5, atol=1e-4)
+
+
+def test_variable_updates_keep_fresh_values_without_aliasing():
+    """AssignSub hands its fresh `old - delta` to the run state without a copy: the stored
+    value must stay independent of fetched results and of later runs."""
+    v = gf.Variable(np.arange(6, dtype=np.float32).reshape(2, 3), name="v")
+    d = gf.placeholder(gf.float32, shape=(2, 3), name="d")
+    upd = gf.assign_sub(v, d) if hasattr(gf, "assign_sub") else v.assign_sub(d)
+    sess = _session()
+    sess.run(gf.global_variables_initializer())
+    one = np.ones((2, 3), np.float32)
+    r1 = sess.run(upd, {d: one})
+    r1[...] = 100.0  # the caller's copy: writing it must not reach the variable
+    r2 = sess.run(upd, {d: one})
+    np.testing.assert_array_equal(r2, np.arange(6, dtype=np.float32).reshape(2, 3) - 2)
+    np.testing.assert_array_equal(sess.run(v), r2)
+    assert not np.shares_memory(sess.run(v), r2)

@@ -54,7 +54,7 @@ def _assign_update(sign):
         old = state.read_variable(var)
         new = np.asarray(old + delta if sign > 0 else old - delta, dtype=dtype)
         _check_shape(var, old.shape, new.shape)
-        state.write_variable(var, new)
+        state.write_variable(var, new, owned=True)  # a fresh array: no second copy
         return new
     return kernel
 

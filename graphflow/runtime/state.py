@@ -55,8 +55,11 @@ class RunState:
                     "gf.global_variables_initializer() (or the variable's initializer) first", name)
         return v
 
-    def write_variable(self, name: str, value: np.ndarray) -> None:
-        value = np.array(value, copy=True)
+    def write_variable(self, name: str, value: np.ndarray, owned: bool = False) -> None:
+        """Stage `value` as the variable's new value. `owned`: the caller hands over a fresh
+        array nothing else refers to (an update's `old - delta`), kept without a copy."""
+        if not (owned and value.__class__ is np.ndarray and value.base is None and value.flags.owndata):
+            value = np.array(value, copy=True)
         value.setflags(write=False)
         self.writes[name] = value
 
