@@ -13,6 +13,7 @@ import time
 from ..compiler.fusion import fuse
 from ..compiler.pipeline import build_stages, fill_unfused
 from ..compiler.report import Report
+from ..compiler.verify import verify
 from ..compiler.program import FEED
 from .execution_plan import ExecutionPlan
 from .threads import SERIAL
@@ -86,7 +87,10 @@ def _fallbacks(programs):
     the unfused one: fusion without early computation, then each lower level's program."""
     if len(programs) > 2 and programs[-1] is not programs[1]:
         replan = Report()
-        yield fuse(programs[1], replan, keep_lifetimes=True), replan
+        program = fuse(programs[1], replan, keep_lifetimes=True)
+        if os.environ.get("GRAPHFLOW_VERIFY", "0") not in ("", "0"):   # as the pipeline checks every pass
+            verify(program, "fuse (keep_lifetimes)")
+        yield program, replan
     seen = {id(programs[-1])}
     for level in range(len(programs) - 2, -1, -1):
         if id(programs[level]) not in seen:
