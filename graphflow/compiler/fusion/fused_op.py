@@ -14,11 +14,11 @@ import math
 
 import numpy as np
 
-from ...ops.registry import OpDef, OpKind, get_op_def, register
+from ...ops.registry import OpDef, OpKind, register
 from ...runtime.fpstate import IGNORE, quiet_fp, restore_fp
 from ...runtime.threads import SERIAL
 from . import epilogue
-from .evaluate import evaluate
+from .evaluate import numpy_function
 from .kernel_ir import COL, DROP, FULL, LIB, UNIFORM, KernelIR, scratch_slots, streams
 from .layout import call_layout, slot_shapes
 
@@ -90,7 +90,8 @@ class FusedKernel:
         call_us = _EPILOGUE_CALL_US if self._lib is not None else _CALL_US
         self._numpy_is_cheaper = _NUMPY_OP_US * sum(1 for ins in ir.instrs if not ins.is_const) < call_us
         self._layout_cache: dict = {}
-        self._numpy_fn = None
+        self._static_fns: dict = {}   # static input shapes -> numpy function with fresh outputs
+        self._evaluate = None          # the numpy evaluation (generated on first use)
         if self._lib is not None:  # read once here, not on every call
             lib = ir.instrs[self._lib]
             self._lib_block = epilogue.block_function(lib.op)
@@ -318,14 +319,18 @@ class FusedKernel:
             return None
         if domain is not None and self._fn is not None:
             return None
-        if self._numpy_fn is None:
-            self._numpy_fn = numpy_function(self.ir, self.output_shapes(input_shapes), self._out_dtypes)
-        return self._numpy_fn
+        key = tuple(tuple(s) for s in input_shapes)
+        fn = self._static_fns.get(key)
+        if fn is None:
+            fn = self._static_fns[key] = numpy_function(self.ir, self.output_shapes(key), self._out_dtypes)
+        return fn
 
     def _run_numpy(self, inputs, outputs) -> list[np.ndarray]:
+        if self._evaluate is None:
+            self._evaluate = numpy_function(self.ir)
         tok = quiet_fp(IGNORE)   # quiet, like the compiled loops (IEEE results, no warnings)
         try:
-            for out, value in zip(outputs, evaluate(self.ir, inputs)):
+            for out, value in zip(outputs, self._evaluate(*inputs)):
                 np.copyto(out, value, casting="unsafe")
         finally:
             restore_fp(tok)
@@ -333,57 +338,6 @@ class FusedKernel:
 
     def __repr__(self) -> str:
         return f"FusedKernel({self.name}: {', '.join(self.members)})"
-
-
-def _fresh(value, shape, dtype) -> np.ndarray:
-    out = np.empty(shape, dtype)
-    np.copyto(out, value, casting="unsafe")
-    return out
-
-
-def numpy_function(ir: KernelIR, out_shapes, out_dtypes):
-    """The numpy evaluation of `ir` (see evaluate.py) as one generated straight-line
-    function of the inputs returning fresh arrays of `out_shapes` (a result that is a view,
-    an input, a scalar or of another shape is copied). Member ops whose reference kernel is
-    a ufunc giving the instruction's dtype are called directly."""
-    n = len(ir.inputs)
-    args = [f"x{i}" for i in range(n)]
-    ns = {"NDARRAY": np.ndarray, "ASARRAY": np.asarray, "FRESH": _fresh}
-    lines = [f"def evaluate({', '.join(args)}):"]
-    for i, ins in enumerate(ir.instrs):
-        slot = f"x{n + i}"
-        args.append(slot)
-        ns[f"D{i}"] = dtype = np.dtype(ins.dtype)
-        if ins.is_const:
-            ns[f"C{i}"] = np.asarray(ins.attrs["value"], dtype=dtype).reshape(ins.shape)
-            lines.append(f"    {slot} = C{i}")
-            continue
-        kernel = get_op_def(ins.op).kernel
-        ns[f"K{i}"] = kernel
-        call = f"K{i}({', '.join(args[a] for a in ins.args)}{', **A' + str(i) if ins.attrs else ''})"
-        ns[f"A{i}"] = dict(ins.attrs)
-        if not (isinstance(kernel, np.ufunc) and not ins.attrs and _ufunc_gives(kernel, ir, ins.args, dtype)):
-            call = f"ASARRAY({call}, D{i})"
-        lines.append(f"    {slot} = {call}")
-    outs = []
-    for j, (slot, shape, dtype) in enumerate(zip(ir.outputs, out_shapes, out_dtypes)):
-        ns[f"S{j}"], ns[f"OD{j}"] = tuple(shape), dtype
-        o = args[slot]
-        inputs = "".join(f" or {o} is x{i}" for i in range(n))
-        lines.append(f"    if {o}.__class__ is not NDARRAY or {o}.base is not None or {o}.shape != S{j} "
-                     f"or {o}.dtype != OD{j}{inputs}: {o} = FRESH({o}, S{j}, OD{j})")
-        outs.append(o)
-    lines.append(f"    return ({', '.join(outs)},)")
-    exec(compile("\n".join(lines), f"<graphflow numpy kernel {ir.name}>", "exec"), ns)  # noqa: S102 - our own source
-    return ns["evaluate"]
-
-
-def _ufunc_gives(kernel: np.ufunc, ir: KernelIR, args, dtype) -> bool:
-    try:
-        return kernel.nout == 1 and kernel.resolve_dtypes(
-            tuple(np.dtype(ir.slot_dtype(a)) for a in args) + (None,))[-1] == dtype
-    except (TypeError, ValueError):
-        return False
 
 
 def _fused_infer(specs, attrs):
