@@ -37,6 +37,8 @@ from .threads import SERIAL, limit_blas_threads, restore_blas_threads
 _KERNEL_ERRORS = (ValueError, IndexError, TypeError, ZeroDivisionError, FloatingPointError)
 PARALLEL_MIN_SECONDS = 2e-3   # a run this long may be worth spreading over the pool
 PROBE_EVERY = 32              # runs between tries of the mode not chosen
+PARALLEL_GAIN = 0.9           # the inter-op schedule runs when measured this much faster
+SLOWER_WEIGHT = 0.25          # weight of a slower run in a mode's time estimate
 _bcast_cache: dict = {}
 _ufunc_out_dtype: dict = {}  # (ufunc, input dtypes) -> its output dtype, or False
 
@@ -473,12 +475,16 @@ class ExecutionPlan:
         if serial < PARALLEL_MIN_SECONDS:
             mode = 0
         else:
-            mode = int(parallel <= serial)
+            mode = int(parallel < PARALLEL_GAIN * serial)
             if self._calls % PROBE_EVERY == 0:
                 mode = 1 - mode
         t0 = time.perf_counter()
         out = self.run_steps(feeds, None, parallel=True) if mode else self._run_serial(*feeds)
-        self._times[mode] = time.perf_counter() - t0
+        t = time.perf_counter() - t0
+        # a faster run is believed at once, a slower one only partly: one run slowed down by
+        # other processes (a loaded machine) neither flips the mode nor starts the schedule
+        old = self._times[mode]
+        self._times[mode] = t if t < old or old == 0.0 else old + SLOWER_WEIGHT * (t - old)
         return out
 
     def run_steps(self, feeds, trace=None, parallel: bool | None = None) -> list:
