@@ -271,39 +271,32 @@ class FusedKernel:
         block = epilogue.block_size(item_bytes, n, budget.num_threads)
         fn, dims, strides = self._fn, layout.dims_ptr, layout.strides_ptr
         into = layout.into
-        if into is not None and (budget.num_threads == 1 or n <= block):
-            # the common case (one block, or serial): no scratch, no closure
-            target, address = outputs[into], outs[into]
-            tok = quiet_fp(IGNORE)   # quiet, like the compiled loops
-            try:
-                for b0 in range(0, n, block):
-                    b1 = min(b0 + block, n)
-                    compute(*lib_args, b0, b1, target[b0:b1] if b1 - b0 < n else target, **attrs)
-                    fn(b0 * unit, b1 * unit, 0, cols, dims, strides, *ptrs, address, *outs)
-            finally:
-                restore_fp(tok)
-            return
+        target = outputs[into] if into is not None else None
         rest = tuple(domain[1:])
 
         def task(s: int, e: int) -> None:
-            if into is None:
+            if target is None:
                 scratch = np.empty((min(block, e - s),) + rest, dtype=dtype)
-                address = _address(scratch)
-            else:
-                scratch, address = outputs[into][s:e], outs[into] + s * item_bytes
-            tok = quiet_fp(IGNORE)
+                base = _address(scratch)
+            tok = quiet_fp(IGNORE)   # quiet, like the compiled loops
             try:
                 for b0 in range(s, e, block):
                     b1 = min(b0 + block, e)
-                    compute(*lib_args, b0, b1, scratch[b0 - s if into is not None else 0:][:b1 - b0], **attrs)
-                    fn(b0 * unit, b1 * unit, 0, cols, dims, strides, *ptrs,
-                       address - (b0 if into is None else s) * item_bytes, *outs)
+                    if target is None:   # the block's rows of the library result at the scratch's start
+                        part, lib = scratch[:b1 - b0], base - b0 * item_bytes
+                    else:                # computed in place in the output it becomes
+                        part, lib = (target[b0:b1] if b1 - b0 < n else target), outs[into]
+                    compute(*lib_args, b0, b1, part, **attrs)
+                    fn(b0 * unit, b1 * unit, 0, cols, dims, strides, *ptrs, lib, *outs)
             finally:
                 restore_fp(tok)
 
+        if budget.num_threads == 1 or n <= block:
+            task(0, n)
+            return
         row_ns = self._elem_ns * max(unit * cols, 1) + epilogue.library_ns(self.ir.instrs[self._lib].op, lib_args, attrs)
         grain = max(block, math.ceil(TASK_NS / row_ns))
-        if budget.num_threads == 1 or n <= grain:
+        if n <= grain:
             task(0, n)
         else:
             budget.parallel_for(task, n, grain)
