@@ -8,10 +8,12 @@ cases explicitly: NaN in -> the same NaN out, +-inf, +-0 (sign kept where numpy 
 denormal inputs and outputs, and the overflow/underflow thresholds (exp(88.72f) is finite,
 exp(89f) is inf, exp(-104f) is the denormal numpy gives).
 
-Methods (polynomial coefficients are Taylor coefficients, or least-squares fits for erf):
-- exp: k = rint(x/ln2), r = x - k*ln2 (Cody-Waite, two constants), exp(r) by a Taylor
-  polynomial on |r| <= ln2/2, scaled by 2^k in two exact steps so denormal results are rounded
-  once and 2^128 / 2^1024 never appear as an intermediate.
+Methods (polynomial coefficients are Taylor coefficients, or least-squares fits for erf and
+the float32 exp/expm1 polynomials):
+- exp: k = rint(x/ln2) by the 1.5*2^mant addition (k's integer read from the bit pattern),
+  r = x - k*ln2 (Cody-Waite, two constants), exp(r) by a polynomial on |r| <= ln2/2, scaled
+  by 2^k rounded once (llvm.ldexp = vscalef, or two exact steps) so denormal results are
+  rounded once and 2^128 / 2^1024 never appear as an intermediate; NaN flows through.
 - log: x = m*2^e with m in [sqrt(1/2), sqrt(2)), log(m) = 2 atanh(f/(2+f)) (f = m-1) arranged as
   f - (f^2/2 - s(f^2/2 + R)) as in fdlibm; denormal inputs are pre-scaled by 2^23 / 2^52.
 - log1p: log(u) + (x - (u-1))/u with u = 1 + x (the rounding error of u, corrected).
@@ -107,12 +109,6 @@ class FloatOps:
     def copysign(self, mag, sign):
         return call_intrinsic(self.b, "copysign", mag, sign)
 
-    def rint(self, x):
-        return call_intrinsic(self.b, "rint", x)
-
-    def to_int(self, x):
-        return self.b.fptosi(x, self.ity)
-
     def to_float(self, i):
         return self.b.sitofp(i, self.ty)
 
@@ -151,11 +147,16 @@ class FloatOps:
         return _LN2_PARTS[self.is64]
 
     def reduce_ln2(self, x):
-        """(k, r) with x = k*ln2 + r, |r| <= ln2/2, k integral (as float)."""
+        """(k, r) with x = k*ln2 + r, |r| <= ln2/2, k an integer (|x| < 2^(mant-1) ln2).
+        k = rint(x / ln2) by adding 1.5 * 2^mant in one multiply-add: the sum's last bits
+        are k, read from its bit pattern (no rint, no fptosi: defined for NaN as well, and
+        the float k is the sum minus the constant)."""
+        magic = 1.5 * 2.0 ** self.mant
+        t = self.fma(x, self.c(1 / math.log(2)), self.c(magic))
+        k = self.sub(t, self.c(magic))
+        ki = self.b.sub(self.bits(t), self.bits(self.c(magic)))
         hi, lo = self.ln2_parts()
-        k = self.rint(self.mul(x, self.c(1 / math.log(2))))
-        r = self.fma(k, self.c(-hi), x)
-        return k, self.fma(k, self.c(-lo), r)
+        return ki, self.fma(k, self.c(-lo), self.fma(k, self.c(-hi), x))
 
 
 def _mangle_type(ty: ir.Type) -> str:
@@ -214,14 +215,8 @@ def exp(f: FloatOps, x: ir.Value) -> ir.Value:
     lo, hi = _EXP_RANGE[f.is64]
     xc = f.sel(f.cmp("<", x, f.c(lo)), f.c(lo), x)
     xc = f.sel(f.cmp(">", xc, f.c(hi)), f.c(hi), xc)
-    # k = rint(x / ln2) by adding 1.5 * 2^mant: the sum's last bits are k, read as an integer
-    magic = 1.5 * 2.0 ** f.mant
-    t = f.fma(xc, f.c(1 / math.log(2)), f.c(magic))
-    k = f.sub(t, f.c(magic))
-    ki = f.b.sub(f.bits(t), f.bits(f.c(magic)))
-    ln2_hi, ln2_lo = f.ln2_parts()
-    r = f.fma(k, f.c(-ln2_lo), f.fma(k, f.c(-ln2_hi), xc))
-    return f.scale(f.poly(r, _EXP_POLY[f.is64]), ki)
+    k, r = f.reduce_ln2(xc)
+    return f.scale(f.poly(r, _EXP_POLY[f.is64]), k)
 
 
 def _log_finite(f: FloatOps, x: ir.Value) -> ir.Value:
@@ -272,7 +267,7 @@ def log1p(f: FloatOps, x: ir.Value) -> ir.Value:
 def _expm1_parts(f: FloatOps, x: ir.Value) -> tuple[ir.Value, ir.Value]:
     """(p, k) with expm1(x) = 2^k (p + 1) - 1 and p = expm1(r), r = x - k ln2 (x clamped)."""
     k, r = f.reduce_ln2(x)
-    return f.fma(f.mul(r, r), f.poly(r, _EXPM1_Q[f.is64]), r), f.to_int(k)
+    return f.fma(f.mul(r, r), f.poly(r, _EXPM1_Q[f.is64]), r), k
 
 
 def _expm1_small(f: FloatOps, p: ir.Value, k: ir.Value) -> ir.Value:
