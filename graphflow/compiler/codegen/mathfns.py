@@ -290,10 +290,10 @@ def expm1(f: FloatOps, x: ir.Value) -> ir.Value:
 
 def tanh(f: FloatOps, x: ir.Value) -> ir.Value:
     a = f.abs(x)
-    a = f.sel(f.cmp("<", a, f.c(20.0)), a, f.c(20.0))  # tanh(20) rounds to 1 in float64; NaN -> 20
+    a = f.sel(f.cmp(">", a, f.c(20.0)), f.c(20.0), a)  # tanh(20) rounds to 1 in float64; NaN stays
     e = _expm1_small(f, *_expm1_parts(f, f.add(a, a)))  # 2|x| <= 40: k <= 58, no special cases
-    res = f.copysign(f.div(e, f.add(e, f.c(2.0))), x)
-    return f.sel(f.isnan(x), x, res)
+    # a NaN x makes p NaN (k, read from bits, is then some integer): e and the result are NaN
+    return f.copysign(f.div(e, f.add(e, f.c(2.0))), x)
 
 
 def sigmoid(f: FloatOps, x: ir.Value) -> ir.Value:
