@@ -90,14 +90,15 @@ def _fresh_output(pool: list, shape: tuple, dtype) -> np.ndarray:
     a fresh mmap whose first touch costs a page fault per 4 KB, ~5 ms for W1's 64 MB output,
     a third of the kernel. Concurrent runs are safe: a pooled array is taken out of `pool`
     (an atomic pop) before its references are counted, and one in use is never reused."""
-    try:
-        x = pool.pop()
-    except IndexError:
-        pass
-    else:
-        if x.shape == shape and x.dtype == dtype and getrefcount(x) == 2:  # `x` and the argument
-            pool.append(x)
-            return x
+    if pool:   # (an empty pool, the usual case of small results, costs no exception)
+        try:
+            x = pool.pop()
+        except IndexError:   # emptied by a concurrent run meanwhile
+            pass
+        else:
+            if x.shape == shape and x.dtype == dtype and getrefcount(x) == 2:  # `x` and the argument
+                pool.append(x)
+                return x
     x = np.empty(shape, dtype)
     if x.nbytes >= POOL_MIN_BYTES:
         pool.append(x)
@@ -333,12 +334,22 @@ class ExecutionPlan:
 
     def _pooled_outputs(self) -> dict:
         """value -> its pool of output arrays (`_fresh_output`), for fetched values of rank > 0
-        that a fused kernel writes into a per-run allocation returned as it is."""
+        that a fused kernel writes into a per-run allocation returned as it is, unless their
+        static shape says they stay below POOL_MIN_BYTES (tiny graphs keep their lean path)."""
         if self._out_pools is None:
             mem = self.memory
+
+            def may_be_large(v) -> bool:
+                shape, dtype = self.specs[v]
+                if shape is None or len(shape) == 0:   # unknown rank, or 0-d: returned through FIN
+                    return False
+                if any(d is None for d in shape):
+                    return True
+                return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize >= POOL_MIN_BYTES
+
             self._out_pools = {v: [] for st in self.steps if st.mode == "out" for v in st.outputs
                                if v in self.output_values and mem.buffer_of[v] is None and not mem.external_alias[v]
-                               and self.specs[v][0] is not None and len(self.specs[v][0]) > 0}
+                               and may_be_large(v)}
         return self._out_pools
 
     def _output_expr(self, v: int, name, call_results) -> str:
