@@ -47,6 +47,20 @@ def _between(ys, xs, stop):
     return sorted(fwd, key=lambda op: op._id, reverse=True)
 
 
+def _variable_reads(g, xs) -> dict[Tensor, list[Tensor]]:
+    """For each x that is a variable's value, the variable's other reads (`read_value`, uses
+    inside control-dependency blocks): a gradient with respect to the variable flows through all."""
+    names = {x.op.attrs["var"]: x for x in xs if x.op.type == "VariableV2"}
+    if not names:
+        return {}
+    reads: dict[Tensor, list[Tensor]] = {}
+    for op in g.get_operations():
+        x = names.get(op.attrs.get("var")) if op.type == "VariableV2" else None
+        if x is not None and op is not x.op:
+            reads.setdefault(x, []).append(op.outputs[0])
+    return reads
+
+
 def _sum(grads: list[Tensor]) -> Tensor:
     out = grads[0]
     for g in grads[1:]:
@@ -61,6 +75,7 @@ def gradients(ys, xs, grad_ys=None, name: str = "gradients", stop_gradients=None
     if not ys:
         return [None] * len(xs)
     g = ys[0].graph
+    reads = _variable_reads(g, xs)
     stop = set(_as_tensor(s) for s in _as_list(stop_gradients)) if stop_gradients is not None else set()
     if grad_ys is None:
         grad_ys = [None] * len(ys)
@@ -80,7 +95,7 @@ def gradients(ys, xs, grad_ys=None, name: str = "gradients", stop_gradients=None
             else:
                 gy = convert_to_tensor(gy, dtype=y.dtype)
             acc.setdefault(y, []).append(gy)
-        for op in _between(ys, xs, stop):
+        for op in _between(ys, xs + [r for x in xs for r in reads.get(x, ())], stop):
             out_grads = [_sum(acc[t]) if t in acc else None for t in op.outputs]
             if all(d is None for d in out_grads):
                 continue
@@ -111,6 +126,6 @@ def gradients(ys, xs, grad_ys=None, name: str = "gradients", stop_gradients=None
                 acc.setdefault(t, []).append(gi)
         out = []
         for x in xs:
-            grads = acc.get(x)
+            grads = [d for t in (x, *reads.get(x, ())) for d in acc.get(t, ())]
             out.append(_sum(grads) if grads else None)
         return out

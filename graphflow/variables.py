@@ -61,6 +61,10 @@ class Variable:
 
     # ---- tensor-like behaviour ----
     def _as_graph_element(self) -> Tensor:
+        # As a TF1 variable, a use inside a control-dependency block reads the value after
+        # those ops ran (`with control_dependencies([v.assign(1)]): identity(v)` sees 1).
+        if self.graph._state.control:
+            return self.read_value()
         return self._value
 
     def value(self) -> Tensor:

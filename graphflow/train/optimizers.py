@@ -39,6 +39,16 @@ def _graph_of_vars(variables) -> Graph:
     return graphs.pop()
 
 
+def _learning_rate(learning_rate, lr, name, default=None):
+    """TF1 spells it `learning_rate`; API.md writes `lr`: either keyword is accepted, not both."""
+    if learning_rate is not None and lr is not None:
+        raise TypeError(f"{name} optimizer: give learning_rate or lr, not both")
+    value = learning_rate if learning_rate is not None else lr if lr is not None else default
+    if value is None:
+        raise TypeError(f"{name} optimizer: missing the learning_rate argument")
+    return value
+
+
 class Optimizer:
     """Base class: `minimize` = `compute_gradients` + `apply_gradients`.
 
@@ -207,9 +217,9 @@ def _name_of(t) -> str:
 class GradientDescentOptimizer(Optimizer):
     """var -= learning_rate * grad."""
 
-    def __init__(self, learning_rate, use_locking: bool = False, name: str = "GradientDescent"):
+    def __init__(self, learning_rate=None, use_locking: bool = False, name: str = "GradientDescent", *, lr=None):
         super().__init__(use_locking, name)
-        self._lr = learning_rate
+        self._lr = _learning_rate(learning_rate, lr, name)
 
     def _apply_dense(self, grad, var):
         return var.assign_sub(self._hyper("learning_rate", self._lr, var.dtype) * grad).op
@@ -219,10 +229,12 @@ class MomentumOptimizer(Optimizer):
     """accum = momentum * accum + grad; var -= lr * accum
     (Nesterov: var -= lr * (grad + momentum * accum))."""
 
-    def __init__(self, learning_rate, momentum, use_locking: bool = False, name: str = "Momentum",
-                 use_nesterov: bool = False):
+    def __init__(self, learning_rate=None, momentum=None, use_locking: bool = False, name: str = "Momentum",
+                 use_nesterov: bool = False, *, lr=None):
         super().__init__(use_locking, name)
-        self._lr = learning_rate
+        if momentum is None:
+            raise TypeError("MomentumOptimizer: missing the momentum argument")
+        self._lr = _learning_rate(learning_rate, lr, name)
         self._momentum = momentum
         self._nesterov = bool(use_nesterov)
 
@@ -243,10 +255,10 @@ class AdamOptimizer(Optimizer):
     """Adam with TF1's update: the bias correction is folded into the step size,
     lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t), var -= lr_t * m / (sqrt(v) + epsilon)."""
 
-    def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, use_locking: bool = False,
-                 name: str = "Adam"):
+    def __init__(self, learning_rate=None, beta1=0.9, beta2=0.999, epsilon=1e-8, use_locking: bool = False,
+                 name: str = "Adam", *, lr=None):
         super().__init__(use_locking, name)
-        self._lr = learning_rate
+        self._lr = _learning_rate(learning_rate, lr, name, default=0.001)
         self._beta1 = beta1
         self._beta2 = beta2
         self._epsilon = epsilon
@@ -291,10 +303,10 @@ class RMSPropOptimizer(Optimizer):
     mom = momentum * mom + lr * grad / sqrt(ms + epsilon); var -= mom.
     `centered` also tracks the mean gradient mg and uses ms - mg^2 in the root."""
 
-    def __init__(self, learning_rate, decay=0.9, momentum=0.0, epsilon=1e-10, use_locking: bool = False,
-                 centered: bool = False, name: str = "RMSProp"):
+    def __init__(self, learning_rate=None, decay=0.9, momentum=0.0, epsilon=1e-10, use_locking: bool = False,
+                 centered: bool = False, name: str = "RMSProp", *, lr=None):
         super().__init__(use_locking, name)
-        self._lr = learning_rate
+        self._lr = _learning_rate(learning_rate, lr, name)
         self._decay = decay
         self._momentum = momentum
         self._epsilon = epsilon
