@@ -1280,3 +1280,369 @@ def test_compile_inspection():
     assert cg0.stats["fused_ops"] == 0 and cg0.stats["kernels"] == 0 or cg0.stats["fused_ops"] == 0
     cg1 = gf.compile(y, feed_list=[x], opt_level=1)
     assert isinstance(cg1.report(), str)
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. gf.keras
+# ----------------------------------------------------------------------------------------------
+
+keras = gf.keras
+L = gf.keras.layers
+
+
+def _classification_data(n=96, d=6, k=3, seed=0):
+    rs = np.random.RandomState(seed)
+    x = rs.randn(n, d).astype(np.float32)
+    w = rs.randn(d, k)
+    y = np.argmax(x @ w, axis=1).astype(np.int32)
+    return x, y
+
+
+def test_sequential_with_input_and_input_shape_agree():
+    m1 = keras.Sequential([keras.Input(shape=(6,)), L.Dense(8, activation="relu"), L.Dense(3, activation="softmax")])
+    m2 = keras.Sequential([L.Dense(8, activation="relu", input_shape=(6,)), L.Dense(3, activation="softmax")])
+    w = m1.get_weights()
+    assert [a.shape for a in w] == [(6, 8), (8,), (8, 3), (3,)]      # Keras order: kernel, bias per layer
+    assert [a.shape for a in m2.get_weights()] == [(6, 8), (8,), (8, 3), (3,)]
+    m2.set_weights(w)
+    x, _ = _classification_data()
+    p1, p2 = m1.predict(x, verbose=0), m2.predict(x)
+    assert p1.shape == (96, 3)
+    np.testing.assert_allclose(p1, p2, rtol=1e-5)
+    k0, b0, k1, b1 = w
+    ref = _softmax(np.maximum(x @ k0 + b0, 0) @ k1 + b1)
+    np.testing.assert_allclose(p1, ref, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(b0, 0)                  # Keras: zero bias, glorot_uniform kernel
+    limit = np.sqrt(6 / (6 + 8))
+    assert np.abs(k0).max() <= limit + 1e-6 and k0.std() > 0.1 * limit
+    assert isinstance(m1.graph, gf.Graph)
+
+
+def test_fit_history_evaluate_predict():
+    x, y = _classification_data()
+    model = keras.Sequential([keras.Input(shape=(6,)), L.Dense(16, activation="relu"), L.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    hist = model.fit(x, y, batch_size=32, epochs=3, validation_split=0.25, shuffle=True, verbose=0)
+    assert isinstance(hist, keras.callbacks.History)
+    assert set(hist.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(len(v) == 3 for v in hist.history.values())
+    assert all(isinstance(v, float) for v in hist.history["loss"])
+    res = model.evaluate(x, y, verbose=0)
+    assert isinstance(res, list) and len(res) == 2
+    probs = model.predict(x, batch_size=7, verbose=0)
+    ref_loss = -np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)))
+    ref_acc = np.mean(np.argmax(probs, 1) == y)
+    np.testing.assert_allclose(res[0], ref_loss, rtol=1e-4)
+    np.testing.assert_allclose(res[1], ref_acc, rtol=1e-6)
+    # validation_data given explicitly
+    h2 = model.fit(x, y, epochs=1, validation_data=(x[:10], y[:10]), verbose=0)
+    assert "val_loss" in h2.history and len(h2.history["val_loss"]) == 1
+    # evaluate with no metrics is a scalar
+    m2 = keras.Sequential([keras.Input(shape=(6,)), L.Dense(1)])
+    m2.compile(optimizer="sgd", loss="mse")
+    r = m2.evaluate(x, y.astype(np.float32), verbose=0)
+    assert np.ndim(r) == 0
+    assert np.isfinite(float(r))
+
+
+def test_training_reduces_loss():
+    x, y = _classification_data(n=128)
+    model = keras.Sequential([keras.Input(shape=(6,)), L.Dense(32, activation="relu"), L.Dense(3, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.02), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    hist = model.fit(x, y, batch_size=16, epochs=15, verbose=0)
+    assert hist.history["loss"][-1] < 0.5 * hist.history["loss"][0]
+    assert hist.history["accuracy"][-1] > 0.85
+
+
+def test_sgd_step_matches_numpy():
+    rs = np.random.RandomState(5)
+    x = rs.randn(8, 3).astype(np.float32)
+    y = rs.randn(8, 1).astype(np.float32)
+    model = keras.Sequential([keras.Input(shape=(3,)), L.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="mse")
+    k, b = model.get_weights()
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    err = x @ k + b - y
+    gk = 2 * x.T @ err / 8
+    gb = 2 * err.sum(0) / 8
+    k1, b1 = model.get_weights()
+    np.testing.assert_allclose(k1, k - 0.1 * gk, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(b1, b - 0.1 * gb, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss,act,make_y", [
+    ("categorical_crossentropy", "softmax", lambda rs: np.eye(3, dtype=np.float32)[rs.randint(0, 3, 20)]),
+    ("binary_crossentropy", "sigmoid", lambda rs: (rs.rand(20, 3) > 0.5).astype(np.float32)),
+    ("mse", "linear", lambda rs: rs.randn(20, 3).astype(np.float32)),
+    ("mae", "tanh", lambda rs: rs.randn(20, 3).astype(np.float32)),
+])
+def test_loss_names_match_keras_formulas(loss, act, make_y):
+    rs = np.random.RandomState(0)
+    x = rs.randn(20, 4).astype(np.float32)
+    y = make_y(rs)
+    model = keras.Sequential([keras.Input(shape=(4,)), L.Dense(3, activation=act)])
+    model.compile(optimizer="sgd", loss=loss, metrics=["accuracy"] if "crossentropy" in loss else None)
+    res = model.evaluate(x, y, verbose=0)
+    p = model.predict(x, verbose=0).astype(np.float64)
+    pc = np.clip(p, 1e-7, 1 - 1e-7)
+    ref = {"categorical_crossentropy": lambda: -np.mean(np.sum(y * np.log(pc), -1)),
+           "binary_crossentropy": lambda: -np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc)),
+           "mse": lambda: np.mean((p - y) ** 2), "mae": lambda: np.mean(np.abs(p - y))}[loss]()
+    got = res[0] if isinstance(res, (list, tuple)) else res
+    np.testing.assert_allclose(got, ref, rtol=1e-4)
+    if loss == "categorical_crossentropy":
+        np.testing.assert_allclose(res[1], np.mean(p.argmax(1) == y.argmax(1)))
+    if loss == "binary_crossentropy":
+        np.testing.assert_allclose(res[1], np.mean((p > 0.5) == (y > 0.5)), rtol=1e-6)
+
+
+def test_compile_with_objects():
+    x, y = _classification_data(n=32)
+    for opt in (keras.optimizers.SGD(learning_rate=0.05, momentum=0.9), keras.optimizers.SGD(0.01),
+                keras.optimizers.Adam(), keras.optimizers.RMSprop(learning_rate=0.001)):
+        model = keras.Sequential([keras.Input(shape=(6,)), L.Dense(3, activation="softmax")])
+        model.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy(),
+                      metrics=[keras.metrics.SparseCategoricalAccuracy()])
+        h = model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+        assert len(h.history["loss"]) == 2 and len(h.history) == 2
+        assert all(np.isfinite(h.history["loss"]))
+
+
+def test_functional_model_with_merge_layers():
+    inp = keras.Input(shape=(8,))
+    a = L.Dense(4, activation="tanh")(inp)
+    b = L.Dense(4, activation="gelu")(inp)
+    s = L.Add()([a, b])
+    c = L.Concatenate()([s, a])
+    out = L.Dense(2, activation="softmax")(L.Activation("relu")(c))
+    model = keras.Model(inp, out)
+    model2 = keras.Model(inputs=inp, outputs=out)
+    assert len(model2.get_weights()) == 6
+    x = np.random.RandomState(0).randn(5, 8).astype(np.float32)
+    ka, ba, kb, bb, kc, bc = model.get_weights()
+    import math
+    erf = np.vectorize(math.erf)
+    av = np.tanh(x @ ka + ba)
+    z = x @ kb + bb
+    bv = 0.5 * z * (1 + erf(z / np.sqrt(2)))
+    cv = np.concatenate([av + bv, av], -1)
+    ref = _softmax(np.maximum(cv, 0) @ kc + bc)
+    np.testing.assert_allclose(model.predict(x, verbose=0), ref, rtol=1e-4, atol=1e-6)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x, np.array([0, 1, 0, 1, 1]), epochs=1, verbose=0)
+
+
+def test_subclassed_model():
+    class MLP(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.d1 = L.Dense(8, activation="relu")
+            self.d2 = L.Dense(1)
+
+        def call(self, x):
+            return self.d2(self.d1(x))
+
+    rs = np.random.RandomState(0)
+    x = rs.randn(64, 3).astype(np.float32)
+    y = (x @ np.array([[1.0], [-2.0], [0.5]])).astype(np.float32)
+    model = MLP()
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.01), loss="mse")
+    h = model.fit(x, y, epochs=10, batch_size=16, verbose=0)
+    assert h.history["loss"][-1] < h.history["loss"][0]
+    w = model.get_weights()
+    assert [a.shape for a in w] == [(3, 8), (8,), (8, 1), (1,)]
+    k0, b0, k1, b1 = w
+    np.testing.assert_allclose(model.predict(x, verbose=0), np.maximum(x @ k0 + b0, 0) @ k1 + b1,
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_conv_pool_layers_weights_and_forward():
+    rs = np.random.RandomState(0)
+    x = rs.randn(2, 8, 8, 3).astype(np.float32)
+    model = keras.Sequential([
+        keras.Input(shape=(8, 8, 3)),
+        L.Conv2D(4, 3, padding="same", activation="relu"),
+        L.MaxPooling2D(2),
+        L.Conv2D(5, (3, 3), strides=1, padding="valid"),
+        L.AveragePooling2D(pool_size=(2, 2)),
+        L.Flatten(),
+        L.Dense(2),
+    ])
+    w = model.get_weights()
+    assert [a.shape for a in w] == [(3, 3, 3, 4), (4,), (3, 3, 4, 5), (5,), (5, 2), (2,)]
+    out = model.predict(x, verbose=0)
+    assert out.shape == (2, 2)
+    h = np.maximum(_conv_ref(x, w[0], (1, 1), "SAME") + w[1], 0)
+    h = _pool_ref(h, (2, 2), (2, 2), "VALID", np.max)
+    h = _conv_ref(h, w[2], (1, 1), "VALID") + w[3]
+    h = _pool_ref(h, (2, 2), (2, 2), "VALID", np.mean)
+    ref = h.reshape(2, -1) @ w[4] + w[5]
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_gap_reshape_dropout_layers():
+    x = np.random.RandomState(1).randn(3, 4, 4, 2).astype(np.float32)
+    model = keras.Sequential([keras.Input(shape=(4, 4, 2)), L.GlobalAveragePooling2D(), L.Reshape((1, 2)),
+                              L.Dropout(0.5), L.Flatten()])
+    out = model.predict(x, verbose=0)
+    np.testing.assert_allclose(out, x.mean(axis=(1, 2)), rtol=1e-5)   # Dropout is inactive in predict
+    assert model.get_weights() == []
+
+
+def test_batchnorm_layernorm_embedding_weights():
+    model = keras.Sequential([keras.Input(shape=(5,), dtype="int32"), L.Embedding(10, 4), L.LayerNormalization(),
+                              L.Flatten(), L.BatchNormalization(), L.Dense(1, activation="sigmoid")])
+    shapes = [a.shape for a in model.get_weights()]
+    # Embedding; LayerNorm gamma, beta; BatchNorm gamma, beta, moving_mean, moving_variance; Dense
+    assert shapes == [(10, 4), (4,), (4,), (20,), (20,), (20,), (20,), (20, 1), (1,)]
+    bn = model.get_weights()
+    np.testing.assert_allclose(bn[3], 1)
+    np.testing.assert_allclose(bn[4], 0)
+    np.testing.assert_allclose(bn[5], 0)
+    np.testing.assert_allclose(bn[6], 1)
+    rs = np.random.RandomState(0)
+    ids = rs.randint(0, 10, (40, 5)).astype(np.int32)
+    yb = (ids.sum(1) > 22).astype(np.float32)
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    model.fit(ids, yb, epochs=2, batch_size=8, verbose=0)
+    after = model.get_weights()
+    assert not np.allclose(after[5], 0)           # moving mean updated by training
+    # inference uses the moving statistics
+    emb, g_ln, b_ln, gam, bet, mm, mv, k, b = after
+    e = emb[ids]
+    mu, var = e.mean(-1, keepdims=True), e.var(-1, keepdims=True)
+    ln = (e - mu) / np.sqrt(var + 1e-3) * g_ln + b_ln
+    f = ln.reshape(40, -1)
+    bnv = (f - mm) / np.sqrt(mv + 1e-3) * gam + bet
+    ref = 1 / (1 + np.exp(-(bnv @ k + b)))
+    np.testing.assert_allclose(model.predict(ids, verbose=0), ref, rtol=1e-3, atol=1e-5)
+
+
+def test_activation_names():
+    x = np.linspace(-2, 2, 10, dtype=np.float32).reshape(2, 5)
+    import math
+    erf = np.vectorize(math.erf)
+    refs = {"relu": lambda v: np.maximum(v, 0), "sigmoid": lambda v: 1 / (1 + np.exp(-v)), "tanh": np.tanh,
+            "softmax": _softmax, "gelu": lambda v: 0.5 * v * (1 + erf(v / np.sqrt(2))), "linear": lambda v: v}
+    for name, ref in refs.items():
+        model = keras.Sequential([keras.Input(shape=(5,)), L.Activation(name)])
+        np.testing.assert_allclose(model.predict(x, verbose=0), ref(x), rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_summary_prints(capsys):
+    model = keras.Sequential([keras.Input(shape=(6,)), L.Dense(8, activation="relu"), L.Dense(3)])
+    model.summary()
+    out = capsys.readouterr().out
+    assert "Dense" in out or "dense" in out
+    assert "83" in out                     # 6*8+8 + 8*3+3 = 83 total params
+    assert "Total params" in out
+
+
+def test_save_and_load_model(tmp_path):
+    x, y = _classification_data(n=32)
+    model = keras.Sequential([keras.Input(shape=(6,)), L.Dense(8, activation="relu"), L.Dropout(0.2),
+                              L.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=1, verbose=0)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5)
+    loaded.fit(x, y, epochs=1, verbose=0)                  # compiled state restored
+    res = loaded.evaluate(x, y, verbose=0)
+    assert len(res) == 2
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            assert b"cnumpy" not in f.read_bytes()
+    # weights only
+    wpath = str(tmp_path / "m.weights.h5")
+    model.save_weights(wpath)
+    fresh = keras.Sequential([keras.Input(shape=(6,)), L.Dense(8, activation="relu"), L.Dropout(0.2),
+                              L.Dense(3, activation="softmax")])
+    fresh.load_weights(wpath)
+    for a, b in zip(fresh.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(Exception):
+        keras.models.load_model(str(tmp_path / "nothing.keras"))
+
+
+def test_set_weights_validates_shapes():
+    model = keras.Sequential([keras.Input(shape=(6,)), L.Dense(3)])
+    with pytest.raises(ValueError):
+        model.set_weights([np.zeros((3, 6), np.float32), np.zeros(3, np.float32)])
+    with pytest.raises(ValueError):
+        model.set_weights([np.zeros((6, 3), np.float32)])
+
+
+def test_callbacks_hooks_early_stopping_checkpoint_csv(tmp_path):
+    x, y = _classification_data(n=32)
+    calls = []
+
+    class Recorder(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            calls.append("train_begin")
+
+        def on_epoch_begin(self, epoch, logs=None):
+            calls.append(("epoch_begin", epoch))
+
+        def on_train_batch_begin(self, batch, logs=None):
+            calls.append(("batch_begin", batch))
+
+        def on_train_batch_end(self, batch, logs=None):
+            calls.append(("batch_end", batch))
+            assert "loss" in logs
+
+        def on_epoch_end(self, epoch, logs=None):
+            calls.append(("epoch_end", epoch))
+            assert "loss" in logs and "accuracy" in logs
+            assert self.model is model
+
+        def on_train_end(self, logs=None):
+            calls.append("train_end")
+
+    model = keras.Sequential([keras.Input(shape=(6,)), L.Dense(3, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[Recorder()])
+    assert calls[0] == "train_begin" and calls[-1] == "train_end"
+    assert calls[1:6] == [("epoch_begin", 0), ("batch_begin", 0), ("batch_end", 0), ("batch_begin", 1),
+                          ("batch_end", 1)]
+    assert ("epoch_end", 1) in calls
+
+    # EarlyStopping on a loss that cannot improve (learning rate 0)
+    model = keras.Sequential([keras.Input(shape=(6,)), L.Dense(3, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), loss="sparse_categorical_crossentropy")
+    h = model.fit(x, y, epochs=20, verbose=0,
+                  callbacks=[keras.callbacks.EarlyStopping(monitor="loss", patience=2, min_delta=1e-3)])
+    assert len(h.history["loss"]) == 3
+
+    # ModelCheckpoint + CSVLogger
+    ckpt = str(tmp_path / "best.keras")
+    log = str(tmp_path / "log.csv")
+    model = keras.Sequential([keras.Input(shape=(6,)), L.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=3, verbose=0, validation_data=(x, y),
+              callbacks=[keras.callbacks.ModelCheckpoint(ckpt, monitor="val_loss", save_best_only=True),
+                         keras.callbacks.CSVLogger(log)])
+    assert os.path.exists(ckpt)
+    keras.models.load_model(ckpt)
+    with open(log) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 3 and rows[0]["epoch"] == "0"
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(rows[0])
+    wckpt = str(tmp_path / "w.weights.h5")
+    model.fit(x, y, epochs=1, verbose=0,
+              callbacks=[keras.callbacks.ModelCheckpoint(wckpt, save_weights_only=True)])
+    assert os.path.exists(wckpt)
+
+
+def test_verbose_progress_bar(capsys):
+    x, y = _classification_data(n=32)
+    model = keras.Sequential([keras.Input(shape=(6,)), L.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=2, batch_size=16, verbose=1)
+    out = capsys.readouterr().out
+    assert "Epoch 1/2" in out and "Epoch 2/2" in out
+    assert "loss" in out and "accuracy" in out
+    model.fit(x, y, epochs=1, verbose=0)
+    assert capsys.readouterr().out == ""
