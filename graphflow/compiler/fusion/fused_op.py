@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import weakref
 
 import numpy as np
 
@@ -40,13 +41,33 @@ SMALL_ELEMENTS = 1024
 _CALL_US, _EPILOGUE_CALL_US, _NUMPY_OP_US = 5.0, 9.0, 1.5
 
 
+_addressof, _from_buffer = ctypes.addressof, ctypes.c_char.from_buffer
+# id -> (weak reference, data pointer) of arrays whose pointer from_buffer cannot give:
+# read-only ones above all (variable values, constants), read by every run
+_KNOWN: dict = {}
+_KNOWN_MAX = 1024
+
+
 def _address(a: np.ndarray) -> int:
-    """The data pointer of `a` (ctypes.c_char.from_buffer is ~3x faster than a.ctypes.data,
-    but needs a writable, contiguous, non-empty buffer)."""
+    """The data pointer of `a`. ctypes.c_char.from_buffer is ~3x faster than a.ctypes.data
+    but needs a writable, contiguous, non-empty buffer; the others (variable values are
+    read-only) are remembered by identity, weakly, so a later run finds them at once."""
+    known = _KNOWN.get(id(a))
+    if known is not None and known[0]() is a:
+        return known[1]
     try:
-        return ctypes.addressof(ctypes.c_char.from_buffer(a))
+        return _addressof(_from_buffer(a))
     except (TypeError, ValueError, BufferError):
-        return a.ctypes.data
+        pass
+    address = a.ctypes.data
+    try:
+        ref = weakref.ref(a)
+    except TypeError:
+        return address
+    if len(_KNOWN) >= _KNOWN_MAX:
+        _KNOWN.clear()
+    _KNOWN[id(a)] = (ref, address)
+    return address
 
 
 _NO_LAYOUT = object()   # these strides cannot be walked by the compiled loop: numpy evaluation
@@ -181,47 +202,47 @@ class FusedKernel:
             outputs = [np.empty(shapes[s], dtype=d) for s, d in zip(self.ir.outputs, self._out_dtypes)]
         if domain is None or self._fn is None:
             return self._run_numpy(inputs, outputs)
-        ptr_arrays = [inputs[i] for i in self._ptr_inputs]
-        scratch = [np.empty(shapes[s], dtype=self.ir.slot_dtype(s)) for s in self._scratch] if self._scratch else ()
-        key = (in_shapes, tuple([a.strides for a in ptr_arrays]), tuple([(o.shape, o.strides) for o in outputs]))
+        # pointer operands in call order: inputs read by the loop, outputs, then scratch
+        arrays = [inputs[i] for i in self._ptr_inputs] + list(outputs)
+        key = (in_shapes, tuple([a.strides for a in arrays]), tuple([o.shape for o in outputs]))
+        if self._scratch:
+            arrays += [np.empty(shapes[s], dtype=self.ir.slot_dtype(s)) for s in self._scratch]
         layout = self._layout_cache.get(key)
         if layout is None:
-            layout = self._new_layout(key, domain, ptr_arrays, outputs, scratch)
+            layout = self._new_layout(key, domain, arrays)
         if layout is _NO_LAYOUT:
             return self._run_numpy(inputs, outputs)
-        ptrs = [_address(a) for a in ptr_arrays]
-        outs = [_address(o) for o in outputs]
-        if scratch:
-            outs += [_address(a) for a in scratch]
+        addresses = [_address(a) for a in arrays]
         mode = layout.mode
         if mode == "epilogue":
-            self._run_epilogue(inputs, outputs, ptrs, outs, layout, domain, budget or SERIAL)
+            self._run_epilogue(inputs, outputs, addresses, layout, domain, budget or SERIAL)
             return outputs
         fn, dims, strides = self._fn, layout.dims_ptr, layout.strides_ptr
         rows, cols = layout.rows, layout.cols
         if mode == "whole" or budget is None or budget.num_threads == 1:
             if mode != "empty":
                 # one call over the whole range: every element takes the code path it takes in any split
-                fn(0, rows, 0, cols, dims, strides, *ptrs, *outs)
+                fn(0, rows, 0, cols, dims, strides, *addresses)
         elif mode == "columns":
             # column kernel: each task owns whole columns, so sums never split (deterministic)
             budget.parallel_for(lambda s, e: fn(0, rows, s * FLAT_BLOCK, min(e * FLAT_BLOCK, cols), dims, strides,
-                                                 *ptrs, *outs), layout.tasks, layout.grain)
+                                                 *addresses), layout.tasks, layout.grain)
         elif mode == "flat":
             budget.parallel_for(lambda s, e: fn(0, 1, s * FLAT_BLOCK, min(e * FLAT_BLOCK, cols), dims, strides,
-                                                 *ptrs, *outs), layout.tasks, layout.grain)
+                                                 *addresses), layout.tasks, layout.grain)
         elif mode == "rows":
-            budget.parallel_for(lambda s, e: fn(s, e, 0, cols, dims, strides, *ptrs, *outs), rows, layout.grain)
+            budget.parallel_for(lambda s, e: fn(s, e, 0, cols, dims, strides, *addresses), rows, layout.grain)
         return outputs
 
-    def _new_layout(self, key, domain, ptr_arrays, outputs, scratch):
-        """The call layout for these shapes and strides, with how to split it (cached)."""
-        arrays = list(ptr_arrays)
+    def _new_layout(self, key, domain, arrays):
+        """The call layout for these shapes and strides, with how to split it (cached);
+        `arrays`: the pointer operands as `run` passes them (inputs, outputs, scratch)."""
+        n = len(self._ptr_inputs)
+        outputs = arrays[n:n + len(self._out_dtypes)]
         if self._lib is not None:
             item = np.dtype(self.ir.instrs[self._lib].dtype).itemsize
-            arrays.append(_Strided(domain, tuple(int(np.prod(domain[d + 1:], dtype=np.int64)) * item
-                                                 for d in range(len(domain))), item))
-        arrays += list(outputs) + list(scratch)
+            arrays = arrays[:n] + [_Strided(domain, tuple(int(np.prod(domain[d + 1:], dtype=np.int64)) * item
+                                                          for d in range(len(domain))), item)] + arrays[n:]
         layout = call_layout(self.ir, domain, arrays, self._forms, separate_columns=self._lib is not None)
         if layout is None:
             layout = _NO_LAYOUT
@@ -256,7 +277,7 @@ class FusedKernel:
         self._layout_cache[key] = layout
         return layout
 
-    def _run_epilogue(self, inputs, outputs, ptrs, outs, layout, domain, budget) -> None:
+    def _run_epilogue(self, inputs, outputs, addresses, layout, domain, budget) -> None:
         """Blocks along axis 0 of the library result (matmul rows, conv images): compute a
         block (into the output it becomes, when the layout allows, else into a scratch
         buffer), then run the fused kernel on its rows while in cache."""
@@ -270,6 +291,8 @@ class FusedKernel:
         item_bytes = unit * cols * dtype.itemsize
         block = epilogue.block_size(item_bytes, n, budget.num_threads)
         fn, dims, strides = self._fn, layout.dims_ptr, layout.strides_ptr
+        k = len(self._ptr_inputs)   # the library block's pointer goes between inputs and outputs
+        ptrs, outs = addresses[:k], addresses[k:]
         into = layout.into
         target = outputs[into] if into is not None else None
         rest = tuple(domain[1:])
