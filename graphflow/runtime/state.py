@@ -12,6 +12,7 @@ import threading
 import numpy as np
 
 from ..errors import FailedPreconditionError
+from .pointers import remember
 
 
 class VariableStore:
@@ -60,6 +61,7 @@ class RunState:
         array nothing else refers to (an update's `old - delta`), kept without a copy."""
         if not (owned and value.__class__ is np.ndarray and value.base is None and value.flags.owndata):
             value = np.array(value, copy=True)
+        remember(value)  # compiled kernels reading it next find its pointer at once
         value.setflags(write=False)
         self.writes[name] = value
 

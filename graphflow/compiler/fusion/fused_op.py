@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import ctypes
 import math
-import weakref
 
 import numpy as np
 
 from ...ops.registry import OpDef, OpKind, register
 from ...runtime.fpstate import IGNORE, quiet_fp, restore_fp
+from ...runtime.pointers import address as _address
 from ...runtime.threads import SERIAL
 from . import epilogue
 from .evaluate import numpy_function
@@ -39,35 +39,6 @@ STREAM_BYTES = 8 << 20     # outputs this big bypass the caches (non-temporal st
 # dense layers).
 SMALL_ELEMENTS = 1024
 _CALL_US, _EPILOGUE_CALL_US, _NUMPY_OP_US = 5.0, 9.0, 1.5
-
-
-_addressof, _from_buffer = ctypes.addressof, ctypes.c_char.from_buffer
-# id -> (weak reference, data pointer) of arrays whose pointer from_buffer cannot give:
-# read-only ones above all (variable values, constants), read by every run
-_KNOWN: dict = {}
-_KNOWN_MAX = 1024
-
-
-def _address(a: np.ndarray) -> int:
-    """The data pointer of `a`. ctypes.c_char.from_buffer is ~3x faster than a.ctypes.data
-    but needs a writable, contiguous, non-empty buffer; the others (variable values are
-    read-only) are remembered by identity, weakly, so a later run finds them at once."""
-    known = _KNOWN.get(id(a))
-    if known is not None and known[0]() is a:
-        return known[1]
-    try:
-        return _addressof(_from_buffer(a))
-    except (TypeError, ValueError, BufferError):
-        pass
-    address = a.ctypes.data
-    try:
-        ref = weakref.ref(a)
-    except TypeError:
-        return address
-    if len(_KNOWN) >= _KNOWN_MAX:
-        _KNOWN.clear()
-    _KNOWN[id(a)] = (ref, address)
-    return address
 
 
 _NO_LAYOUT = object()   # these strides cannot be walked by the compiled loop: numpy evaluation
