@@ -82,3 +82,18 @@ def test_variable_updates_keep_fresh_values_without_aliasing():
     np.testing.assert_array_equal(r2, np.arange(6, dtype=np.float32).reshape(2, 3) - 2)
     np.testing.assert_array_equal(sess.run(v), r2)
     assert not np.shares_memory(sess.run(v), r2)
+
+
+def test_data_pointers_of_read_only_and_reused_arrays():
+    from graphflow.runtime.pointers import address, remember
+
+    for _ in range(50):  # ids of dead arrays come back: a remembered pointer must not
+        a = np.arange(8, dtype=np.float32)
+        remember(a)
+        a.setflags(write=False)
+        assert address(a) == a.ctypes.data
+        view = np.arange(16, dtype=np.float64)[::2]  # not contiguous: the slow path, remembered
+        assert address(view) == view.ctypes.data == address(view)
+        del a, view
+    empty = np.empty((0, 3), np.float32)
+    assert address(empty) == empty.ctypes.data
