@@ -1646,3 +1646,111 @@ def test_verbose_progress_bar(capsys):
     assert "loss" in out and "accuracy" in out
     model.fit(x, y, epochs=1, verbose=0)
     assert capsys.readouterr().out == ""
+
+
+# ----------------------------------------------------------------------------------------------
+# 6. Command line
+# ----------------------------------------------------------------------------------------------
+
+def _cli(*args, cwd=None):
+    """Run the `graphflow` command (the console script when installed, else the module)."""
+    import shutil
+    exe = shutil.which("graphflow")
+    cmd = [exe] if exe else [sys.executable, "-m", "graphflow.cli"]
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(gf.__file__))))
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
+
+
+KERAS_SCRIPT = """
+import graphflow as gf
+model = gf.keras.Sequential([gf.keras.Input(shape=(16,)), gf.keras.layers.Dense(8, activation="relu"),
+                             gf.keras.layers.Dense(3, activation="softmax")])
+"""
+
+TENSOR_SCRIPT = """
+import graphflow as gf
+x = gf.placeholder(gf.float32, shape=(None, 8), name="x")
+h = gf.nn.relu(gf.matmul(x, gf.ones((8, 8))) + 1.0)
+y = gf.reduce_sum(gf.tanh(h) * 2.0, axis=1, name="y")
+inputs = [x]
+outputs = y
+"""
+
+FETCH_SCRIPT = """
+import graphflow as gf
+x = gf.placeholder(gf.float32, shape=(None, 4), name="x")
+z = gf.exp(x * 2.0, name="z")
+"""
+
+
+def test_cli_compile_keras_model_text_and_outputs(tmp_path):
+    script = tmp_path / "model.py"
+    script.write_text(KERAS_SCRIPT)
+    outdir = tmp_path / "out"
+    r = _cli("compile", str(script), "--output-dir", str(outdir))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip()
+    files = [p.name for p in outdir.rglob("*") if p.is_file()]
+    assert any(n.endswith(".json") for n in files)
+    assert any(n.endswith(".ll") for n in files)
+    assert any(n.endswith(".dot") for n in files)
+    for p in outdir.rglob("*.json"):
+        json.loads(p.read_text())
+
+
+def test_cli_compile_outputs_json_and_opt_level(tmp_path):
+    script = tmp_path / "tensors.py"
+    script.write_text(TENSOR_SCRIPT)
+    r = _cli("compile", str(script), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert isinstance(data, dict)
+    text = json.dumps(data)
+    assert "ops_before" in text and "ops_after" in text
+    r0 = _cli("compile", str(script), "--opt-level", "0")
+    assert r0.returncode == 0, r0.stderr
+    r1 = _cli("compile", str(script), "--opt-level", "1", "--format", "text")
+    assert r1.returncode == 0, r1.stderr
+
+
+def test_cli_compile_fetch_names(tmp_path):
+    script = tmp_path / "fetch.py"
+    script.write_text(FETCH_SCRIPT)
+    r = _cli("compile", str(script), "--fetch", "z:0")
+    assert r.returncode == 0, r.stderr
+    r = _cli("compile", str(script), "--fetch", "z")
+    assert r.returncode == 0, r.stderr
+    r = _cli("compile", str(script), "--fetch", "nope:0")
+    assert r.returncode == 2
+    assert "nope" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("content", [None, "raise RuntimeError('boom in script')\n", "import graphflow\nq = 1\n",
+                                     "def broken(:\n"])
+def test_cli_bad_input_exit_2_one_line(tmp_path, content):
+    script = tmp_path / "bad.py"
+    if content is not None:
+        script.write_text(content)
+    r = _cli("compile", str(script))
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    err = r.stderr.strip()
+    assert err and len(err.splitlines()) == 1, err
+    assert "Traceback" not in r.stderr
+    if content and "boom" in content:
+        assert "boom in script" in err
+    rd = _cli("compile", str(script), "--debug")
+    assert rd.returncode != 0
+    if content and "boom" in content:
+        assert "Traceback" in rd.stderr
+
+
+def test_cli_bench(tmp_path):
+    script = tmp_path / "tensors.py"
+    script.write_text(TENSOR_SCRIPT)
+    r = _cli("bench", str(script), "--batch", "4", "--repeat", "3")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.lower()
+    assert "speedup" in out
+    r = _cli("bench", str(tmp_path / "missing.py"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
