@@ -209,12 +209,14 @@ _EXPM1_Q = {False: [0.500000004439985, 0.16666666368860283, 0.04166635981936179,
 _LOG_R = {False: [2 / (2 * k + 1) for k in range(1, 6)], True: [2 / (2 * k + 1) for k in range(1, 13)]}
 
 
-def exp(f: FloatOps, x: ir.Value) -> ir.Value:
+def exp(f: FloatOps, x: ir.Value, nonpositive: bool = False) -> ir.Value:
     """NaN flows through every step (the clamp keeps it, and k's integer comes from a bit
-    pattern, not fptosi) and comes out of the scaling as NaN: no final select."""
+    pattern, not fptosi) and comes out of the scaling as NaN: no final select. Callers that
+    know x <= 0 (sigmoid's -|x|, erf's -x^2) skip the upper clamp (same results)."""
     lo, hi = _EXP_RANGE[f.is64]
     xc = f.sel(f.cmp("<", x, f.c(lo)), f.c(lo), x)
-    xc = f.sel(f.cmp(">", xc, f.c(hi)), f.c(hi), xc)
+    if not nonpositive:
+        xc = f.sel(f.cmp(">", xc, f.c(hi)), f.c(hi), xc)
     k, r = f.reduce_ln2(xc)
     return f.scale(f.poly(r, _EXP_POLY[f.is64]), k)
 
@@ -297,7 +299,7 @@ def tanh(f: FloatOps, x: ir.Value) -> ir.Value:
 
 
 def sigmoid(f: FloatOps, x: ir.Value) -> ir.Value:
-    e = exp(f, f.b.fneg(f.abs(x)))
+    e = exp(f, f.b.fneg(f.abs(x)), nonpositive=True)
     numerator = f.sel(f.cmp(">=", x, f.c(0.0)), f.c(1.0), e)  # one division for both branches
     return f.div(numerator, f.add(f.c(1.0), e))
 
@@ -340,7 +342,7 @@ def erf(f: FloatOps, x: ir.Value) -> ir.Value:
     small = _ERF_SMALL[f.is64]
     # a + a (P(z) - 1): the leading 1.128... is split so its rounding does not reach the result.
     res = f.fma(a, f.poly(z, (small[0] - 1.0,) + small[1:]), a)
-    tail = exp(f, f.b.fneg(z))
+    tail = exp(f, f.b.fneg(z), nonpositive=True)
     inv = f.div(f.c(1.0), a)
     pieces = _ERF_LARGE[f.is64]
     for lo, _hi, t_mid, t_half, coeffs in pieces:
