@@ -1754,3 +1754,161 @@ def test_cli_bench(tmp_path):
     assert "speedup" in out
     r = _cli("bench", str(tmp_path / "missing.py"))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+# ---- every differentiable op of section 2 has a correct gradient (central differences, float64) ----
+
+_grad_rs = np.random.RandomState(0)
+
+
+def pos(*s):
+    return _grad_rs.uniform(0.5, 2.0, s)
+
+
+def real(*s):
+    return _grad_rs.randn(*s)
+
+
+GRAD_CASES = {
+ "negative": (lambda x: gf.negative(x), real(3,4)),
+ "abs": (gf.abs, real(3,4)), "exp": (gf.exp, real(3,4)), "log": (gf.log, pos(3,4)),
+ "log1p": (gf.log1p, pos(3,4)), "expm1": (gf.expm1, real(3,4)), "sqrt": (gf.sqrt, pos(3,4)),
+ "rsqrt": (gf.rsqrt, pos(3,4)), "square": (gf.square, real(3,4)), "reciprocal": (gf.reciprocal, pos(3,4)),
+ "sin": (gf.sin, real(3,4)), "cos": (gf.cos, real(3,4)), "tanh": (gf.tanh, real(3,4)), "sigmoid": (gf.sigmoid, real(3,4)),
+ "erf": (gf.erf, real(3,4)),
+ "add": (lambda x: gf.add(x, x[0]), real(3,4)), "sub": (lambda x: gf.subtract(x[0], x), real(3,4)),
+ "mul": (lambda x: gf.multiply(x, x[:, :1]), real(3,4)), "div": (lambda x: gf.divide(x[0], x), pos(3,4)),
+ "mod": (lambda x: gf.mod(x, 0.7), pos(3,4)),
+ "pow": (lambda x: gf.pow(x, x[::-1]), pos(3,4)), "maximum": (lambda x: gf.maximum(x, x[::-1]*0.5), real(3,4)),
+ "minimum": (lambda x: gf.minimum(x, 0.1), real(3,4)),
+ "where": (lambda x: gf.where(x > 0, x * 2.0, gf.sin(x)), real(3,4)),
+ "clip": (lambda x: gf.clip_by_value(x, -0.5, 0.5), real(3,4)),
+ "sum": (lambda x: gf.reduce_sum(x, axis=1, keepdims=True) * x, real(3,4)),
+ "mean": (lambda x: gf.reduce_mean(x, axis=(0,)) , real(3,4)),
+ "max": (lambda x: gf.reduce_max(x, axis=-1), real(3,4)), "min": (lambda x: gf.reduce_min(x, axis=0), real(3,4)),
+ "prod": (lambda x: gf.reduce_prod(x, axis=1), pos(3,4)), "lse": (lambda x: gf.reduce_logsumexp(x, axis=1), real(3,4)),
+ "reshape": (lambda x: gf.reshape(x, (2, -1)) * gf.constant(np.arange(6.0)), real(3,4)),
+ "transpose": (lambda x: gf.transpose(x) * gf.constant(np.arange(3.0)), real(3,4)),
+ "expand_squeeze": (lambda x: gf.squeeze(gf.expand_dims(x, 1)) * x, real(3,4)),
+ "concat": (lambda x: gf.concat([x, x * x], 1), real(3,4)), "stack": (lambda x: gf.stack([x, x * x], 1), real(3,4)),
+ "split": (lambda x: gf.split(x, [1, 3], 1)[1] * 3.0 + gf.split(x, 2, 1)[0][:, :1], real(3,4)),
+ "gather": (lambda x: gf.gather(x, [2, 0, 2], axis=1), real(3,4)),
+ "pad": (lambda x: gf.pad(x * x, [[1, 0], [0, 2]]), real(3,4)),
+ "tile": (lambda x: gf.tile(x, [2, 1]) * gf.constant(np.arange(6.0)[:, None]), real(3,4)),
+ "broadcast_to": (lambda x: gf.broadcast_to(x[:1], (3, 4)) * x, real(3,4)),
+ "slice": (lambda x: x[::-1, 1::2] * x[:, :2], real(3,4)),
+ "matmul": (lambda x: gf.matmul(x, x, transpose_b=True), real(3,4)),
+ "matmul_ta": (lambda x: gf.matmul(x, x, transpose_a=True), real(3,4)),
+ "bmm": (lambda x: gf.matmul(gf.reshape(x, (2, 3, 2)), gf.reshape(x, (2, 2, 3))), real(3,4)),
+ "relu": (gf.nn.relu, real(3,4)), "relu6": (lambda x: gf.nn.relu6(x * 4.0), real(3,4)), "leaky": (gf.nn.leaky_relu, real(3,4)),
+ "elu": (gf.nn.elu, real(3,4)), "selu": (gf.nn.selu, real(3,4)), "gelu": (gf.nn.gelu, real(3,4)),
+ "gelu_t": (lambda x: gf.nn.gelu(x, approximate=True), real(3,4)), "softplus": (gf.nn.softplus, real(3,4)),
+ "softmax": (lambda x: gf.nn.softmax(x) * gf.constant(np.arange(4.0)), real(3,4)),
+ "softmax0": (lambda x: gf.nn.softmax(x, axis=0) * gf.constant(np.arange(4.0)), real(3,4)),
+ "log_softmax": (lambda x: gf.nn.log_softmax(x) * gf.constant(np.arange(4.0)), real(3,4)),
+ "sparse_xent": (lambda x: gf.nn.sparse_softmax_cross_entropy_with_logits(labels=[0, 3, 1], logits=x), real(3,4)),
+ "xent": (lambda x: gf.nn.softmax_cross_entropy_with_logits(labels=gf.nn.softmax(x[::-1]), logits=x), real(3,4)),
+ "sig_xent": (lambda x: gf.nn.sigmoid_cross_entropy_with_logits(labels=gf.sigmoid(x[::-1]), logits=x), real(3,4)),
+ "l2": (gf.nn.l2_loss, real(3,4)),
+ "bias_add": (lambda x: gf.nn.bias_add(x * x, x[0]), real(3,4)),
+ "moments": (lambda x: gf.nn.moments(x, axes=[0])[1] + gf.nn.moments(x, axes=[0])[0] ** 2, real(3,4)),
+ "bn": (lambda x: gf.nn.batch_normalization(x, gf.reduce_mean(x, 0), gf.nn.moments(x, [0])[1], x[0], x[1], 1e-3), real(3,4)),
+ "conv": (lambda x: gf.nn.conv2d(gf.reshape(x, (1, 3, 4, 1)), gf.reshape(x[:2, :2], (2, 2, 1, 1)), strides=1, padding="SAME"), real(3,4)),
+ "conv_s2": (lambda x: gf.nn.conv2d(gf.reshape(x, (1, 3, 4, 1)), gf.reshape(x[:2, :2], (2, 2, 1, 1)), strides=2, padding="VALID"), real(3,4)),
+ "maxpool": (lambda x: gf.nn.max_pool2d(gf.reshape(x, (1, 3, 4, 1)), 2, 1, "SAME"), real(3,4)),
+ "avgpool": (lambda x: gf.nn.avg_pool2d(gf.reshape(x, (1, 3, 4, 1)), 2, 2, "SAME"), real(3,4)),
+ "cond": (lambda x: gf.cond(gf.reduce_sum(x) > 100.0, lambda: x * 2.0, lambda: gf.sin(x)), real(3,4)),
+ "identity": (lambda x: gf.identity(x) * x, real(3,4)),
+ "floor": (lambda x: gf.floor(x) + x, real(3,4)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRAD_CASES))
+def test_gradient_matches_finite_differences(name):
+    fn, xv = GRAD_CASES[name]
+    x = gf.placeholder(gf.float64, shape=xv.shape)
+    y = fn(x)
+    w = gf.constant(np.asarray(np.random.RandomState(1).randn(*y.shape), np.float64))
+    loss = gf.reduce_sum(y * w)
+    (g,) = gf.gradients(loss, [x])
+    for level in (0, 2):
+        with gf.Session(opt_level=level) as sess:
+            gv = sess.run(g, {x: xv})
+            num = np.zeros_like(xv)
+            eps = 1e-6
+            for idx in np.ndindex(xv.shape):
+                a, b = xv.copy(), xv.copy()
+                a[idx] += eps
+                b[idx] -= eps
+                num[idx] = (sess.run(loss, {x: a}) - sess.run(loss, {x: b})) / (2 * eps)
+        np.testing.assert_allclose(gv, num, rtol=1e-5, atol=1e-5 * (1 + np.abs(num).max()), err_msg=f"level {level}")
+
+
+def test_compile_report_names_pruned_folded_merged_fused_and_unfused_reasons():
+    x = gf.placeholder(gf.float32, shape=(None, 8), name="x")
+    c = gf.constant(2.0, name="two") * gf.constant(3.0, name="three")
+    a1, a2 = gf.exp(x, name="e1"), gf.exp(x, name="e2")
+    w = gf.Variable(np.ones((8, 4), np.float32), name="w")
+    h = gf.matmul(a1 + a2 * c, w, name="mm")
+    y = gf.reduce_sum(gf.nn.relu(h), axis=1, name="y")
+    z = gf.argmax(h, 1, name="am")
+    gf.sin(x, name="dead")
+    cg = gf.compile([y, z], feed_list=[x])
+    rep = cg.report().lower()
+    for word in ("pruned", "folded", "merged", "fused", "dead", "e2", "am"):
+        assert word in rep, word
+    assert cg.stats["ops_after"] < cg.stats["ops_before"]
+    with gf.Session() as sess:
+        sess.run(gf.global_variables_initializer())
+        yv, zv = sess.run([y, z], {x: np.ones((2, 8), np.float32)})
+    np.testing.assert_allclose(yv, 4 * 8 * 7 * np.e, rtol=1e-5)
+    assert zv.dtype == np.int64
+
+
+def test_session_feed_fetch_edge_cases():
+    x = gf.placeholder(gf.float32, shape=(None,), name="x")
+    v = gf.Variable(np.array([1.0, 2.0], np.float32), name="v")
+    y = x * 2.0
+    for level in LEVELS:
+        with gf.Session(opt_level=level) as sess:
+            sess.run(gf.global_variables_initializer())
+            a, b, c = sess.run([y, y, x], {x: [1, 2]})                # duplicates and the fed tensor itself
+            np.testing.assert_array_equal(a, [2, 4])
+            np.testing.assert_array_equal(b, [2, 4])
+            np.testing.assert_array_equal(c, [1, 2])
+            assert sess.run(gf.reduce_sum(y), {x: np.zeros((0,), np.float32)}) == 0.0   # empty batch
+            np.testing.assert_array_equal(sess.run(v * 1.0, {"v:0": [5.0, 6.0]}), [5, 6])   # feed a variable
+            np.testing.assert_array_equal(sess.run(v), [1, 2])                            # ... only for that run
+            r = sess.run(v)
+            r[0] = 99.0                                       # results never alias session state or feeds
+            np.testing.assert_array_equal(sess.run(v), [1, 2])
+            feed = np.array([1.0, 2.0], np.float32)
+            out = sess.run(gf.identity(x), {x: feed})
+            out[0] = 50.0
+            assert feed[0] == 1.0
+            with pytest.raises((KeyError, LookupError, ValueError)):
+                sess.run("nope:0")
+            with pytest.raises((KeyError, LookupError, ValueError)):
+                sess.run(y, {"nope:0": [1.0]})
+            with pytest.raises(TypeError):
+                sess.run(42)
+
+
+def test_operation_fetch_by_name_and_train_op_gives_none():
+    w = gf.Variable(1.0)
+    gf.no_op(name="nop")
+    train = gf.train.GradientDescentOptimizer(0.1).minimize(w * w)
+    with gf.Session() as sess:
+        sess.run(gf.global_variables_initializer())
+        assert sess.run("nop") is None
+        assert sess.run(train) is None
+        np.testing.assert_allclose(sess.run(w), 0.8, rtol=1e-6)
+
+
+def test_tensor_is_not_a_python_bool():
+    t = gf.constant(1.0)
+    with pytest.raises(TypeError):
+        bool(t)
+    with pytest.raises(TypeError):
+        if t > 0:
+            pass
