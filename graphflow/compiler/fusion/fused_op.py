@@ -302,7 +302,7 @@ class FusedKernel:
         per-call layout work; None when the compiled loop runs them."""
         try:
             _, domain = self._analysis(tuple(tuple(s) for s in input_shapes))
-        except (ValueError, TypeError):
+        except Exception:  # noqa: BLE001 - `run` raises it at run time, naming the member op
             return None
         if domain is not None and self._fn is not None:
             return None
