@@ -1709,6 +1709,10 @@ def test_cli_compile_outputs_json_and_opt_level(tmp_path):
     assert "ops_before" in text and "ops_after" in text
     r0 = _cli("compile", str(script), "--opt-level", "0")
     assert r0.returncode == 0, r0.stderr
+    r2 = _cli("compile", str(script))
+    text = r2.stdout.lower()
+    for word in ("before", "after", "kernel", "compile time", "tanh"):
+        assert word in text, word
     r1 = _cli("compile", str(script), "--opt-level", "1", "--format", "text")
     assert r1.returncode == 0, r1.stderr
 
@@ -1751,7 +1755,7 @@ def test_cli_bench(tmp_path):
     r = _cli("bench", str(script), "--batch", "4", "--repeat", "3")
     assert r.returncode == 0, r.stderr
     out = r.stdout.lower()
-    assert "speedup" in out
+    assert "speedup" in out and "median" in out and "opt" in out
     r = _cli("bench", str(tmp_path / "missing.py"))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
 
@@ -1912,3 +1916,29 @@ def test_tensor_is_not_a_python_bool():
     with pytest.raises(TypeError):
         if t > 0:
             pass
+
+
+def test_training_loop_agrees_across_opt_levels():
+    rs = np.random.RandomState(0)
+    xv = rs.randn(16, 5).astype(np.float32)
+    yv = rs.randint(0, 3, 16).astype(np.int32)
+    x = gf.placeholder(gf.float32, shape=(None, 5), name="x")
+    y = gf.placeholder(gf.int32, shape=(None,), name="y")
+    w1 = gf.Variable(rs.randn(5, 8).astype(np.float32) * 0.5)
+    b1 = gf.Variable(np.zeros(8, np.float32))
+    w2 = gf.Variable(rs.randn(8, 3).astype(np.float32) * 0.5)
+    h = gf.nn.gelu(gf.matmul(x, w1) + b1)
+    logits = gf.matmul(h, w2)
+    loss = gf.reduce_mean(gf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+    train = gf.train.AdamOptimizer(0.05).minimize(loss)
+    finals = []
+    for level in LEVELS:
+        with gf.Session(opt_level=level) as sess:
+            sess.run(gf.global_variables_initializer())
+            losses = [sess.run([train, loss], {x: xv, y: yv})[1] for _ in range(10)]
+            finals.append((losses, sess.run([w1, b1, w2])))
+    assert finals[0][0][-1] < finals[0][0][0]
+    for losses, weights in finals[1:]:
+        np.testing.assert_allclose(losses, finals[0][0], rtol=1e-4, atol=1e-5)
+        for a, b in zip(weights, finals[0][1]):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
