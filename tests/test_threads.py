@@ -175,14 +175,16 @@ def test_blas_threads_follow_the_step_kind_and_are_restored_after_the_run(monkey
         real(n)
 
     monkeypatch.setattr("graphflow.runtime.execution_plan.limit_blas_threads", spy)
-    a = gf.placeholder(gf.float32, (4, 4), name="a")
+    a = gf.placeholder(gf.float32, (None, None), name="a")
     y = gf.matmul(a, a)
     for n in (1, 3):
         with gf.Session(num_threads=n, opt_level=0) as sess:
-            seen.clear()
-            sess.run(y, {a: np.eye(4, dtype=np.float32)})
-            assert seen[0] == n  # a whole-op BLAS call gets the session's threads
-            assert threads.blas_threads() == default  # and numpy gets its own setting back
+            for size, want in ((4, 1), (512, n)):
+                seen.clear()
+                sess.run(y, {a: np.eye(size, dtype=np.float32)})
+                # a whole-op BLAS call gets the session's threads when it has the work for them
+                assert seen[0] == want
+                assert threads.blas_threads() == default  # and numpy gets its own setting back
 
 
 def test_a_step_failing_on_the_inter_op_schedule_raises_and_the_plan_stays_usable():
@@ -225,3 +227,15 @@ def test_long_runs_keep_whichever_mode_was_faster():
         assert scheduled
         want = np.exp(1.0) * 12 + np.tanh(1.0) * 12
         np.testing.assert_allclose(run(data), want, rtol=1e-5)
+
+
+def test_library_calls_get_the_session_threads_only_with_the_work_for_them():
+    from graphflow.runtime.threads import PARALLEL_LIBRARY_WORK, library_threads
+
+    small = np.ones((32, 64), np.float32), np.ones((64, 128), np.float32)
+    big = np.broadcast_to(np.float32(1), (1024, 1024)), np.broadcast_to(np.float32(1), (1024, 1024))
+    assert 1024 ** 3 >= PARALLEL_LIBRARY_WORK > 32 * 64 * 128
+    assert library_threads(4, *small) == 1
+    assert library_threads(4, *big) == 4
+    assert library_threads(1, *big) == 1
+    assert library_threads(4, np.float32(3.0)) == 1  # a scalar operand

@@ -32,7 +32,7 @@ from .fpstate import quiet_fp as _fp_set
 from .fpstate import restore_fp as _fp_reset
 from .memory import StepInfo, plan_memory
 from .state import RunState
-from .threads import SERIAL, limit_blas_threads, restore_blas_threads
+from .threads import SERIAL, library_threads, limit_blas_threads, restore_blas_threads
 
 _KERNEL_ERRORS = (ValueError, IndexError, TypeError, ZeroDivisionError, FloatingPointError)
 PARALLEL_MIN_SECONDS = 2e-3   # a run this long may be worth spreading over the pool
@@ -296,7 +296,8 @@ class ExecutionPlan:
         ins = ", ".join(name(v) for v in st.inputs)
         lines = []
         if st.blas is not None and blas_line:
-            lines.append("LIMIT(NT)" if st.blas == "own" else "LIMIT(1)")
+            # one BLAS call over the whole op: the session's threads only for enough work
+            lines.append(f"LIMIT(OWN_THREADS(NT, {ins}))" if st.blas == "own" else "LIMIT(1)")
         if st.mode == "call":
             args = ("S, " if st.node.op_def.stateful else "") + ins
             if len(st.outputs) == 1:
@@ -378,6 +379,7 @@ class ExecutionPlan:
               "STORE": self.store, "FPSET": _fp_set, "FPRESET": _fp_reset, "IGNORE": _FP_IGNORE,
               "ERRORS": _KERNEL_ERRORS, "OpError": OpError, "STEP_ERROR": self._serial_error,
               "ARENAS": self._arenas, "LIMIT": limit_blas_threads, "NT": self.budget.num_threads,
+              "OWN_THREADS": library_threads,
               "RESTORE": restore_blas_threads, "FRESH": _fresh_output}
         for v, pool in self._pooled_outputs().items():
             ns[f"P{v}"] = pool
@@ -412,7 +414,7 @@ class ExecutionPlan:
         self._line_step: list = []  # body line -> step index (a failing line names its step)
         blas = None
         for st in self.steps:
-            lines = self._step_lines(st, local, free=True, blas_line=st.blas not in (None, blas))
+            lines = self._step_lines(st, local, free=True, blas_line=st.blas == "own" or st.blas not in (None, blas))
             blas = st.blas or blas
             src += ["        " + line for line in lines]
             self._line_step += [st.index] * len(lines)

@@ -140,6 +140,25 @@ def restore_blas_threads() -> None:
         limit_blas_threads(_blas["default"])
 
 
+# A BLAS call this small runs on one thread: ~1 ms of single-threaded sgemm. Below that,
+# waking BLAS's own threads costs more than they save, and on a machine busy with other
+# processes their spin-waiting turns a 0.3 ms product into tens of milliseconds.
+PARALLEL_LIBRARY_WORK = 1 << 25   # multiply-adds, estimated as below
+
+
+def library_threads(num_threads: int, x, *rest) -> int:
+    """Threads for one library call (matmul, convolution) on operands `x, *rest`: its work
+    is estimated as x.size times the last dimension of the second operand (exact for a
+    matmul: M*K*N; a convolution's patch size is left out, which only errs towards one
+    thread)."""
+    if num_threads == 1:
+        return 1
+    work = np.size(x)
+    if rest and np.ndim(rest[0]):
+        work *= np.shape(rest[0])[-1]
+    return num_threads if work >= PARALLEL_LIBRARY_WORK else 1
+
+
 def blas_threads() -> int | None:
     """How many threads numpy's BLAS may use now (None: not an OpenBLAS we can ask)."""
     _, getter = _blas_fns()
