@@ -168,7 +168,7 @@ def test_operators_and_reversed_operators():
         "pow": gf.abs(x) ** 2.0, "matmul": x @ m, "neg": -x, "abs": abs(x),
         "radd": 1.0 + x, "rsub": 1.0 - x, "rmul": 2 * x, "rdiv": 1.0 / y, "rfloordiv": 7.0 // y,
         "rmod": 7.0 % y, "rpow": 2.0 ** y,
-        "ifloordiv": i // 2, "imod": i % 4,
+        "ifloordiv": i // 2, "imod": i % 4, "ipow": i ** 2, "ipow_t": gf.pow(i, gf.constant([0, 1, 3])),
         "lt": x < y, "le": x <= 3.0, "gt": x > y, "ge": x >= 1.5,
         "rlt": 2.0 < x,
     }
@@ -193,6 +193,9 @@ def test_operators_and_reversed_operators():
     # integer floor division and modulo follow Python/numpy (floor) semantics, as tf.math.floordiv/floormod
     np.testing.assert_array_equal(out["ifloordiv"], iv // 2)
     np.testing.assert_array_equal(out["imod"], iv % 4)
+    np.testing.assert_array_equal(out["ipow"], iv ** 2)                # tf.pow works on integers too
+    np.testing.assert_array_equal(out["ipow_t"], iv ** np.array([0, 1, 3]))
+    assert out["ipow"].dtype == np.int32
     for k, ref in (("lt", xv < [2, 3, 4]), ("le", xv <= 3.0), ("gt", xv > [2, 3, 4]), ("ge", xv >= 1.5),
                    ("rlt", 2.0 < xv)):
         assert out[k].dtype == np.bool_, k

@@ -215,13 +215,13 @@ _BINARY = [
     ("FloorMod", "mod", _checked_int_division(np.mod), lambda op, dy: dy,
      lambda op, dy: -dy * _m().floor(op.inputs[0] / op.inputs[1]), NUMERIC),
     ("Pow", "pow", np.power,
-     lambda op, dy: dy * op.inputs[1] * _m().pow(op.inputs[0], op.inputs[1] - 1.0), _pow_grad_y, FLOATS),
+     lambda op, dy: dy * op.inputs[1] * _m().pow(op.inputs[0], op.inputs[1] - 1.0), _pow_grad_y, NUMERIC),
     ("Maximum", "Maximum", np.maximum, *_select_grad("max"), NUMERIC),
     ("Minimum", "Minimum", np.minimum, *_select_grad("min"), NUMERIC),
 ]
 
 _BINARY_SAMPLES = {"RealDiv": ("real", "nonzero"), "FloorDiv": ("real", "nonzero"),
-                   "FloorMod": ("real", "nonzero"), "Pow": ("positive", "real")}
+                   "FloorMod": ("real", "nonzero"), "Pow": ("positive", "index")}  # integer exponents >= 0 (negative ones are an error, as in TF)
 
 for _t, _n, _k, _fx, _fy, _d in _BINARY:
     _ew(_t, _n, _k, _binary_grad(_fx, _fy) if _fx else None, _d, 2,
