@@ -809,11 +809,14 @@ def test_cond():
     single = gf.cond(p, lambda: x * 2.0, lambda: x - 1.0)
     tup = gf.cond(p, lambda: (x + 1.0, gf.reduce_sum(x)), lambda: (x - 1.0, gf.reduce_max(x)))
     lst = gf.cond(p, lambda: [x], lambda: [-x])
+    dct = gf.cond(p, lambda: {"a": x, "b": x * 3.0}, lambda: {"b": -x, "a": x * 0.0})
     assert isinstance(tup, tuple) and len(tup) == 2
     assert isinstance(lst, list) and len(lst) == 1
     xv = np.array([1.0, 2.0, 4.0], np.float32)
     for pv in (True, False):
-        out = run_all_levels([single, list(tup), lst], {p: pv, x: xv})
+        out = run_all_levels([single, list(tup), lst, dct], {p: pv, x: xv})
+        np.testing.assert_allclose(out[3]["a"], xv if pv else 0 * xv)
+        np.testing.assert_allclose(out[3]["b"], 3 * xv if pv else -xv)
         np.testing.assert_allclose(out[0], xv * 2 if pv else xv - 1)
         np.testing.assert_allclose(out[1][0], xv + 1 if pv else xv - 1)
         assert out[1][1] == (7.0 if pv else 4.0)

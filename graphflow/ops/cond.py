@@ -126,6 +126,9 @@ def _flatten(result, what):
         return [], "none"
     if isinstance(result, (list, tuple)):
         return list(result), type(result).__name__
+    if isinstance(result, dict):  # as TF1's nest: values in sorted key order
+        keys = tuple(sorted(result))
+        return [result[k] for k in keys], ("dict", keys)
     return [result], "single"
 
 
@@ -173,6 +176,8 @@ def cond(pred, true_fn, false_fn, name=None):
         return op
     if tkind == "single":
         return outs[0]
+    if isinstance(tkind, tuple):
+        return dict(zip(tkind[1], outs))
     return tuple(outs) if tkind == "tuple" else outs
 
 
