@@ -1948,3 +1948,36 @@ def test_training_loop_agrees_across_opt_levels():
         np.testing.assert_allclose(losses, finals[0][0], rtol=1e-4, atol=1e-5)
         for a, b in zip(weights, finals[0][1]):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_dynamic_shapes_from_gf_shape():
+    x = gf.placeholder(gf.float32, shape=(None, 4), name="x")
+    xv = np.arange(8, dtype=np.float32).reshape(2, 4)
+    assert gf.reshape(x, (-1, 2, 2)).shape == (None, 2, 2)
+    fetch = {"reshape": gf.reshape(gf.reshape(x, (-1,)), gf.shape(x)),
+             "bcast": gf.broadcast_to(gf.constant([1.0, 2.0, 3.0, 4.0]), gf.shape(x)),
+             "fill": gf.fill(gf.shape(x), 7.0), "zeros": gf.zeros(gf.shape(x)),
+             "mean": gf.reduce_sum(x) / gf.cast(gf.shape(x)[0], gf.float32),
+             "range": gf.range(gf.shape(x)[0])}
+    out = run_all_levels(fetch, {x: xv})
+    np.testing.assert_array_equal(out["reshape"], xv)
+    np.testing.assert_array_equal(out["bcast"], np.broadcast_to([1.0, 2, 3, 4], (2, 4)))
+    np.testing.assert_array_equal(out["fill"], np.full((2, 4), 7.0))
+    np.testing.assert_array_equal(out["zeros"], np.zeros((2, 4)))
+    assert out["mean"] == 14.0
+    np.testing.assert_array_equal(out["range"], [0, 1])
+
+
+def test_seeded_random_ops_agree_across_opt_levels_and_are_not_folded():
+    n = gf.random.normal((4,), seed=1)
+    u = gf.random.uniform((2, 2), seed=3) * 2.0 + 1.0
+    d = gf.nn.dropout(gf.ones((6,)), rate=0.5, seed=2)
+    first = []
+    for level in LEVELS:
+        with gf.Session(opt_level=level) as sess:
+            a = sess.run([n, u, d])
+            b = sess.run([n, u])
+        assert not np.array_equal(a[0], b[0]) and not np.array_equal(a[1], b[1]), level
+        first.append(a)
+    for other in first[1:]:
+        _assert_nested_close(first[0], other)
