@@ -102,10 +102,8 @@ class Variable:
     def _assign_op(self, op_type, value, name, validate_shape=True) -> Tensor:
         value = convert_to_tensor(value, dtype=None)
         if value.dtype != self.dtype:
-            if value.op.type == "Const" and value.dtype.kind in "iub" and self.dtype.kind == "f":
-                from .ops.math_api import cast
-
-                value = cast(value, self.dtype)
+            raise TypeError(f"cannot assign '{value.name}' of dtype {value.dtype.name} to the variable "
+                            f"'{self._op.name}' of dtype {self.dtype.name}; use gf.cast")
         attrs = {"var": self._op.name, "shape": self.shape, "dtype": self.dtype, "validate_shape": validate_shape}
         return self.graph.create_op(op_type, [value], attrs, name).outputs[0]
 

@@ -1981,3 +1981,14 @@ def test_seeded_random_ops_agree_across_opt_levels_and_are_not_folded():
         first.append(a)
     for other in first[1:]:
         _assert_nested_close(first[0], other)
+
+
+def test_assign_of_another_dtype_is_a_type_error():
+    v = gf.Variable(np.array([1.0, 2.0], np.float32), name="v")
+    with pytest.raises(TypeError) as e:
+        v.assign(gf.constant([1, 2]))
+    assert "int32" in str(e.value) and "float32" in str(e.value)
+    ok = v.assign([3, 4])                      # Python values are converted to the variable's dtype
+    with gf.Session() as sess:
+        sess.run(v.initializer)
+        np.testing.assert_array_equal(sess.run(ok), [3.0, 4.0])
