@@ -1992,3 +1992,44 @@ def test_assign_of_another_dtype_is_a_type_error():
     with gf.Session() as sess:
         sess.run(v.initializer)
         np.testing.assert_array_equal(sess.run(ok), [3.0, 4.0])
+
+
+def test_concurrent_variable_updates_are_not_lost():
+    v = gf.Variable(0.0)
+    inc = v.assign_add(1.0)
+    w = gf.Variable(np.zeros(1000, np.float32))
+    incw = w.assign_add(gf.ones((1000,)))
+    with gf.Session() as sess:
+        sess.run(gf.global_variables_initializer())
+
+        def work():
+            for _ in range(50):
+                sess.run([inc, incw])
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sess.run(v) == 200.0
+        np.testing.assert_array_equal(sess.run(w), np.full(1000, 200.0))
+
+
+def test_cli_outputs_list_without_inputs_bench_keras_and_bad_arguments(tmp_path):
+    script = tmp_path / "two.py"
+    script.write_text("import graphflow as gf\n"
+                      "x = gf.placeholder(gf.float32, shape=(None, 8), name='x')\n"
+                      "outputs = [gf.reduce_sum(gf.tanh(x), axis=1, name='y'), gf.exp(x, name='z')]\n")
+    r = _cli("compile", str(script))
+    assert r.returncode == 0, r.stderr
+    assert "y:0" in r.stdout and "z:0" in r.stdout
+    keras_script = tmp_path / "k.py"
+    keras_script.write_text(KERAS_SCRIPT)
+    r = _cli("bench", str(keras_script), "--batch", "8", "--repeat", "2")
+    assert r.returncode == 0, r.stderr
+    assert "speedup" in r.stdout.lower()
+    for args in (("compile", str(script), "--opt-level", "7"), ("compile", str(script), "--format", "xml"),
+                 ("nope",), ()):
+        r = _cli(*args)
+        assert r.returncode == 2, args
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, args
