@@ -49,8 +49,11 @@ def test_compile_defaults_and_fetch_forms():
 
 def test_compile_checks_feeds_like_a_session():
     x, loss, _ = build()
+    other = gf.placeholder(gf.float32, (), name="other")
     with pytest.raises(InvalidArgumentError, match="x \\(placeholder, needs a feed\\)"):
-        gf.compile(loss, opt_level=1)
+        gf.compile(loss, feed_list=[other], opt_level=1)
+    # without a feed_list, the placeholders the fetches need are the feeds (as the CLI does)
+    assert gf.compile(loss, opt_level=1).feed_names == ["x:0"]
 
 
 def test_compile_matches_what_the_session_runs():

@@ -17,6 +17,7 @@ import sys
 import traceback
 from dataclasses import dataclass
 
+from ..compiler.compiled import needed_placeholders
 from ..graph import Graph, Operation, Tensor, get_default_graph
 
 
@@ -168,21 +169,3 @@ def _resolve_fetch(graph: Graph, name: str):
     if isinstance(element, Operation) and element.outputs:
         element = element.outputs[0]
     return element
-
-
-def needed_placeholders(fetches: list) -> list:
-    """The Placeholder tensors the fetches depend on, in graph creation order."""
-    seen: set = set()
-    stack = [f if isinstance(f, Operation) else f.op for f in fetches]
-    found = []
-    while stack:
-        op = stack.pop()
-        if op in seen:
-            continue
-        seen.add(op)
-        if op.type == "Placeholder":
-            found.append(op)
-        stack.extend(t.op for t in op.inputs)
-        stack.extend(op.control_inputs)
-    order = {op: i for i, op in enumerate(fetches[0].graph.get_operations())}  # creation order
-    return [op.outputs[0] for op in sorted(found, key=order.__getitem__)]

@@ -244,7 +244,8 @@ def _flat(x) -> list:
 
 def compile(fetches, feed_list=(), graph: Graph | None = None, opt_level: int = 2) -> CompiledGraph:  # noqa: A001
     """Compile `fetches` (any nesting a Session accepts) with the tensors of `feed_list` fed,
-    exactly as `Session(opt_level=opt_level).run` would, and return it for inspection."""
+    exactly as `Session(opt_level=opt_level).run` would, and return it for inspection.
+    Without a feed_list, the placeholders the fetches depend on are the feeds (as the CLI does)."""
     from ..runtime.fetches import flatten_fetches
     from ..runtime.session import Session
 
@@ -253,6 +254,8 @@ def compile(fetches, feed_list=(), graph: Graph | None = None, opt_level: int = 
     graph = _graph_of(_flat(fetches) + feed_list, graph)
     session = Session(graph=graph, opt_level=opt_level)
     elements, _ = flatten_fetches(graph, fetches)
+    if not feed_list and elements:
+        feed_list = needed_placeholders(elements)
     feeds = [session._feed_tensor(k) for k in feed_list]
     if len(set(feeds)) != len(feeds):
         raise ValueError("feed_list names the same tensor twice")
@@ -260,3 +263,21 @@ def compile(fetches, feed_list=(), graph: Graph | None = None, opt_level: int = 
     seconds = time.perf_counter() - t0
     return CompiledGraph(graph, [e.name for e in elements], [t.name for t in feeds], opt_level,
                          plan.program, plan.report, seconds, session, plan)
+
+
+def needed_placeholders(fetches: list) -> list:
+    """The Placeholder tensors the fetches depend on, in graph creation order."""
+    seen: set = set()
+    stack = [f if isinstance(f, Operation) else f.op for f in fetches]
+    found = []
+    while stack:
+        op = stack.pop()
+        if op in seen:
+            continue
+        seen.add(op)
+        if op.type == "Placeholder":
+            found.append(op)
+        stack.extend(t.op for t in op.inputs)
+        stack.extend(op.control_inputs)
+    order = {op: i for i, op in enumerate(fetches[0].graph.get_operations())}  # creation order
+    return [op.outputs[0] for op in sorted(found, key=order.__getitem__)]
