@@ -2046,3 +2046,22 @@ def test_compile_without_feed_list_feeds_the_needed_placeholders():
         cg = gf.compile(y, opt_level=level)
         assert cg.stats["ops_after"] <= cg.stats["ops_before"]
         assert isinstance(cg.report(), str) and "digraph" in cg.to_dot()
+
+
+@pytest.mark.parametrize("build,words", [
+    (lambda: gf.nn.conv2d(gf.zeros((1, 5, 5, 3)), gf.zeros((3, 3, 2, 4)), name="cv"),
+     ("cv", "(1, 5, 5, 3)", "(3, 3, 2, 4)")),
+    (lambda: gf.matmul(gf.zeros((2, 3, 4)), gf.zeros((3, 4, 5)), name="bm"), ("bm", "(2, 3, 4)", "(3, 4, 5)")),
+    (lambda: gf.concat([gf.zeros((2, 3)), gf.zeros((2, 4))], 0, name="cc"), ("cc", "(2, 3)", "(2, 4)")),
+    (lambda: gf.where(gf.zeros((2,), gf.bool), gf.zeros((3,)), 0.0, name="wh"), ("wh", "(2,)", "(3,)")),
+    (lambda: gf.maximum(gf.zeros((2,)), gf.zeros((3,)), name="mx"), ("mx", "(2,)", "(3,)")),
+    (lambda: gf.broadcast_to(gf.zeros((3,)), (2, 4), name="bt"), ("bt", "(3,)", "(2, 4)")),
+    (lambda: gf.placeholder(gf.float32, shape=(None, 3)) @ gf.zeros((4, 2)), ("MatMul", "(None, 3)", "(4, 2)")),
+    (lambda: gf.nn.softmax_cross_entropy_with_logits(labels=gf.zeros((2, 3)), logits=gf.zeros((2, 4))),
+     ("softmax_cross_entropy_with_logits", "(2, 3)", "(2, 4)")),
+])
+def test_build_time_shape_errors_name_op_and_shapes(build, words):
+    with pytest.raises(ValueError) as e:
+        build()
+    for w in words:
+        assert w in str(e.value), w
