@@ -2065,3 +2065,19 @@ def test_build_time_shape_errors_name_op_and_shapes(build, words):
         build()
     for w in words:
         assert w in str(e.value), w
+
+
+def test_validation_split_takes_the_last_samples_and_epoch_loss_is_pre_update():
+    x, y = _classification_data()
+    m = keras.Sequential([keras.Input(shape=(6,)), L.Dense(3, activation="softmax")])
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    h = m.fit(x, y, epochs=1, validation_split=0.25, verbose=0)
+    val = m.evaluate(x[-24:], y[-24:], verbose=0)        # Keras: the last 25%, taken before shuffling
+    np.testing.assert_allclose(h.history["val_loss"][0], val[0], rtol=1e-5)
+    np.testing.assert_allclose(h.history["val_accuracy"][0], val[1], rtol=1e-5)
+    m2 = keras.Sequential([keras.Input(shape=(6,)), L.Dense(3, activation="softmax")])
+    m2.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    w0 = m2.get_weights()
+    h2 = m2.fit(x, y, batch_size=96, epochs=1, verbose=0)   # one batch: the logged loss is before its update
+    m2.set_weights(w0)
+    np.testing.assert_allclose(h2.history["loss"][0], m2.evaluate(x, y, verbose=0), rtol=1e-5)
