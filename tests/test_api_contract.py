@@ -2081,3 +2081,20 @@ def test_validation_split_takes_the_last_samples_and_epoch_loss_is_pre_update():
     h2 = m2.fit(x, y, batch_size=96, epochs=1, verbose=0)   # one batch: the logged loss is before its update
     m2.set_weights(w0)
     np.testing.assert_allclose(h2.history["loss"][0], m2.evaluate(x, y, verbose=0), rtol=1e-5)
+
+
+def test_graph_seed_gives_distinct_reproducible_op_streams():
+    gf.set_random_seed(1)
+    a, b = gf.random.uniform((3,)), gf.random.uniform((3,))
+    with gf.Session() as sess:
+        av, bv = sess.run([a, b])
+    assert not np.array_equal(av, bv)           # ops without their own seed still get distinct streams
+    gf.reset_default_graph()
+    gf.set_random_seed(1)
+    a2 = gf.random.uniform((3,))
+    with gf.Session() as sess:
+        np.testing.assert_array_equal(sess.run(a2), av)
+    gf.reset_default_graph()                    # the graph seed belongs to the graph: no seed -> fresh values
+    c = gf.random.uniform((8,))
+    with gf.Session() as s1, gf.Session() as s2:
+        assert not np.array_equal(s1.run(c), s2.run(c))
