@@ -118,7 +118,7 @@ def _cond_grad(op, *dys):
 
 
 register(OpDef(type="Cond", default_name="cond", infer=_cond_infer, kernel=_cond_kernel, grad=_cond_grad,
-               kind=OpKind.OPAQUE, stateful=True, extra={"has_branches": True}))
+               kind=OpKind.OPAQUE, stateful=True, extra={"has_branches": True, "writes_variables": True}))
 
 
 def _flatten(result, what):

@@ -72,8 +72,8 @@ def _update_infer(specs, attrs):
 
 
 register(OpDef(type="Assign", default_name="Assign", infer=_assign_infer, kernel=_assign_kernel,
-               kind=OpKind.OPAQUE, stateful=True))
+               kind=OpKind.OPAQUE, stateful=True, extra={"writes_variables": True}))
 register(OpDef(type="AssignAdd", default_name="AssignAdd", infer=_update_infer, kernel=_assign_update(+1),
-               kind=OpKind.OPAQUE, stateful=True))
+               kind=OpKind.OPAQUE, stateful=True, extra={"writes_variables": True}))
 register(OpDef(type="AssignSub", default_name="AssignSub", infer=_update_infer, kernel=_assign_update(-1),
-               kind=OpKind.OPAQUE, stateful=True))
+               kind=OpKind.OPAQUE, stateful=True, extra={"writes_variables": True}))

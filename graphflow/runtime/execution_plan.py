@@ -122,6 +122,13 @@ def _copy_out(v):
     return v[()] if v.ndim == 0 else v
 
 
+def _serialized(fn, lock):
+    def run(*args, **kwargs):
+        with lock:
+            return fn(*args, **kwargs)
+    return run
+
+
 class Step:
     """One node of the program as the plan runs it."""
 
@@ -266,6 +273,12 @@ class ExecutionPlan:
         if generate:
             self._generate()
             self.parallel_ok = self.budget.num_threads > 1 and self._has_parallelism()
+            if any(s.node.op_def.extra.get("writes_variables") for s in steps):
+                # runs that update variables hold the store's update lock from their first read
+                # to their commit, so concurrent read-modify-write runs (assign_add, optimizer
+                # steps) never lose an update; runs that only read stay lock-free
+                self._run_serial = _serialized(self._run_serial, self.store.update_lock)
+                self.run_steps = _serialized(self.run_steps, self.store.update_lock)
         # the fastest entry point: the generated function itself unless runs may go parallel
         self.runner = self.__call__ if self.parallel_ok else getattr(self, "_run_serial", None)
         self._times = [0.0, 0.0]  # latest run time (s): serial, on the inter-op schedule

@@ -23,6 +23,7 @@ class VariableStore:
         self.random_counters: dict[tuple, int] = {}
         self.entropy = secrets.randbits(63)  # for ops with neither a graph nor an op seed
         self.lock = threading.Lock()
+        self.update_lock = threading.RLock()  # held by whole runs that write variables
 
     def set(self, name: str, value: np.ndarray) -> None:
         value = np.array(value, copy=True)
