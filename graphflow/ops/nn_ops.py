@@ -122,10 +122,9 @@ def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None
         return lse - picked
 
 
-def softmax_cross_entropy_with_logits(labels=None, logits=None, axis=-1, name=None):
-    """-sum(labels * log_softmax(logits)) along `axis` (labels: a distribution per row;
-    differentiable in both labels and logits, as TF2's v2 op)."""
-    fn = "softmax_cross_entropy_with_logits"
+def _dense_labels_and_logits(labels, logits, fn):
+    """(labels, logits) as tensors of one float dtype and one shape, for the losses whose
+    labels are dense (a distribution or 0/1 targets per logit)."""
     if labels is None or logits is None:
         raise ValueError(f"{fn}: both labels= and logits= are required")
     x = _float_tensor(logits, fn)
@@ -134,21 +133,20 @@ def softmax_cross_entropy_with_logits(labels=None, logits=None, axis=-1, name=No
         raise TypeError(f"{fn}: labels '{z.name}' ({z.dtype.name}) and logits '{x.name}' ({x.dtype.name}) "
                         "must have the same dtype; use gf.cast")
     _check_same_shape(z, x, fn)
+    return z, x
+
+
+def softmax_cross_entropy_with_logits(labels=None, logits=None, axis=-1, name=None):
+    """-sum(labels * log_softmax(logits)) along `axis` (labels: a distribution per row;
+    differentiable in both labels and logits, as TF2's v2 op)."""
+    z, x = _dense_labels_and_logits(labels, logits, "softmax_cross_entropy_with_logits")
     with x.graph.name_scope(name or "SoftmaxCrossEntropyWithLogits"):
         return -reduce_sum(z * log_softmax(x, axis=axis), axis=axis)
 
 
 def sigmoid_cross_entropy_with_logits(labels=None, logits=None, name=None):
     """Elementwise logistic loss max(x, 0) - x * z + log1p(exp(-|x|)) (stable for any x)."""
-    fn = "sigmoid_cross_entropy_with_logits"
-    if labels is None or logits is None:
-        raise ValueError(f"{fn}: both labels= and logits= are required")
-    x = _float_tensor(logits, fn)
-    z = convert_to_tensor(labels, dtype=x.dtype) if not is_tensor_like(labels) else convert_to_tensor(labels)
-    if z.dtype != x.dtype:
-        raise TypeError(f"{fn}: labels '{z.name}' ({z.dtype.name}) and logits '{x.name}' ({x.dtype.name}) "
-                        "must have the same dtype; use gf.cast")
-    _check_same_shape(z, x, fn)
+    z, x = _dense_labels_and_logits(labels, logits, "sigmoid_cross_entropy_with_logits")
     with x.graph.name_scope(name or "logistic_loss"):
         return maximum(x, 0.0) - x * z + log1p(exp(-abs_(x)))
 
