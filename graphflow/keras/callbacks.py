@@ -39,6 +39,17 @@ class Callback:
         self.on_batch_end(batch, logs)
 
 
+_BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end")
+
+
+def _has_hook(cb, hook: str) -> bool:
+    """`cb` does something in `hook`: a Callback subclass (or instance) overriding the base no-op,
+    or any other object with that method."""
+    if not isinstance(cb, Callback):
+        return hasattr(cb, hook)
+    return hook in vars(cb) or getattr(type(cb), hook) is not getattr(Callback, hook)
+
+
 class CallbackList:
     """Dispatches each hook to every callback in order."""
 
@@ -47,6 +58,8 @@ class CallbackList:
         for cb in self.callbacks:
             cb.set_model(model)
             cb.set_params(params)
+        # fit skips the per-batch hooks, and the running logs they would see, when no callback has one
+        self.batch_hooks = any(_has_hook(cb, h) for cb in self.callbacks for h in _BATCH_HOOKS)
 
     def __getattr__(self, hook):
         if not hook.startswith("on_"):

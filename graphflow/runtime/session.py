@@ -191,6 +191,7 @@ class Session:
         plan = self._plan(tuple(elements), tuple(feeds))
         ex = plan.execution.runner
         single = _is_single(plan, fetches, elements)
+        flat = _flat_gather(plan, fetches)
         n = len(feeds)
         names = ", ".join(t.name for t in feeds)
 
@@ -199,7 +200,11 @@ class Session:
                 raise TypeError(f"this callable takes {n} feed value(s) ({names}), got {len(args)}")
             if self._closed:
                 self._check_open()
-            return ex(*args)[0] if single else rebuild(plan.run(args))
+            if single:
+                return ex(*args)[0]
+            if flat is not None:
+                return flat(ex(*args))
+            return rebuild(plan.run(args))
 
         return call
 
@@ -227,6 +232,22 @@ def _runner(plan, fetches, elements, rebuild):
     if _is_single(plan, fetches, elements):
         return lambda *feeds: ex(*feeds)[0]
     return lambda *feeds: rebuild(plan.run(feeds))
+
+
+def _flat_gather(plan, fetches):
+    """For a plain list of single fetches (a training step's [loss, metrics..., train_op]):
+    the function of the plan's outputs that gives that list (None for an operation), without
+    the general structure rebuild; None for any other structure."""
+    if fetches.__class__ is not list or any(isinstance(f, (list, tuple, dict)) for f in fetches):
+        return None
+    if plan.identity_gather:
+        return _same
+    gather = plan.gather
+    return lambda outs: [None if i is None else outs[i] for i in gather]
+
+
+def _same(outs):
+    return outs
 
 
 def _is_single(plan, fetches, elements) -> bool:

@@ -246,9 +246,9 @@ class MomentumOptimizer(Optimizer):
         lr = self._hyper("learning_rate", self._lr, var.dtype)
         mu = self._hyper("momentum", self._momentum, var.dtype)
         accum = self.get_slot(var, "momentum")
-        accum_t = accum.assign(accum * mu + grad)
+        accum_t = accum * mu + grad   # (a computed value, not the Assign's output: see AdamOptimizer)
         step = (grad + accum_t * mu) * lr if self._nesterov else accum_t * lr
-        return var.assign_sub(step).op
+        return group(var.assign(var - step), accum.assign(accum_t))
 
 
 class AdamOptimizer(Optimizer):
@@ -284,10 +284,14 @@ class AdamOptimizer(Optimizer):
             p1, p2 = (cast(p, dt) for p in self._powers)
             lr_t = self._hyper_cache[("lr_t", np.dtype(dt))] = lr * sqrt(1.0 - p2) / (1.0 - p1)
         m, v = self.get_slot(var, "m"), self.get_slot(var, "v")
-        m_t = m.assign(m * b1 + grad * (1.0 - b1))
-        v_t = v.assign(v * b2 + square(grad) * (1.0 - b2))
-        var_t = var.assign_sub(lr_t * m_t / (sqrt(v_t) + eps))
-        return group(var_t, m_t, v_t)
+        # the new moments feed the step as computed values, not as their Assigns' outputs
+        # (equal), so the moments, the step and the new variable value fuse into one kernel
+        # with the gradient (a matmul's epilogue) instead of stopping at each Assign: one
+        # compiled call per variable instead of two plus an AssignSub
+        m_new = m * b1 + grad * (1.0 - b1)
+        v_new = v * b2 + square(grad) * (1.0 - b2)
+        var_new = var - lr_t * m_new / (sqrt(v_new) + eps)
+        return group(var.assign(var_new), m.assign(m_new), v.assign(v_new))
 
     def _finish(self, update_ops, name):
         graph = update_ops[0].graph
@@ -326,13 +330,14 @@ class RMSPropOptimizer(Optimizer):
         mu = self._hyper("momentum", self._momentum, dt)
         eps = self._hyper("epsilon", self._epsilon, dt)
         ms, mom = self.get_slot(var, "rms"), self.get_slot(var, "momentum")
-        ms_t = ms.assign(ms * rho + square(grad) * (1.0 - rho))
+        # computed values, not the Assigns' outputs (see AdamOptimizer)
+        ms_t = ms * rho + square(grad) * (1.0 - rho)
         denom = ms_t
-        updates = [ms_t]
+        updates = [ms.assign(ms_t)]
         if self._centered:
             mg = self.get_slot(var, "mg")
-            mg_t = mg.assign(mg * rho + grad * (1.0 - rho))
+            mg_t = mg * rho + grad * (1.0 - rho)
             denom = ms_t - square(mg_t)
-            updates.append(mg_t)
-        mom_t = mom.assign(mom * mu + lr * grad / sqrt(denom + eps))
-        return group(var.assign_sub(mom_t), mom_t, *updates)
+            updates.append(mg.assign(mg_t))
+        mom_t = mom * mu + lr * grad / sqrt(denom + eps)
+        return group(var.assign(var - mom_t), mom.assign(mom_t), *updates)

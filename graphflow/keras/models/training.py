@@ -195,25 +195,30 @@ class Trainer:
         self.stop_training = False
         cb.on_train_begin()
         logs: dict = {}
+        fn, names, batch_hooks = step.fn, step.names, cb.batch_hooks
         for epoch in range(initial_epoch, epochs):
             cb.on_epoch_begin(epoch)
             data = xs + ys
             if shuffle:  # one gather per epoch, then every batch is a contiguous view
                 order = rng.generator().permutation(n)
                 data = [a[order] for a in data]
-            totals, seen = np.zeros(n_scalars), 0
+            totals, seen = [0.0] * n_scalars, 0   # sample-weighted sums (float64) of the batch values
+            runtime.claim()  # a callback may have run a model sharing these layers
             for b in range(steps):
-                cb.on_train_batch_begin(b)
+                if batch_hooks:
+                    cb.on_train_batch_begin(b)
+                    runtime.claim()
                 batch = [a[b * batch_size:(b + 1) * batch_size] for a in data]
-                runtime.claim()  # a callback may have run a model sharing these layers
-                values = step.fn(*batch)
+                values = fn(*batch)
                 k = len(batch[0])
-                totals += k * np.asarray(values[:n_scalars], dtype=np.float64)
+                totals = [t + k * float(v) for t, v in zip(totals, values)]
                 seen += k
-                logs = {name: float(v) for name, v in zip(step.names, totals / seen)}
-                cb.on_train_batch_end(b, logs)
+                if batch_hooks:
+                    logs = {name: t / seen for name, t in zip(names, totals)}
+                    cb.on_train_batch_end(b, logs)
                 if self.stop_training:
                     break
+            logs = {name: t / seen for name, t in zip(names, totals)}
             if val is not None:
                 logs.update({"val_" + k: v for k, v in self._evaluate_arrays(runtime, *val, batch_size).items()})
             cb.on_epoch_end(epoch, logs)
