@@ -13,41 +13,45 @@ of the module instead of its IR, so a hit also skips building the IR in Python (
 the code that turns descriptions into IR (graphflow/compiler and graphflow/ops), so editing
 an emitter never serves stale code.
 
-Keep the JitModule alive as long as any function pointer taken from it may be called: the
-machine code lives in its execution engine.
+Object code, fresh or cached, is mapped into the process by `objload` (no LLVM needed: a
+warm process never imports llvmlite.binding); an object that loader does not handle, or
+`GRAPHFLOW_OBJECT_LOADER=llvm`, goes to an MCJIT execution engine instead. Keep the
+JitModule alive as long as any function pointer taken from it may be called: the machine
+code lives in the mapping (or engine) it holds.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
-import llvmlite.binding as llvm
-
 from ...errors import InternalError, NotFoundError
-from . import cache
+from . import cache, objload
 from .target import fingerprint, new_target_machine, target_machine
 
 
 class JitModule:
-    """Machine code of one LLVM module, loaded into its own execution engine."""
+    """Machine code of one LLVM module, mapped into this process. `loader` says by whom:
+    "graphflow" (`objload`) or "llvm" (an MCJIT execution engine)."""
 
-    def __init__(self, key: str, engine: llvm.ExecutionEngine, build_ir: Callable[[], str], *,
-                 loaded_from_cache: bool, compile_seconds: float, optimized: llvm.ModuleRef | None):
+    def __init__(self, key: str, code, build_ir: Callable[[], str], *, loaded_from_cache: bool,
+                 compile_seconds: float, optimized=None):
         self.key = key
         self.loaded_from_cache = loaded_from_cache
         self.compile_seconds = compile_seconds
-        self._engine = engine
+        self.loader = "graphflow" if isinstance(code, objload.LoadedObject) else "llvm"
+        self._code = code
         self._build_ir = build_ir
-        self._optimized = optimized
+        self._optimized = optimized   # the optimized llvmlite ModuleRef, when compiled here
 
     def address(self, name: str) -> int:
         """Address of the compiled function `name` (for ctypes.CFUNCTYPE)."""
-        address = self._engine.get_function_address(name)
+        address = self._code.address(name)
         if not address:
             raise NotFoundError(f"JIT module {self.key[:12]}: no function named {name!r}; "
                                 "expected one defined (not just declared) in the IR")
@@ -58,7 +62,7 @@ class JitModule:
         """The module's IR as compiled (built on first access after a keyed cache hit)."""
         return self._build_ir()
 
-    def _optimized_module(self) -> llvm.ModuleRef:
+    def _optimized_module(self):
         # A module loaded from the cache has no IR in memory: rebuild it only when asked.
         if self._optimized is None:
             self._optimized = optimize(parse(self.ir_text))
@@ -119,8 +123,10 @@ def keyed_cache_key(description: str) -> str:
     return _digest(fingerprint(), "keyed", generator_fingerprint(), description)
 
 
-def parse(ir_text: str) -> llvm.ModuleRef:
-    """Parses and verifies IR text, retargeted at the host machine."""
+def parse(ir_text: str):
+    """Parses and verifies IR text (an llvmlite ModuleRef), retargeted at the host machine."""
+    import llvmlite.binding as llvm
+
     try:
         module = llvm.parse_assembly(ir_text)
         module.verify()
@@ -132,8 +138,10 @@ def parse(ir_text: str) -> llvm.ModuleRef:
     return module
 
 
-def optimize(module: llvm.ModuleRef) -> llvm.ModuleRef:
+def optimize(module):
     """Runs the O3 pipeline with loop and SLP vectorization in place; returns `module`."""
+    import llvmlite.binding as llvm
+
     pto = llvm.create_pipeline_tuning_options(speed_level=3)
     pto.loop_vectorization = True
     pto.slp_vectorization = True
@@ -142,12 +150,30 @@ def optimize(module: llvm.ModuleRef) -> llvm.ModuleRef:
     return module
 
 
-def _load_object(object_code: bytes) -> llvm.ExecutionEngine:
-    # The engine owns (and frees) its target machine: give it a fresh one.
-    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), new_target_machine())
-    engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
-    engine.finalize_object()
-    return engine
+class _Engine:
+    """An MCJIT execution engine holding one object file (the loader of last resort)."""
+
+    def __init__(self, object_code: bytes):
+        import llvmlite.binding as llvm
+
+        # the engine owns (and frees) its target machine: give it a fresh one
+        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), new_target_machine())
+        self.engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
+        self.engine.finalize_object()
+
+    def address(self, name: str) -> int:
+        return self.engine.get_function_address(name)
+
+
+def load_object(object_code: bytes, loader: str | None = None):
+    """The object file mapped into the process: by `objload` unless it cannot (or `loader`,
+    default env GRAPHFLOW_OBJECT_LOADER, is "llvm"), then by an MCJIT engine."""
+    if (loader or os.environ.get("GRAPHFLOW_OBJECT_LOADER", "")) != "llvm":
+        try:
+            return objload.load(object_code)
+        except objload.Unsupported:
+            pass
+    return _Engine(object_code)
 
 
 def _compile(key: str, build_ir: Callable[[], str]) -> JitModule:
@@ -165,8 +191,7 @@ def _compile(key: str, build_ir: Callable[[], str]) -> JitModule:
             optimized = optimize(parse(ir_text))
             object_code = target_machine().emit_object(optimized)
             cache.store(key, object_code)
-        engine = _load_object(object_code)
-        module = JitModule(key, engine, build_ir, loaded_from_cache=loaded,
+        module = JitModule(key, load_object(object_code), build_ir, loaded_from_cache=loaded,
                            compile_seconds=time.perf_counter() - start, optimized=optimized)
         _memory[key] = module
         return module

@@ -37,8 +37,11 @@ _flags: dict = {}
 def module_text(kernels) -> str:
     """The LLVM IR of one module holding `kernels` (KernelIRs), emitted or from the cache."""
     from ..codegen import cache
+    from ..codegen.target import fingerprint
 
-    key = hashlib.sha256("\n".join([emitter_fingerprint()] + [k.describe() for k in kernels]).encode()).hexdigest()
+    # the emitted IR depends on the host too (vector widths, LLVM version): its fingerprint is in the key
+    key = hashlib.sha256("\n".join([fingerprint(), emitter_fingerprint()] + [k.describe() for k in kernels])
+                         .encode()).hexdigest()
     text = _texts.get(key)
     if text is None:
         raw = cache.load(key + "-ir")
