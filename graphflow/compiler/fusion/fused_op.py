@@ -256,7 +256,8 @@ class FusedKernel:
         if n == 0:
             return
         lib_args = [inputs[a] for a in self._lib_args]
-        dtype, attrs, compute = self._lib_dtype, self._lib_attrs, self._lib_block
+        dtype, attrs = self._lib_dtype, self._lib_attrs
+        compute = self._lib_block(*lib_args, **attrs)
         cols = layout.cols
         unit = layout.rows // n                      # kernel rows per index along axis 0
         item_bytes = unit * cols * dtype.itemsize
@@ -280,7 +281,7 @@ class FusedKernel:
                         part, lib = scratch[:b1 - b0], base - b0 * item_bytes
                     else:                # computed in place in the output it becomes
                         part, lib = (target[b0:b1] if b1 - b0 < n else target), outs[into]
-                    compute(*lib_args, b0, b1, part, **attrs)
+                    compute(b0, b1, part)
                     fn(b0 * unit, b1 * unit, 0, cols, dims, strides, *ptrs, lib, *outs)
             finally:
                 restore_fp(tok)

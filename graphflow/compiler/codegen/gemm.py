@@ -1,0 +1,268 @@
+"""A register-tiled matrix multiply in LLVM IR: C[i0:i1, j0:j1] = A @ B for one block.
+
+Why our own: numpy's BLAS runs its own threads, which spin after each call and steal the
+cores our pool's workers need (W4/W5 at 2 threads ran 2x slower next to them), and each
+numpy call on a block costs Python overhead. This kernel runs on the calling thread only,
+so the Session's ThreadBudget splits a product into blocks with nothing else spinning.
+
+The IR is generic LLVM vectors (<W x float> of the host vector width), so it is correct
+on any target LLVM supports; the tile shape is chosen from the register count (32 vector
+registers with AVX-512, else 16). A tile of MR rows x NV vectors of columns keeps
+MR*NV accumulators in registers; each step of k loads NV vectors of a row of B (unit
+column stride) and broadcasts one element of each of the MR rows of A (any strides, so a
+transposed A needs no copy), with one fused multiply-add per accumulator.
+
+Determinism: every element of C is one chain of fused multiply-adds over k = 0, 1, ...,
+K-1 in order (K blocks only store and reload the float accumulator, which is exact), in
+every tile variant, so the result of an element never depends on how the rows and
+columns are split between threads, nor on where its tile lies.
+
+Edges: a tile narrower than NV vectors uses a variant with fewer vectors whose last one is
+masked; rows past the end repeat the last row (reading valid memory and storing the very
+same bits to the same place), so no variant needs a row guard.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import numpy as np
+
+from .target import vector_bytes
+
+KC = 256   # k per block: an MR x KC slice of A and a KC x NR panel of B stay in L1/L2
+KC_GEMV = int(__import__("os").environ.get("KCG", 8))
+
+
+class TileShape:
+    """Rows (MR) and column vectors (NV) of one register tile, lanes per vector (W)."""
+
+    def __init__(self, dtype: np.dtype):
+        self.w = max(1, vector_bytes() // dtype.itemsize)
+        registers = 32 if vector_bytes() >= 64 else 16
+        # MR*NV accumulators + NV loaded vectors + one broadcast must fit the registers
+        self.mr, self.nv = (6, 4) if registers >= 32 else (6, 2)
+        self.nr = self.nv * self.w
+
+
+_LLVM_TYPE = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+
+
+def _tile_ir(t: str, w: int, mr: int, nv: int, masked: bool, name: str) -> str:
+    """One tile: C[0:mr, 0:nv*w] (+)= A[0:mr, 0:kc] @ B[0:kc, 0:nv*w]; the last vector masked
+    to `last` lanes when `masked`. Rows r >= rows read and write row rows-1."""
+    vt = f"<{w} x {t}>"
+    lanes = ", ".join(f"i64 {i}" for i in range(w))
+    out = [f"define internal void @{name}(i64 %kc, ptr %a, i64 %ars, i64 %acs, ptr %b, i64 %brs, ptr %c, "
+           f"i64 %crs, i64 %rows, i64 %last, i1 %acc) nounwind {{",
+           "entry:",
+           f"  %lastv = insertelement <{w} x i64> poison, i64 %last, i64 0",
+           f"  %lasts = shufflevector <{w} x i64> %lastv, <{w} x i64> poison, <{w} x i32> zeroinitializer",
+           f"  %mask = icmp ult <{w} x i64> <{lanes}>, %lasts"]
+
+    def vload(ptr, v, dst):
+        if masked and v == nv - 1:
+            return (f"  {dst} = call {vt} @llvm.masked.load.v{w}{_suffix(t)}.p0(ptr {ptr}, i32 4, "
+                    f"<{w} x i1> %mask, {vt} zeroinitializer)")
+        return f"  {dst} = load {vt}, ptr {ptr}, align 4"
+
+    for r in range(mr):
+        out += [f"  %rl{r} = sub i64 %rows, 1",
+                f"  %rc{r} = call i64 @llvm.umin.i64(i64 {r}, i64 %rl{r})",
+                f"  %ao{r} = mul i64 %rc{r}, %ars",
+                f"  %pa{r} = getelementptr {t}, ptr %a, i64 %ao{r}",
+                f"  %co{r} = mul i64 %rc{r}, %crs",
+                f"  %pc{r} = getelementptr {t}, ptr %c, i64 %co{r}"]
+        for v in range(nv):
+            out += [f"  %pc{r}_{v} = getelementptr {t}, ptr %pc{r}, i64 {v * w}",
+                    vload(f"%pc{r}_{v}", v, f"%ci{r}_{v}"),
+                    f"  %i{r}_{v} = select i1 %acc, {vt} %ci{r}_{v}, {vt} zeroinitializer"]
+    out += ["  br label %loop", "loop:", "  %k = phi i64 [0, %entry], [%k1, %loop]"]
+    for r in range(mr):
+        for v in range(nv):
+            out.append(f"  %s{r}_{v} = phi {vt} [%i{r}_{v}, %entry], [%n{r}_{v}, %loop]")
+    out += ["  %bo = mul i64 %k, %brs", "  %pb = getelementptr {t}, ptr %b, i64 %bo".format(t=t),
+            "  %ak = mul i64 %k, %acs"]
+    for v in range(nv):
+        out += [f"  %pb{v} = getelementptr {t}, ptr %pb, i64 {v * w}", vload(f"%pb{v}", v, f"%b{v}")]
+    for r in range(mr):
+        out += [f"  %pak{r} = getelementptr {t}, ptr %pa{r}, i64 %ak",
+                f"  %x{r} = load {t}, ptr %pak{r}, align 4",
+                f"  %xv{r} = insertelement {vt} poison, {t} %x{r}, i64 0",
+                f"  %xs{r} = shufflevector {vt} %xv{r}, {vt} poison, <{w} x i32> zeroinitializer"]
+        for v in range(nv):
+            out.append(f"  %n{r}_{v} = call {vt} @llvm.fma.v{w}{_suffix(t)}({vt} %xs{r}, {vt} %b{v}, {vt} %s{r}_{v})")
+    out += ["  %k1 = add i64 %k, 1", "  %more = icmp ult i64 %k1, %kc", "  br i1 %more, label %loop, label %done",
+            "done:"]
+    for r in range(mr):
+        for v in range(nv):
+            if masked and v == nv - 1:
+                out.append(f"  call void @llvm.masked.store.v{w}{_suffix(t)}.p0({vt} %n{r}_{v}, ptr %pc{r}_{v}, "
+                           f"i32 4, <{w} x i1> %mask)")
+            else:
+                out.append(f"  store {vt} %n{r}_{v}, ptr %pc{r}_{v}, align 4")
+    out += ["  ret void", "}"]
+    return "\n".join(out)
+
+
+def _suffix(t: str) -> str:
+    return "f32" if t == "float" else "f64"
+
+
+def _driver_ir(t: str, shape: TileShape, name: str) -> str:
+    """gemm(i0, i1, j0, j1, K, a, ars, acs, b, brs, c, crs): K blocks outermost, then column
+    panels of NR (a KC x NR panel of B is reused by every row tile), then row tiles of MR."""
+    mr, nv, w, nr = shape.mr, shape.nv, shape.w, shape.nr
+    # one row (a matrix-vector product) has its own tile: MR clamped rows would do MR times the work
+    variants = [(r, v, m) for r in (0, 1) for v in range(1, nv + 1) for m in (0, 1)]
+    cases = " ".join(f"i64 {r * 4 * nv + v * 2 + m}, label %v{r}_{v}_{m}" for r, v, m in variants)
+    out = [f"define void @{name}(i64 %i0, i64 %i1, i64 %j0, i64 %j1, i64 %K, ptr %a, i64 %ars, i64 %acs, "
+           f"ptr %b, i64 %brs, ptr %c, i64 %crs) nounwind {{",
+           "entry:",
+           "  %empty = icmp sge i64 %i0, %i1", "  %empty2 = icmp sge i64 %j0, %j1", "  %empty3 = icmp sle i64 %K, 0",
+           "  %e1 = or i1 %empty, %empty2", "  %e = or i1 %e1, %empty3",
+           # one row: short K blocks, so each block streams whole rows of B (as a gemv does)
+           "  %nrows = sub i64 %i1, %i0", "  %gemv = icmp eq i64 %nrows, 1",
+           f"  %kcb = select i1 %gemv, i64 {KC_GEMV}, i64 {KC}",
+           "  br i1 %e, label %exit, label %kloop",
+           "kloop:",
+           "  %kb = phi i64 [0, %entry], [%kb1, %knext]",
+           "  %krem = sub i64 %K, %kb",
+           "  %kc = call i64 @llvm.smin.i64(i64 %krem, i64 %kcb)",
+           "  %acc = icmp sgt i64 %kb, 0",
+           "  %ako = mul i64 %kb, %acs", f"  %ak = getelementptr {t}, ptr %a, i64 %ako",
+           "  %bko = mul i64 %kb, %brs", f"  %bk = getelementptr {t}, ptr %b, i64 %bko",
+           "  br label %jloop",
+           "jloop:",
+           "  %jb = phi i64 [%j0, %kloop], [%jb1, %jnext]",
+           "  %jrem = sub i64 %j1, %jb",
+           f"  %ncols = call i64 @llvm.smin.i64(i64 %jrem, i64 {nr})",
+           f"  %nvec = udiv i64 %ncols, {w}", f"  %tail = urem i64 %ncols, {w}",
+           "  %hastail = icmp ne i64 %tail, 0", "  %tailv = zext i1 %hastail to i64",
+           "  %nv = add i64 %nvec, %tailv",
+           "  %nvm1 = sub i64 %nv, 1",
+           f"  %lastfull = mul i64 %nvm1, {w}", "  %last = sub i64 %ncols, %lastfull",
+           "  %sel2 = shl i64 %nv, 1", "  %sel = or i64 %sel2, %tailv",
+           f"  %pbj = getelementptr {t}, ptr %bk, i64 %jb",
+           "  br label %iloop",
+           "iloop:",
+           "  %ib = phi i64 [%i0, %jloop], [%ib1, %inext]",
+           "  %irem = sub i64 %i1, %ib",
+           f"  %rows = call i64 @llvm.smin.i64(i64 %irem, i64 {mr})",
+           "  %aio = mul i64 %ib, %ars", f"  %pa = getelementptr {t}, ptr %ak, i64 %aio",
+           "  %cio = mul i64 %ib, %crs", f"  %pci = getelementptr {t}, ptr %c, i64 %cio",
+           f"  %pc = getelementptr {t}, ptr %pci, i64 %jb",
+           "  %many = icmp ugt i64 %rows, 1", "  %manyv = zext i1 %many to i64",
+           f"  %rsel = mul i64 %manyv, {4 * nv}", "  %fsel = add i64 %sel, %rsel",
+           f"  switch i64 %fsel, label %inext [{cases}]"]
+    call_args = "i64 %kc, ptr %pa, i64 %ars, i64 %acs, ptr %pbj, i64 %brs, ptr %pc, i64 %crs, i64 %rows, i64 %last, i1 %acc"
+    for r, v, m in variants:
+        out += [f"v{r}_{v}_{m}:", f"  call void @{name}_r{mr if r else 1}_t{v}{'m' if m else ''}({call_args})",
+                "  br label %inext"]
+    out += ["inext:",
+            f"  %ib1 = add i64 %ib, {mr}", "  %imore = icmp slt i64 %ib1, %i1",
+            "  br i1 %imore, label %iloop, label %jnext",
+            "jnext:",
+            f"  %jb1 = add i64 %jb, {nr}", "  %jmore = icmp slt i64 %jb1, %j1",
+            "  br i1 %jmore, label %jloop, label %knext",
+            "knext:",
+            "  %kb1 = add i64 %kb, %kcb", "  %kmore = icmp slt i64 %kb1, %K",
+            "  br i1 %kmore, label %kloop, label %exit",
+            "exit:", "  ret void", "}"]
+    return "\n".join(out)
+
+
+PACK_TILE = 16   # a 16 x 16 tile of the source is read and written while in L1
+
+
+def _pack_ir(t: str, name: str) -> str:
+    """pack(rows, cols, src, srs, scs, dst): dst (rows x cols, contiguous) = src with element
+    strides (srs, scs), by PACK_TILE-square tiles, so a transposed source is read a few
+    cache lines at a time instead of one line per element (numpy's copy of a transposed
+    512 x 512 float32 array took ~600 us here, half the product it feeds)."""
+    T = PACK_TILE
+    return "\n".join([
+        f"define void @{name}(i64 %rows, i64 %cols, ptr %src, i64 %srs, i64 %scs, ptr %dst) nounwind {{",
+        "entry:",
+        "  %e1 = icmp sle i64 %rows, 0", "  %e2 = icmp sle i64 %cols, 0", "  %e = or i1 %e1, %e2",
+        "  br i1 %e, label %exit, label %ib",
+        "ib:", "  %i0 = phi i64 [0, %entry], [%i0n, %ibn]",
+        f"  %i0e = add i64 %i0, {T}", "  %i1 = call i64 @llvm.smin.i64(i64 %i0e, i64 %rows)", "  br label %jb",
+        "jb:", "  %j0 = phi i64 [0, %ib], [%j0n, %jbn]",
+        f"  %j0e = add i64 %j0, {T}", "  %j1 = call i64 @llvm.smin.i64(i64 %j0e, i64 %cols)", "  br label %il",
+        "il:", "  %i = phi i64 [%i0, %jb], [%in, %iln]",
+        "  %so = mul i64 %i, %srs", f"  %srow = getelementptr {t}, ptr %src, i64 %so",
+        "  %do = mul i64 %i, %cols", f"  %drow = getelementptr {t}, ptr %dst, i64 %do", "  br label %jl",
+        "jl:", "  %j = phi i64 [%j0, %il], [%jn, %jl]",
+        "  %sj = mul i64 %j, %scs", f"  %ps = getelementptr {t}, ptr %srow, i64 %sj",
+        f"  %x = load {t}, ptr %ps, align 4", f"  %pd = getelementptr {t}, ptr %drow, i64 %j",
+        f"  store {t} %x, ptr %pd, align 4",
+        "  %jn = add i64 %j, 1", "  %jm = icmp slt i64 %jn, %j1", "  br i1 %jm, label %jl, label %iln",
+        "iln:", "  %in = add i64 %i, 1", "  %im = icmp slt i64 %in, %i1", "  br i1 %im, label %il, label %jbn",
+        "jbn:", f"  %j0n = add i64 %j0, {T}", "  %jm2 = icmp slt i64 %j0n, %cols", "  br i1 %jm2, label %jb, label %ibn",
+        "ibn:", f"  %i0n = add i64 %i0, {T}", "  %im2 = icmp slt i64 %i0n, %rows", "  br i1 %im2, label %ib, label %exit",
+        "exit:", "  ret void", "}"])
+
+
+def module_ir(dtype) -> str:
+    """The LLVM module of the gemm for `dtype` (float32 or float64)."""
+    dtype = np.dtype(dtype)
+    t = _LLVM_TYPE[dtype]
+    shape = TileShape(dtype)
+    name = f"gf_gemm_{dtype.name}"
+    w, s = shape.w, _suffix(t)
+    vt = f"<{w} x {t}>"
+    parts = [f"declare {vt} @llvm.fma.v{w}{s}({vt}, {vt}, {vt})",
+             f"declare {vt} @llvm.masked.load.v{w}{s}.p0(ptr, i32, <{w} x i1>, {vt})",
+             f"declare void @llvm.masked.store.v{w}{s}.p0({vt}, ptr, i32, <{w} x i1>)",
+             "declare i64 @llvm.umin.i64(i64, i64)", "declare i64 @llvm.smin.i64(i64, i64)"]
+    for mr in (1, shape.mr):
+        for v in range(1, shape.nv + 1):
+            for masked in (False, True):
+                parts.append(_tile_ir(t, w, mr, v, masked, f"{name}_r{mr}_t{v}{'m' if masked else ''}"))
+    parts.append(_driver_ir(t, shape, name))
+    parts.append(_pack_ir(t, f"gf_pack_{dtype.name}"))
+    return "\n\n".join(parts) + "\n"
+
+
+_PROTO = ctypes.CFUNCTYPE(None, *([ctypes.c_int64] * 5 + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                                                          ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
+                                                          ctypes.c_int64]))
+
+
+_PACK_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
+                               ctypes.c_int64, ctypes.c_void_p)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(dtype: np.dtype):
+    from .jit import compile_module
+
+    jit = compile_module(module_ir(dtype))
+    return jit, _PROTO(jit.address(f"gf_gemm_{dtype.name}")), _PACK_PROTO(jit.address(f"gf_pack_{dtype.name}"))
+
+
+def block_function(dtype):
+    """fn(i0, i1, j0, j1, K, a_ptr, a_row_stride, a_k_stride, b_ptr, b_k_stride, c_ptr,
+    c_row_stride) for `dtype` (strides in elements; B and C have unit column stride)."""
+    return _compiled(np.dtype(dtype))[1]
+
+
+def packed(x: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of the 2-D array `x` (any element strides, e.g. a transposed view)."""
+    out = np.empty(x.shape, x.dtype)
+    item = x.dtype.itemsize
+    if x.size and not any(s % item for s in x.strides):
+        _compiled(x.dtype)[2](x.shape[0], x.shape[1], x.ctypes.data, x.strides[0] // item, x.strides[1] // item,
+                              out.ctypes.data)
+    else:
+        np.copyto(out, x)
+    return out
+
+
+def lanes(dtype) -> int:
+    """Elements of `dtype` per vector of the tiles (one vector is the narrowest tile)."""
+    return TileShape(np.dtype(dtype)).w
+
+
+SUPPORTED = frozenset(_LLVM_TYPE)

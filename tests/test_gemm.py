@@ -1,0 +1,125 @@
+"""The LLVM matrix multiply (compiler/codegen/gemm.py) and the matmul epilogues that run on
+it: against numpy over odd shapes, transposes, strided and non-finite inputs; a result
+that does not depend on how rows and columns are split (bitwise), so fused matmuls give
+the same bits at 1 and 2 threads; differential against opt_level=0."""
+import itertools
+
+import numpy as np
+import pytest
+
+import graphflow as gf
+from graphflow.compiler.codegen import gemm
+from graphflow.compiler.fusion import epilogue
+from graphflow.runtime.pointers import address
+
+SIZES = (1, 3, 17, 64, 100, 257)
+RNG = np.random.default_rng(11)
+
+
+def _llvm(A, B, i0=0, i1=None, j0=0, j1=None, out=None):
+    """A @ B (2-D views; B with unit column stride) on the kernel, rows [i0, i1) x cols [j0, j1)."""
+    m, k = A.shape
+    n = B.shape[1]
+    item = A.dtype.itemsize
+    out = np.full((m, n), np.nan, A.dtype) if out is None else out
+    gemm.block_function(A.dtype)(i0, m if i1 is None else i1, j0, n if j1 is None else j1, k, A.ctypes.data,
+                                 A.strides[0] // item, A.strides[1] // item, B.ctypes.data, B.strides[0] // item,
+                                 address(out), n)
+    return out
+
+
+def _tol(k, dtype):
+    return (2e-5 if dtype == np.float32 else 1e-12) * max(k, 1) ** 0.5
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_matches_numpy_on_odd_shapes(dtype):
+    for m, n, k in itertools.product(SIZES, SIZES, (1, 17, 257)):
+        A = RNG.standard_normal((m, k)).astype(dtype)
+        B = RNG.standard_normal((k, n)).astype(dtype)
+        ref = A.astype(np.float64) @ B.astype(np.float64)
+        got = _llvm(A, B)
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, ref, rtol=_tol(k, dtype), atol=_tol(k, dtype), err_msg=f"{m}x{k}@{k}x{n}")
+
+
+def test_kernel_reads_strided_and_transposed_a():
+    base = RNG.standard_normal((300, 260)).astype(np.float32)
+    B = RNG.standard_normal((100, 70)).astype(np.float32)
+    for A in (base[:257:2, :100], base[:100, :257].T, base[::-3, 5:105]):
+        np.testing.assert_allclose(_llvm(A, B), A @ B, rtol=1e-4, atol=1e-4)
+
+
+def test_split_does_not_change_a_single_bit():
+    """Any split of rows and columns gives the bits of the whole product (each element is one
+    fused multiply-add chain over k in order, whichever tile variant computes it)."""
+    A = RNG.standard_normal((257, 300)).astype(np.float32)
+    B = RNG.standard_normal((300, 100)).astype(np.float32)
+    whole = _llvm(A, B)
+    parts = np.full_like(whole, np.nan)
+    for i0, i1 in ((0, 1), (1, 7), (7, 130), (130, 257)):
+        for j0, j1 in ((0, 5), (5, 64), (64, 100)):
+            _llvm(A, B, i0, i1, j0, j1, out=parts)
+    assert np.array_equal(whole.view(np.uint32), parts.view(np.uint32))
+
+
+def test_non_finite_values_propagate():
+    A = RNG.standard_normal((17, 33)).astype(np.float32)
+    B = RNG.standard_normal((33, 40)).astype(np.float32)
+    A[3, 5], A[8, 0], B[7, 30] = np.nan, np.inf, -np.inf
+    with np.errstate(invalid="ignore"):
+        ref = A @ B
+    got = _llvm(A, B)
+    assert np.array_equal(np.isnan(got), np.isnan(ref))
+    assert np.array_equal(np.isinf(got), np.isinf(ref))
+    finite = np.isfinite(ref)
+    np.testing.assert_allclose(got[finite], ref[finite], rtol=1e-4, atol=1e-4)
+
+
+def test_packed_copies_any_strides():
+    x = RNG.standard_normal((70, 90)).astype(np.float32)
+    for view in (x.T, x[::2, ::3], x[::-1], x[:0]):
+        got = gemm.packed(view)
+        assert got.flags.c_contiguous and np.array_equal(got, view)
+
+
+@pytest.mark.parametrize("ta,tb", list(itertools.product((False, True), repeat=2)))
+def test_matmul_blocks_all_transposes(ta, tb):
+    for m, n, k in ((1, 64, 17), (3, 17, 100), (100, 257, 64), (257, 3, 1), (64, 100, 0)):
+        a = RNG.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+        b = RNG.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+        ref = (a.T if ta else a) @ (b.T if tb else b)
+        out = np.full((m, n), np.nan, np.float32)
+        fn = epilogue.block_function("MatMul")(a, b, transpose_a=ta, transpose_b=tb)
+        for b0 in range(0, m, 40):   # blocks of rows, as the epilogue runs them
+            fn(b0, min(b0 + 40, m), out[b0:b0 + 40])
+        np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4, err_msg=f"{m}x{k}@{k}x{n}")
+
+
+def _dense(ta, tb, m, n, k, strided):
+    x = gf.placeholder(gf.float32, (None, None), name="x")
+    wv = RNG.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+    w = gf.Variable(wv, name="w")
+    bias = gf.Variable(RNG.standard_normal(n).astype(np.float32), name="b")
+    out = gf.nn.relu(gf.matmul(x, w, transpose_a=ta, transpose_b=tb) + bias)
+    xv = RNG.standard_normal((2 * k, 2 * m) if ta else (2 * m, 2 * k)).astype(np.float32)
+    xv = xv[::2, ::2] if strided else np.ascontiguousarray(xv[:k, :m] if ta else xv[:m, :k])
+    xv.flat[::7] = np.nan
+    return out, x, xv
+
+
+@pytest.mark.parametrize("ta,tb", list(itertools.product((False, True), repeat=2)))
+def test_fused_dense_layer_against_opt0_and_across_threads(ta, tb, monkeypatch):
+    from graphflow.compiler.fusion import fused_op
+
+    monkeypatch.setattr(fused_op, "TASK_NS", 1)   # split even these small products over 2 threads
+    for m, n, k, strided in ((257, 100, 64, False), (17, 257, 100, True), (64, 17, 3, False), (2, 64, 257, True)):
+        with gf.Graph().as_default():
+            out, x, xv = _dense(ta, tb, m, n, k, strided)
+            results = {}
+            for level, threads in ((0, 1), (2, 1), (2, 2)):
+                with gf.Session(opt_level=level, num_threads=threads) as sess:
+                    sess.run(gf.global_variables_initializer())
+                    results[level, threads] = sess.run(out, {x: xv})
+        np.testing.assert_allclose(results[2, 1], results[0, 1], rtol=1e-4, atol=1e-4)
+        assert np.array_equal(results[2, 1].view(np.uint32), results[2, 2].view(np.uint32)), (m, n, k)
