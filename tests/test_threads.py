@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import graphflow as gf
-from graphflow.runtime.threads import SERIAL, ThreadBudget, available_cpus, resolve_num_threads
+from graphflow.runtime.threads import MAX_CHUNKS, SERIAL, ThreadBudget, available_cpus, chunk_bounds, \
+    resolve_num_threads
 
 
 def test_num_threads_from_argument_env_and_cpus(monkeypatch):
@@ -47,7 +48,39 @@ def test_parallel_for_covers_the_range_once_in_chunks_of_at_least_grain(threads,
         assert all(b - a >= grain for a, b in seen)
     else:
         assert len(seen) == (1 if total else 0)
-    assert len(seen) <= threads or total == 0
+    if threads > 1 and total >= 2 * grain:   # chunks of the split, whatever the thread count
+        bounds = chunk_bounds(total, grain)
+        assert sorted(seen) == list(zip(bounds[:-1], bounds[1:]))
+    else:
+        assert len(seen) == (1 if total else 0)
+
+
+def test_chunks_depend_on_total_and_grain_only_and_are_capped():
+    assert chunk_bounds(10, 3) == [0, 4, 7, 10]
+    bounds = chunk_bounds(10 ** 6, 7)
+    assert len(bounds) == MAX_CHUNKS + 1 and bounds[0] == 0 and bounds[-1] == 10 ** 6
+    sizes = {b - a for a, b in zip(bounds[:-1], bounds[1:])}
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_a_slow_thread_takes_fewer_chunks():
+    """Chunks are claimed dynamically: while one thread is stuck in its first chunk, the
+    others take the rest, instead of the call waiting for a fixed half."""
+    budget = ThreadBudget(2)
+    by_thread: dict = {}
+    first = threading.Event()
+
+    def work(a, b):
+        name = threading.current_thread().name
+        by_thread.setdefault(name, []).append(a)
+        if a == 0:
+            time.sleep(0.2)   # the thread holding chunk 0 straggles
+            first.set()
+
+    budget.parallel_for(work, MAX_CHUNKS, 1)
+    budget.close()
+    assert first.is_set()
+    assert sorted(len(v) for v in by_thread.values()) in ([1, MAX_CHUNKS - 1], [MAX_CHUNKS])
 
 
 def test_parallel_for_uses_the_pool_and_reraises_errors():
