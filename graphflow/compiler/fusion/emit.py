@@ -9,9 +9,10 @@ Every kernel has the same C signature, so one ctypes prototype per operand count
 in elements. For each row r in [r0, r1) the kernel decomposes r into outer indices, loads
 the per-row operands, runs one column loop per reduction stage (accumulating in registers),
 computes the per-row values, then one column loop over [c0, c1) storing the elementwise
-outputs. Each column loop exists twice: a unit-stride version (the plain 1-D loop LLVM's
-vectorizer turns into AVX-512 code) taken when every elementwise operand has column stride
-1, and a general strided version (stride 0 for broadcast axes). Pointer arguments are
+outputs (a first stage of max/min reductions runs one row ahead, in the last stage's loop
+of the row before: see `_ahead`). Each column loop exists twice: a unit-stride version (the
+plain 1-D loop LLVM's vectorizer turns into AVX-512 code) taken when every elementwise
+operand has column stride 1, and a general strided version (stride 0 for broadcast axes). Pointer arguments are
 `noalias`; the only aliasing the runtime creates is an elementwise output written in place
 over an input of the same shape, where each element is read before it is written.
 """
@@ -83,6 +84,7 @@ class _KernelEmitter:
         self.lanes = None          # set while emitting an explicit-vector loop body
         self.streaming = False     # set while emitting the non-temporal-store loop
         self.stash_j = None        # pseudo operand of a row kernel's stash (`_stash_buffer`)
+        self.ahead_j = None        # operand -> pseudo operand of its next row (`_ahead`)
 
     def _levels(self) -> list[int]:
         """Reduction stage after which each slot is available (0: before the first)."""
@@ -276,7 +278,7 @@ class _KernelEmitter:
     def _addr(self, bases, strides, c):
         """address(j, dtype) for column c: unit stride when `strides` is None."""
         def address(j, dtype):
-            if j != self.stash_j and self.ptr_ops[j][1] not in _PER_ELEMENT:
+            if j < len(self.ptr_ops) and self.ptr_ops[j][1] not in _PER_ELEMENT:
                 return bases[j]
             idx = c if strides is None else self.b.mul(c, strides[j])
             return element_pointer(self.b, bases[j], dtype, idx)
@@ -387,55 +389,74 @@ class _KernelEmitter:
         stream_flag = b.icmp_signed("!=", self._load_i64(dims_p, ro + 1), self._i64(0)) if streams(kir) else None
         st = [[self._load_i64(strides_p, j * (ro + 1) + d) for d in range(ro + 1)] for j in range(len(ptrs))]
         col_strides = [s[ro] for s in st]
-        reductions = kir.reductions
-        stages = sorted({self.levels[self.n_in + i] for i in reductions})
+        stages = sorted({self.levels[self.n_in + i] for i in kir.reductions})
+        at_stage = {stage: [i for i in kir.reductions if self.levels[self.n_in + i] == stage] for stage in stages}
         full_outputs = [s for s in kir.outputs if kir.slot_form(s) == FULL]
         first_out = len(self.ptr_ops) - len(kir.outputs)
         stash = self._stash(stages)
         if stash:
             col_strides.append(self._stash_buffer(stash, cols, col_strides[first_out + stash[1]]))
+        ahead = self._ahead(stages)
+        if ahead:   # pseudo operands: each operand's next row, after the stash
+            self.ahead_j = {j: len(col_strides) + j for j in range(len(self.ptr_ops))}
+            col_strides += col_strides[:len(self.ptr_ops)]
 
-        def row_body(r, _):
-            offs = self._row_offsets(r, dims, st)
-            bases = [element_pointer(b, p, kir.slot_dtype(s), off) for p, (s, _f), off in zip(ptrs, self.ptr_ops, offs)]
+        def row_bases(r):
+            return [element_pointer(b, p, kir.slot_dtype(s), off)
+                    for p, (s, _f), off in zip(ptrs, self.ptr_ops, self._row_offsets(r, dims, st))]
+
+        def reduce_row(r):
+            """The first stage's values for row r, alone (before the first row of the range)."""
+            bases = row_bases(r)
+            env: dict = {}
+            self._row_values(env, bases, 0)
+            accs = self._column_loops(self._i64(0), cols, bases, col_strides, self._reduction_init(at_stage[stages[0]]),
+                                      lambda c, accs, address: self._reduction_step(at_stage[stages[0]], accs,
+                                                                                    dict(env), address),
+                                      "ahead0")
+            return self._reduction_result(at_stage[stages[0]], accs, cols)
+
+        def row_body(r, carried):
+            bases = row_bases(r)
             if stash:
                 bases.append(b.select(self.stash_local, self.stash_row, bases[first_out + stash[1]]))
             row_env: dict = {}
             self._row_values(row_env, bases, 0)
-            for stage in stages:
-                idx = [i for i in reductions if self.levels[self.n_in + i] == stage]
-                init = [self.sb.const(-0.0 if REDUCERS[kir.instrs[i].op].combine == "add"
-                                      else REDUCERS[kir.instrs[i].op].identity, kir.instrs[i].dtype) for i in idx]
-                flagged = [i for i in idx if self._flags_nan(i)]
-                init += [ir.Constant(_NAN_FLAG, 0)] * len(flagged)
+            todo = stages
+            if ahead:
+                first = at_stage[stages[0]]
+                row_env.update((self.n_in + i, v) for i, v in zip(first, carried))
+                self._row_values(row_env, bases, stages[0])
+                todo = stages[1:]
+                # the next row of the range (this row again for the last: its values are unused)
+                nxt = b.add(r, self._i64(1))
+                next_bases = row_bases(b.select(b.icmp_signed("<", nxt, r1), nxt, r))
+                bases += next_bases
+                next_env: dict = {}
+                self._row_values(next_env, next_bases, 0)
+                next_address = lambda address: lambda j, dtype: address(self.ahead_j[j], dtype)  # noqa: E731
+            for stage in todo:
+                idx = at_stage[stage]
+                last = stage == stages[-1]
+                init = self._reduction_init(idx)
+                k = len(init)   # this row's accumulators; then, in the last stage, the next row's
+                if ahead and last:
+                    init += self._reduction_init(first)
 
-                def reduce_body(c, accs, address, idx=idx, flagged=flagged, last=stage == stages[-1]):
+                def reduce_body(c, accs, address, idx=idx, last=last, k=k):
                     env = dict(row_env)
-                    new, flags = [], list(accs[len(idx):])
-                    for i, acc in zip(idx, accs):
-                        x = self._compute(kir.instrs[i].args[0], env, address)
-                        if i in flagged:
-                            k = flagged.index(i)
-                            new.append(self._minmax_step(REDUCERS[kir.instrs[i].op].combine, acc, x))
-                            flags[k] = b.or_(flags[k], b.sext(b.fcmp_unordered("uno", x, x), flags[k].type))
-                        else:
-                            new.append(self._reduce_step(REDUCERS[kir.instrs[i].op], acc, x))
+                    new = self._reduction_step(idx, accs[:k], env, address)
                     if last and stash:
                         slot, _ = stash
                         store_value(b, env[slot], address(self.stash_j, kir.slot_dtype(slot)))
-                    return new + flags
+                    if ahead and last:
+                        new += self._reduction_step(first, accs[k:], dict(next_env), next_address(address))
+                    return new
 
-                accs = self._column_loops(self._i64(0), cols, bases, col_strides, init, reduce_body,
-                                          f"stage{stage}")
-                accs, flags = accs[:len(idx)], accs[len(idx):]
-                for i, flag in zip(flagged, flags):
-                    k = idx.index(i)
-                    nan = self.sb.const(float("nan"), kir.instrs[i].dtype)
-                    accs[k] = b.select(b.icmp_unsigned("!=", flag, ir.Constant(_NAN_FLAG, 0)), nan, accs[k])
-                for i, acc in zip(idx, accs):
-                    if REDUCERS[kir.instrs[i].op].mean:
-                        acc = b.fdiv(acc, b.sitofp(cols, acc.type))
-                    row_env[self.n_in + i] = acc
+                accs = self._column_loops(self._i64(0), cols, bases, col_strides, init, reduce_body, f"stage{stage}")
+                if ahead and last:
+                    carried = self._reduction_result(first, accs[k:], cols)
+                row_env.update((self.n_in + i, v) for i, v in zip(idx, self._reduction_result(idx, accs[:k], cols)))
                 self._row_values(row_env, bases, stage)
             if full_outputs:
                 def out_body(c, accs, address):
@@ -448,7 +469,7 @@ class _KernelEmitter:
                         if kir.slot_form(s) == FULL:
                             self._store(self._compute(s, env, address), address(first_out + k, kir.slot_dtype(s)))
                     return []
-                lo, hi = (self._i64(0), cols) if reductions else (c0, c1)
+                lo, hi = (self._i64(0), cols) if kir.reductions else (c0, c1)
                 if streams(kir):
                     self._streaming_or_column_loops(lo, hi, bases, col_strides, out_body, stream_flag, first_out)
                 else:
@@ -456,12 +477,85 @@ class _KernelEmitter:
             for k, s in enumerate(kir.outputs):
                 if kir.slot_form(s) in ROW_FORMS:
                     store_value(b, self._compute(s, row_env, None), bases[first_out + k])
-            return []
+            return carried
 
-        self._loop(r0, r1, [], row_body, "row")
+        if ahead:
+            # the first row's first stage before the loop, when there is a first row
+            pre = b.block
+            first_bb = self.fn.append_basic_block("ahead.first")
+            loop_bb = self.fn.append_basic_block("ahead.rows")
+            b.cbranch(b.icmp_signed("<", r0, r1), first_bb, loop_bb)
+            b.position_at_end(first_bb)
+            values = reduce_row(r0)
+            done = b.block
+            b.branch(loop_bb)
+            b.position_at_end(loop_bb)
+            init = []
+            for v in values:
+                p = b.phi(v.type)
+                p.add_incoming(ir.Constant(v.type, None), pre)
+                p.add_incoming(v, done)
+                init.append(p)
+            self._loop(r0, r1, init, row_body, "row")
+        else:
+            self._loop(r0, r1, [], row_body, "row")
         if streams(kir):
             b.fence("seq_cst")   # streaming stores are weakly ordered: once per call, not per row
         b.ret_void()
+
+    def _ahead(self, stages) -> bool:
+        """Whether the first reduction stage of each row runs one row ahead, inside the last
+        stage's column loop of the row before (after a stand-alone pass for the range's first
+        row). That loop is compute-bound (softmax's exp) and the first stage memory-bound (its
+        max reads the row from memory): together the row's loads overlap the arithmetic.
+        Only for max/min first stages, whose value does not depend on the order of the loop
+        (zeros of both signs are made +0 in `_reduction_result`): a row gives the same bits
+        whichever loop reduced it, so results stay independent of how rows are split."""
+        if len(stages) < 2:
+            return False
+        return all(REDUCERS[self.kir.instrs[i].op].combine in ("max", "min")
+                   for i in self.kir.reductions if self.levels[self.n_in + i] == stages[0])
+
+    def _reduction_init(self, idx: list) -> list:
+        """Initial accumulators of reductions `idx`, then a NaN flag per float max/min."""
+        kir = self.kir
+        init = [self.sb.const(-0.0 if REDUCERS[kir.instrs[i].op].combine == "add"
+                              else REDUCERS[kir.instrs[i].op].identity, kir.instrs[i].dtype) for i in idx]
+        return init + [ir.Constant(_NAN_FLAG, 0)] * sum(1 for i in idx if self._flags_nan(i))
+
+    def _reduction_step(self, idx: list, accs: list, env: dict, address) -> list:
+        """One column's update of the accumulators of reductions `idx` (layout of `_reduction_init`)."""
+        b, kir = self.b, self.kir
+        flagged = [i for i in idx if self._flags_nan(i)]
+        new, flags = [], list(accs[len(idx):])
+        for i, acc in zip(idx, accs):
+            x = self._compute(kir.instrs[i].args[0], env, address)
+            if i in flagged:
+                k = flagged.index(i)
+                new.append(self._minmax_step(REDUCERS[kir.instrs[i].op].combine, acc, x))
+                flags[k] = b.or_(flags[k], b.sext(b.fcmp_unordered("uno", x, x), flags[k].type))
+            else:
+                new.append(self._reduce_step(REDUCERS[kir.instrs[i].op], acc, x))
+        return new + flags
+
+    def _reduction_result(self, idx: list, accs: list, cols) -> list:
+        """The values of reductions `idx` from their final accumulators: NaN where a float
+        max/min saw one (and, in a kernel running its first stage ahead, a zero of either sign
+        as +0: which zero a tie gives depends on the loop), sums divided by the count for means."""
+        b, kir = self.b, self.kir
+        flagged = [i for i in idx if self._flags_nan(i)]
+        out = []
+        for i, acc in zip(idx, accs):
+            if i in flagged:
+                flag = accs[len(idx) + flagged.index(i)]
+                if self.ahead_j is not None:
+                    acc = b.fadd(acc, self.sb.const(0.0, kir.instrs[i].dtype))   # -0 -> +0
+                nan = self.sb.const(float("nan"), kir.instrs[i].dtype)
+                acc = b.select(b.icmp_unsigned("!=", flag, ir.Constant(_NAN_FLAG, 0)), nan, acc)
+            if REDUCERS[kir.instrs[i].op].mean:
+                acc = b.fdiv(acc, b.sitofp(cols, acc.type))
+            out.append(acc)
+        return out
 
     def _stash_buffer(self, stash, cols, out_stride):
         """Where the stash goes: a row buffer on the stack when the row fits (the output's
