@@ -45,9 +45,19 @@ class GraphRuntime:
                 w.set_home(session, var)
 
     def initialize_new_variables(self) -> None:
-        """Run the initializers of variables the optimizer just added (slots, step counters)."""
+        """Initialize the variables the optimizer just added (slots, step counters): one whose
+        initial value is a constant source (zeros, a number) is set directly, the others by
+        running their initializers (compiling a plan for a few fills costs more than the fills)."""
         store = self.session._store.values
-        fresh = [v.initializer for v in gf.global_variables(self.graph) if v.op.name not in store]
+        fresh = []
+        for v in gf.global_variables(self.graph):
+            if v.op.name in store:
+                continue
+            value = _constant_value(v.initial_value)
+            if value is None:
+                fresh.append(v.initializer)
+            else:
+                self.session._set_variable(v, value)
         if fresh:
             self.session.run(fresh)
 
@@ -55,6 +65,16 @@ class GraphRuntime:
         if self._predict_fn is None:
             self._predict_fn = self.session.make_callable(self.outputs, feed_list=self.inputs)
         return self._predict_fn
+
+
+def _constant_value(t):
+    """The value of `t` when its op is a constant source (no inputs, no state, no randomness), else None."""
+    op = t.op
+    d = op.op_def
+    if op.inputs or op.control_inputs or d.stateful or d.random or d.kernel is None or len(op.outputs) != 1:
+        return None
+    value = d.kernel(**op.attrs)
+    return value if isinstance(value, np.ndarray) and value.shape == tuple(t.shape) else None
 
 
 class Model(Trainer, Layer):
