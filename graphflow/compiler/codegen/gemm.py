@@ -172,6 +172,66 @@ def _driver_ir(t: str, shape: TileShape, name: str) -> str:
     return "\n".join(out)
 
 
+GEMV_UNROLL = 4   # rows of B one sweep over y adds in (4 sequential streams)
+
+
+def _gemv_ir(t: str, w: int, name: str) -> str:
+    """gemv(j0, j1, K, x, xs, b, brs, y): y[j0:j1] = x @ B[:, j0:j1] for one row x (element
+    stride xs). Sweeps y (in L1) once per GEMV_UNROLL rows of B, so B streams row after row,
+    as a BLAS gemv does; each y[j] is the same FMA chain over k in order as in the tiles
+    (so one row gives the same bits whichever kernel computes it)."""
+    vt, s, U = f"<{w} x {t}>", _suffix(t), GEMV_UNROLL
+    lanes = ", ".join(f"i64 {i}" for i in range(w))
+
+    def sweep(label: str, u: int, nxt: str) -> list:
+        """y[j0:j1] (+)= sum over u rows from %k{label}, the first sweep (k == 0) from zero."""
+        lines = [f"{label}:", f"  %k{label} = phi i64 [{{kin}}], [%k{label}n, %{label}jd]",
+                 f"  %first{label} = icmp eq i64 %k{label}, 0"]
+        for i in range(u):
+            lines += [f"  %kk{label}{i} = add i64 %k{label}, {i}", f"  %xo{label}{i} = mul i64 %kk{label}{i}, %xs",
+                      f"  %px{label}{i} = getelementptr {t}, ptr %x, i64 %xo{label}{i}",
+                      f"  %x{label}{i} = load {t}, ptr %px{label}{i}, align 4",
+                      f"  %xi{label}{i} = insertelement {vt} poison, {t} %x{label}{i}, i64 0",
+                      f"  %xb{label}{i} = shufflevector {vt} %xi{label}{i}, {vt} poison, <{w} x i32> zeroinitializer",
+                      f"  %bo{label}{i} = mul i64 %kk{label}{i}, %brs",
+                      f"  %pb{label}{i} = getelementptr {t}, ptr %b, i64 %bo{label}{i}"]
+        lines += [f"  br label %{label}j",
+                  f"{label}j:", f"  %j{label} = phi i64 [%j0, %{label}], [%j{label}n, %{label}j]",
+                  f"  %rem{label} = sub i64 %j1, %j{label}",
+                  f"  %rv{label} = insertelement <{w} x i64> poison, i64 %rem{label}, i64 0",
+                  f"  %rs{label} = shufflevector <{w} x i64> %rv{label}, <{w} x i64> poison, <{w} x i32> zeroinitializer",
+                  f"  %m{label} = icmp ult <{w} x i64> <{lanes}>, %rs{label}",
+                  f"  %py{label} = getelementptr {t}, ptr %y, i64 %j{label}",
+                  f"  %yl{label} = call {vt} @llvm.masked.load.v{w}{s}.p0(ptr %py{label}, i32 4, <{w} x i1> %m{label}, {vt} zeroinitializer)",
+                  f"  %a{label}_0 = select i1 %first{label}, {vt} zeroinitializer, {vt} %yl{label}"]
+        for i in range(u):
+            lines += [f"  %pbj{label}{i} = getelementptr {t}, ptr %pb{label}{i}, i64 %j{label}",
+                      f"  %b{label}{i} = call {vt} @llvm.masked.load.v{w}{s}.p0(ptr %pbj{label}{i}, i32 4, <{w} x i1> %m{label}, {vt} zeroinitializer)",
+                      f"  %a{label}_{i + 1} = call {vt} @llvm.fma.v{w}{s}({vt} %xb{label}{i}, {vt} %b{label}{i}, {vt} %a{label}_{i})"]
+        lines += [f"  call void @llvm.masked.store.v{w}{s}.p0({vt} %a{label}_{u}, ptr %py{label}, i32 4, <{w} x i1> %m{label})",
+                  f"  %j{label}n = add i64 %j{label}, {w}", f"  %jm{label} = icmp slt i64 %j{label}n, %j1",
+                  f"  br i1 %jm{label}, label %{label}j, label %{label}jd",
+                  f"{label}jd:", f"  %k{label}n = add i64 %k{label}, {u}",
+                  f"  %kr{label} = sub i64 %K, %k{label}n", f"  %km{label} = icmp sge i64 %kr{label}, {u}",
+                  f"  br i1 %km{label}, label %{label}, label %{nxt}"]
+        return lines
+
+    main = sweep("u", U, "tailchk")
+    main[1] = main[1].format(kin="0, %start")
+    tail = sweep("s", 1, "exit")
+    tail[1] = tail[1].format(kin="%kt, %tailchk")
+    return "\n".join(
+        [f"define void @{name}(i64 %j0, i64 %j1, i64 %K, ptr %x, i64 %xs, ptr %b, i64 %brs, ptr %y) nounwind {{",
+         "entry:", "  %e1 = icmp sge i64 %j0, %j1", "  %e2 = icmp sle i64 %K, 0", "  %e = or i1 %e1, %e2",
+         f"  %big = icmp sge i64 %K, {U}", "  br i1 %e, label %exit, label %start",
+         "start:", "  br i1 %big, label %u, label %s0",
+         "s0:", "  br label %tailchk"]
+        + main
+        + ["tailchk:", "  %kt = phi i64 [0, %s0], [%kun, %ujd]",
+           "  %left = icmp slt i64 %kt, %K", "  br i1 %left, label %s, label %exit"]
+        + tail + ["exit:", "  ret void", "}"])
+
+
 PACK_TILE = 16   # a 16 x 16 tile of the source is read and written while in L1
 
 
@@ -222,6 +282,7 @@ def module_ir(dtype) -> str:
                 parts.append(_tile_ir(t, w, mr, v, masked, f"{name}_r{mr}_t{v}{'m' if masked else ''}"))
     parts.append(_driver_ir(t, shape, name))
     parts.append(_pack_ir(t, f"gf_pack_{dtype.name}"))
+    parts.append(_gemv_ir(t, w, f"gf_gemv_{dtype.name}"))
     return "\n\n".join(parts) + "\n"
 
 
@@ -234,18 +295,29 @@ _PACK_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_vo
                                ctypes.c_int64, ctypes.c_void_p)
 
 
+_GEMV_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
+                               ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)
+
+
 @functools.lru_cache(maxsize=None)
 def _compiled(dtype: np.dtype):
     from .jit import compile_module
 
     jit = compile_module(module_ir(dtype))
-    return jit, _PROTO(jit.address(f"gf_gemm_{dtype.name}")), _PACK_PROTO(jit.address(f"gf_pack_{dtype.name}"))
+    return (jit, _PROTO(jit.address(f"gf_gemm_{dtype.name}")), _PACK_PROTO(jit.address(f"gf_pack_{dtype.name}")),
+            _GEMV_PROTO(jit.address(f"gf_gemv_{dtype.name}")))
 
 
 def block_function(dtype):
     """fn(i0, i1, j0, j1, K, a_ptr, a_row_stride, a_k_stride, b_ptr, b_k_stride, c_ptr,
     c_row_stride) for `dtype` (strides in elements; B and C have unit column stride)."""
     return _compiled(np.dtype(dtype))[1]
+
+
+def gemv_function(dtype):
+    """fn(j0, j1, K, x_ptr, x_stride, b_ptr, b_k_stride, y_ptr): y[j0:j1] = x @ B[:, j0:j1]
+    for one row x (B with unit column stride; strides in elements)."""
+    return _compiled(np.dtype(dtype))[3]
 
 
 def packed(x: np.ndarray) -> np.ndarray:

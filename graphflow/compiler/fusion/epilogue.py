@@ -12,9 +12,10 @@ of 5, `OPENBLAS_NUM_THREADS=1`, float32): 256x784 @ 784x512 110 GFLOP/s vs 103 f
 256x512 @ 512x512 111 vs 103; 256x512 @ 512x10 57 vs 47; 784x128 @ 128x512 (a weight
 gradient, A transposed) 110 vs 103; 4x784 @ 784x512 49 us vs 113 us; 128x512 @ (512x512)^T
 804 us vs 792 (B transposed: packed first, 112 us, where numpy's transposed copy takes 590).
-numpy wins for a single row (1x784 @ 784x512: 22 us vs 34 us) and for results narrower
-than one vector (128x512 @ 512x10: 21 us vs 26; 512x128 @ 128x10, A transposed: 17 vs 29),
-so those stay on numpy. The
+A single row runs on the kernel's gemv, which streams B row after row as BLAS does
+(1x784 @ 784x512: 22.4 us, numpy 22.4; the register tiles took 34). numpy wins for
+results narrower than one vector (128x512 @ 512x10: 21 us vs 26; 512x128 @ 128x10, A
+transposed: 17 vs 29), so those stay on numpy. The
 LLVM kernel also never wakes BLAS's own threads, whose spinning steals the cores the
 Session's pool splits blocks over.
 """
@@ -25,49 +26,74 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from ...ops.registry import get_op_def
+from ...runtime.fpstate import IGNORE, quiet_fp, restore_fp
 from ...runtime.pointers import address
 from ..codegen import gemm
 
-GEMV_ROWS = 1   # products with at most this many rows stay on numpy's BLAS (see above)
+def _quiet(rows: Callable) -> Callable:
+    """A numpy block function that runs with floating-point warnings off (IEEE results, like
+    the compiled loops; the LLVM kernels never touch numpy's error state)."""
+    def quiet(b0: int, b1: int, out: np.ndarray) -> None:
+        tok = quiet_fp(IGNORE)
+        try:
+            rows(b0, b1, out)
+        finally:
+            restore_fp(tok)
+    return quiet
 
 
-def _llvm_matmul(a: np.ndarray, b: np.ndarray, A: np.ndarray, B: np.ndarray):
-    """fn(b0, b1, out) over rows of A @ B on the LLVM kernel (A, B: 2-D views of the
-    inputs a, b, possibly transposed), or None when it does not apply."""
-    dtype = A.dtype
-    if dtype not in gemm.SUPPORTED or B.dtype != dtype or A.shape[0] <= GEMV_ROWS or B.shape[1] < gemm.lanes(dtype):
+def _numpy_rows(A: np.ndarray, B: np.ndarray) -> Callable:
+    return _quiet(lambda b0, b1, out: np.matmul(A[b0:b1], B, out=out))
+
+
+def _matmul_route(dtype, a_shape, a_strides, b_shape, b_strides, transpose_a: bool, transpose_b: bool):
+    """How a product of operands with these shapes and strides is computed: None (numpy), or
+    (pack B first, LLVM function, m, n, k, A's row and k strides, B's k stride) with strides in
+    elements (B's as packed). Static per shapes and strides, so `_matmul_prepare` caches it."""
+    if dtype not in gemm.SUPPORTED:
         return None
     item = dtype.itemsize
-    pa = address(a)   # a transposed view starts where its base does
-    if B.shape[1] > 1 and B.strides[1] != item:
-        B = b = gemm.packed(B)   # the kernel loads rows of B as vectors
-    if any(s % item for s in A.strides + B.strides[:1]):
+    (m, k), a_st = (a_shape[::-1], a_strides[::-1]) if transpose_a else (a_shape, a_strides)
+    (_, n), b_st = (b_shape[::-1], b_strides[::-1]) if transpose_b else (b_shape, b_strides)
+    if n < gemm.lanes(dtype) or any(s % item for s in a_st):
         return None
-    (_, k), n = A.shape, B.shape[1]
-    if k == 0:
-        return lambda b0, b1, out: out.fill(0)
-    fn = gemm.block_function(dtype)
-    pb = address(b)
-    ars, acs, brs = A.strides[0] // item, A.strides[1] // item, B.strides[0] // item
+    pack = n > 1 and b_st[1] != item or b_st[0] % item != 0   # the kernel loads rows of B as vectors
+    brs = n if pack else b_st[0] // item
+    fn = gemm.gemv_function(dtype) if m == 1 else gemm.block_function(dtype)
+    return pack, fn, m, n, k, a_st[0] // item, a_st[1] // item, brs
 
-    def rows(b0: int, b1: int, out: np.ndarray) -> None:
-        crs = out.strides[0] // item
-        # the kernel indexes C by absolute row: shift the block's pointer back to "row 0"
-        fn(b0, b1, 0, n, k, pa, ars, acs, pb, brs, address(out) - b0 * crs * item, crs)
 
-    rows.keep = b   # a packed copy of B lives as long as the function
-    return rows
+_ROUTES: dict = {}
+_ROUTES_MAX = 256
 
 
 def _matmul_prepare(a: np.ndarray, b: np.ndarray, *, transpose_a: bool, transpose_b: bool):
-    A = a.T if transpose_a else a
-    B = b.T if transpose_b else b
-    fn = _llvm_matmul(a, b, A, B)
-    if fn is not None:
-        return fn
+    key = (a.dtype, a.shape, a.strides, b.dtype, b.shape, b.strides, transpose_a, transpose_b)
+    route = _ROUTES.get(key, False)
+    if route is False:
+        route = None if a.dtype != b.dtype else _matmul_route(a.dtype, *key[1:3], *key[4:])
+        if len(_ROUTES) >= _ROUTES_MAX:
+            _ROUTES.clear()
+        _ROUTES[key] = route
+    if route is None:
+        return _numpy_rows(a.T if transpose_a else a, b.T if transpose_b else b)
+    pack, fn, m, n, k, ars, acs, brs = route
+    if k == 0:
+        return lambda b0, b1, out: out.fill(0)
+    if pack:
+        b = gemm.packed(b.T if transpose_b else b)
+    pa, pb = address(a), address(b)   # a transposed view starts where its base does
+    if m == 1:
+        def rows(b0: int, b1: int, out: np.ndarray) -> None:
+            fn(0, n, k, pa, acs, pb, brs, address(out))
+    else:
+        item = a.dtype.itemsize
 
-    def rows(b0: int, b1: int, out: np.ndarray) -> None:
-        np.matmul(A[b0:b1], B, out=out)
+        def rows(b0: int, b1: int, out: np.ndarray) -> None:
+            crs = out.strides[0] // item
+            # the kernel indexes C by absolute row: shift the block's pointer back to "row 0"
+            fn(b0, b1, 0, n, k, pa, ars, acs, pb, brs, address(out) - b0 * crs * item, crs)
+    rows.keep = b   # a packed copy of B lives as long as the function
     return rows
 
 
@@ -76,9 +102,7 @@ def _batch_prepare(op: str):
     kernel = get_op_def(op).kernel
 
     def prepare(x, *rest, **attrs):
-        def rows(b0: int, b1: int, out: np.ndarray) -> None:
-            np.copyto(out, kernel(x[b0:b1], *rest, **attrs))
-        return rows
+        return _quiet(lambda b0, b1, out: np.copyto(out, kernel(x[b0:b1], *rest, **attrs)))
     return prepare
 
 

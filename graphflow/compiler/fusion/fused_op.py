@@ -80,7 +80,10 @@ class FusedKernel:
         self._elem_ns = _OP_NS * max(ops, 1) + _BYTE_NS * nbytes
         self._shapes_cache: dict = {}
         call_us = _EPILOGUE_CALL_US if self._lib is not None else _CALL_US
-        self._numpy_is_cheaper = _NUMPY_OP_US * sum(1 for ins in ir.instrs if not ins.is_const) < call_us
+        # (a kernel holding a matmul always runs compiled: the product dominates, and numpy's
+        # evaluation of it costs a copy of each operand on top)
+        self._numpy_is_cheaper = (self._lib is None
+                                  and _NUMPY_OP_US * sum(1 for ins in ir.instrs if not ins.is_const) < call_us)
         self._layout_cache: dict = {}
         self._static_fns: dict = {}   # static input shapes -> numpy function with fresh outputs
         self._evaluate = None          # the numpy evaluation (generated on first use)
@@ -267,24 +270,24 @@ class FusedKernel:
         ptrs, outs = addresses[:k], addresses[k:]
         into = layout.into
         target = outputs[into] if into is not None else None
+        if target is not None and n <= block:   # one block, in the output it becomes (W4 batch 1)
+            compute(0, n, target)
+            fn(0, n * unit, 0, cols, dims, strides, *ptrs, outs[into], *outs)
+            return
         rest = tuple(domain[1:])
 
         def task(s: int, e: int) -> None:
             if target is None:
                 scratch = np.empty((min(block, e - s),) + rest, dtype=dtype)
                 base = _address(scratch)
-            tok = quiet_fp(IGNORE)   # quiet, like the compiled loops
-            try:
-                for b0 in range(s, e, block):
-                    b1 = min(b0 + block, e)
-                    if target is None:   # the block's rows of the library result at the scratch's start
-                        part, lib = scratch[:b1 - b0], base - b0 * item_bytes
-                    else:                # computed in place in the output it becomes
-                        part, lib = (target[b0:b1] if b1 - b0 < n else target), outs[into]
-                    compute(b0, b1, part)
-                    fn(b0 * unit, b1 * unit, 0, cols, dims, strides, *ptrs, lib, *outs)
-            finally:
-                restore_fp(tok)
+            for b0 in range(s, e, block):
+                b1 = min(b0 + block, e)
+                if target is None:   # the block's rows of the library result at the scratch's start
+                    part, lib = scratch[:b1 - b0], base - b0 * item_bytes
+                else:                # computed in place in the output it becomes
+                    part, lib = (target[b0:b1] if b1 - b0 < n else target), outs[into]
+                compute(b0, b1, part)
+                fn(b0 * unit, b1 * unit, 0, cols, dims, strides, *ptrs, lib, *outs)
 
         if budget.num_threads == 1 or n <= block:
             task(0, n)
