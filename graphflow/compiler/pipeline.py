@@ -16,8 +16,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from .fusion import fuse
 from .passes.cse import cse
@@ -29,10 +28,11 @@ from .report import Report
 from .verify import verify
 
 
-@dataclass(frozen=True)
-class Pass:
+class Pass(NamedTuple):
     """A named pass, the lowest opt_level that runs it, and whether it is part of the
-    fixed-point loop; `stage` is where its time goes in `Report.stage_seconds`."""
+    fixed-point loop; `stage` is where its time goes in `Report.stage_seconds`.
+    (A NamedTuple, not a dataclass: this module is imported by a process's first compile,
+    and generating a dataclass's methods costs more than the whole rest of the module.)"""
 
     name: str
     fn: Callable

@@ -8,7 +8,7 @@ becomes one Node. Passes return new Programs.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from ..ops.registry import OpDef, OpKind, TensorSpec, get_op_def, register
@@ -37,7 +37,19 @@ class Node:
         return get_op_def(self.op)
 
     def with_(self, **changes) -> "Node":
-        return replace(self, **changes)
+        """A copy with `changes` (field name -> value). Passes call this for every rewritten
+        node; a frozen dataclass without __post_init__ is just its fields, so the copy is
+        made by copying them (dataclasses.replace re-runs the frozen __init__, ~4x slower)."""
+        if not changes.keys() <= _NODE_FIELDS:
+            raise TypeError(f"Node has no field(s) {sorted(changes.keys() - _NODE_FIELDS)}")
+        node = object.__new__(Node)
+        fields = node.__dict__
+        fields.update(self.__dict__)
+        fields.update(changes)
+        return node
+
+
+_NODE_FIELDS = frozenset(Node.__dataclass_fields__)
 
 
 @dataclass(frozen=True, eq=False)

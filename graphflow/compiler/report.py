@@ -7,6 +7,7 @@ the runtime fills the memory figures. `render` turns all of it into the report t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -31,9 +32,23 @@ class Report:
     unfused: dict = field(default_factory=dict)
     llvm_ir: str = ""
     peak_memory_bytes: int | None = None
-    unfused_peak_memory_bytes: int | None = None
+    # int, None, or a function computing it on first read (sizing the unfused plan costs as
+    # much as a tenth of a warm compile, and the plan often does not need it: see runtime/plan.py)
+    _unfused_peak: Any = field(default=None, repr=False)
     stage_seconds: dict = field(default_factory=dict)
     _seen: set = field(default_factory=set, repr=False)
+
+    @property
+    def unfused_peak_memory_bytes(self) -> int | None:
+        """Peak memory of the unfused (opt_level 0) plan of the same fetches, in bytes."""
+        value = self._unfused_peak
+        if callable(value):
+            value = self._unfused_peak = value()
+        return value
+
+    @unfused_peak_memory_bytes.setter
+    def unfused_peak_memory_bytes(self, value) -> None:
+        self._unfused_peak = value
 
     def record(self, pass_name: str, kind: str, names, reason: str | None = None) -> None:
         """Append an event; one repeated by a later fixed-point round is kept once."""

@@ -16,14 +16,14 @@ same analysis sizes the fused plan and the unfused one for the report. Rules:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 
-@dataclass(frozen=True)
-class StepInfo:
-    """What the buffer planner needs to know about one step."""
+class StepInfo(NamedTuple):
+    """What the buffer planner needs to know about one step (a NamedTuple: one is made per
+    step of every plan, and a frozen dataclass costs ~4x as much to construct)."""
 
     inputs: tuple            # value ids read
     outputs: tuple           # value ids written
@@ -32,25 +32,32 @@ class StepInfo:
     stateful: bool = False   # results may alias session state (variable values)
 
 
-@dataclass
 class MemoryPlan:
     """Where every value lives. `buffer_of[v]` is a buffer id, or None for values the
-    kernels allocate themselves (and for fresh per-run outputs, `fresh[v]` True)."""
+    kernels allocate themselves (and for fresh per-run outputs, `fresh[v]` True).
 
-    buffer_of: list
-    fresh: list
-    n_buffers: int
-    inplace_steps: int
-    end: list                # last step at which the value or a view of it is read (n_steps: fetched)
-    external_alias: list     # value may alias a feed, constant or variable value
-    aliases: list            # value id -> values that may alias it (itself included)
-    readers: list            # value id -> steps reading it
-    previous: list = field(default_factory=list)   # value id -> the value in its buffer before it, or None
+    buffer_of, fresh: per value; n_buffers; inplace_steps: steps writing over an input;
+    end[v]: last step at which the value or a view of it is read (n_steps: fetched);
+    external_alias[v]: v may alias a feed, constant or variable value; aliases[v]: values
+    that may alias v (itself included); readers[v]: steps reading it; previous[v]: the value
+    in its buffer before it, or None."""
+
+    def __init__(self, buffer_of: list, fresh: list, n_buffers: int, inplace_steps: int, end: list,
+                 external_alias: list, aliases: list, readers: list, previous: list):
+        self.buffer_of = buffer_of
+        self.fresh = fresh
+        self.n_buffers = n_buffers
+        self.inplace_steps = inplace_steps
+        self.end = end
+        self.external_alias = external_alias
+        self.aliases = aliases
+        self.readers = readers
+        self.previous = previous
 
     def peak_bytes(self, specs, steps, external, dim: int = 1) -> int:
         """Bytes held at the busiest moment of a run: every plan buffer (they are kept
         between runs) plus the live per-run allocations; unknown dims count as `dim`."""
-        size = [_nbytes(s, dim) for s in specs]
+        size = [value_nbytes(s, dim) for s in specs]
         arena = [0] * self.n_buffers
         for v, b in enumerate(self.buffer_of):
             if b is not None:
@@ -70,7 +77,7 @@ class MemoryPlan:
         return sum(arena) + peak
 
 
-def _nbytes(spec, dim: int) -> int:
+def value_nbytes(spec, dim: int) -> int:
     shape, dtype = spec
     n = 1
     if shape is None:

@@ -11,7 +11,7 @@ needed outside its group is materialized as an extra output (never recomputed).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -77,8 +77,7 @@ def reduced_run(axes, rank: int) -> tuple[int, bool] | None:
     return None
 
 
-@dataclass
-class Role:
+class Role(NamedTuple):
     """What the planner may do with one node: 'elementwise', 'reduction', 'library' or
     'reshape' (a per-row value changing between keepdims and reduced shape)."""
 
@@ -136,20 +135,24 @@ def classify(node, program, targets: set) -> tuple[Role | None, str | None]:
     return None, f"op kind {d.kind.value} does not fuse"
 
 
-@dataclass
 class Group:
     """A set of node ids that will become one kernel, with what merging needs incrementally:
-    each member's form, the refs it reads from outside, and the members it exports."""
+    each member's form, the refs it reads from outside, the members it exports, and the
+    topological position of its last member. (A plain class: one is made per fusable node.)"""
 
-    members: set
-    domain: tuple
-    reduced: int
-    lead: bool
-    library: int | None
-    forms: dict
-    ext: set
-    exports: set
-    last: int           # topological position of the last member
+    __slots__ = ("members", "domain", "reduced", "lead", "library", "forms", "ext", "exports", "last")
+
+    def __init__(self, members: set, domain: tuple, reduced: int, lead: bool, library: int | None, forms: dict,
+                 ext: set, exports: set, last: int):
+        self.members = members
+        self.domain = domain
+        self.reduced = reduced
+        self.lead = lead
+        self.library = library
+        self.forms = forms
+        self.ext = ext
+        self.exports = exports
+        self.last = last
 
 
 class Planner:
@@ -171,8 +174,9 @@ class Planner:
         self.output_ids = {r[0] for r in program.outputs}
         self.roles: dict[int, Role] = {}
         self.unfused: dict[str, str] = {}
+        targets = set(program.targets)
         for n in program.nodes:
-            role, reason = classify(n, program, set(program.targets))
+            role, reason = classify(n, program, targets)
             if role is None:
                 self.unfused[n.name] = reason
             else:
@@ -255,12 +259,15 @@ class Planner:
         return forms
 
     def _merged_forms(self, a: Group, b: Group, domain, reduced, lead):
-        """Forms of a | b. When neither domain changes, only the edges between the two groups
-        need checking (the smaller group's side), which keeps long chains linear."""
+        """Forms of a | b, as (forms, added): the union's forms are `forms` updated with
+        `added` (None when `forms` is already the whole union). When neither domain changes,
+        only the edges between the two groups need checking (the smaller group's side), and
+        the bigger group's forms are kept as they are, which keeps long chains linear."""
         dom = (domain, reduced, lead)
         if (a.domain, a.reduced, a.lead) != dom or (b.domain, b.reduced, b.lead) != dom:
-            return self._forms(a.members | b.members, *dom)
-        small, big = (a, b) if len(a.members) <= len(b.members) else (b, a)
+            forms = self._forms(a.members | b.members, *dom)
+            return None if forms is None else (forms, None)
+        small, big = _by_size(a, b)
 
         def form_of(x):
             return small.forms.get(x) or big.forms.get(x)
@@ -274,7 +281,7 @@ class Planner:
             for c in self.succ[m]:
                 if c in big.members and not self._member_ok(c, big.forms[c], form_of, inside, *dom):
                     return None
-        return {**big.forms, **small.forms}
+        return big.forms, small.forms
 
     def _creates_cycle(self, a: Group, b: Group) -> bool:
         """True when a path leaves a | b and comes back (the union would not be convex).
@@ -317,8 +324,8 @@ class Planner:
         dom = self._domain(a, b)
         if dom is None:
             return
-        forms = self._merged_forms(a, b, *dom)
-        if forms is None or self._creates_cycle(a, b):
+        merged = self._merged_forms(a, b, *dom)
+        if merged is None or self._creates_cycle(a, b):
             return
 
         def inside(x):
@@ -336,7 +343,10 @@ class Planner:
                    else f"operand cap {MAX_OPERANDS} reached")
             self.cap_events.append(([self.program.node(last).name], why))
             return
-        small, big = (a, b) if len(a.members) <= len(b.members) else (b, a)
+        small, big = _by_size(a, b)
+        forms, added = merged
+        if added is not None:   # forms is big.forms (same domain): extended in place
+            forms.update(added)
         big.members |= small.members
         big.domain, big.reduced, big.lead = dom
         big.library = a.library if a.library is not None else b.library
@@ -344,3 +354,8 @@ class Planner:
         big.last = max(a.last, b.last)
         for m in small.members:
             self.group_of[m] = big
+
+
+def _by_size(a: Group, b: Group) -> tuple[Group, Group]:
+    """(smaller, bigger) of two groups; `a` first on a tie (merging keeps the bigger object)."""
+    return (a, b) if len(a.members) <= len(b.members) else (b, a)

@@ -19,6 +19,9 @@ from ..program import Program
 from .rewrite import Rewrite
 
 
+_INLINE_BYTES = 64
+
+
 class _ArrayKey:
     """Hashable stand-in for an array: equal exactly when dtype, shape and bytes are."""
 
@@ -41,6 +44,8 @@ class _ArrayKey:
 def attr_key(value):
     """A hashable key that is equal for two attribute values exactly when they are the same."""
     if isinstance(value, np.ndarray):
+        if value.nbytes <= _INLINE_BYTES:   # small (scalar constants): a plain tuple holding the bytes
+            return ("ndarray", value.dtype.str, value.shape, value.tobytes())
         return ("ndarray", _ArrayKey(value))
     if isinstance(value, (float, np.floating)):
         return (type(value).__name__, np.asarray(value).tobytes())
@@ -53,18 +58,21 @@ def attr_key(value):
     return ("object", id(value))  # anything else (kernels, sub-programs): only itself
 
 
-def _mergeable(node) -> bool:
-    d = node.op_def
-    return d.kernel is not None and not d.stateful and not d.random and bool(node.specs)
+def _mergeable_op(d) -> bool:
+    return d.kernel is not None and not d.stateful and not d.random
 
 
 def cse(program: Program, report) -> Program:
     rw = Rewrite(program)
     seen: dict = {}
     merged: list[str] = []
+    mergeable: dict = {}   # op type -> whether its nodes may merge (decided once per type)
     for old in program.nodes:
         node = rw.remap(old)
-        if _mergeable(node):
+        ok = mergeable.get(node.op)
+        if ok is None:
+            ok = mergeable[node.op] = _mergeable_op(node.op_def)
+        if ok and node.specs:
             attrs = attr_key(dict(node.attrs)) if node.attrs else ()
             key = (node.op, attrs, node.inputs, tuple(sorted(node.control)) if node.control else ())
             first = seen.get(key)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ...errors import GraphflowError
 from ...ops.registry import TensorSpec
-from ..program import Node, Program, const_value, make_const
+from ..program import CONST, Node, Program, const_value, make_const
 from .rewrite import Rewrite
 
 DEFAULT_LIMIT_BYTES = 1 << 22
@@ -43,10 +43,11 @@ def static_nbytes(specs) -> int | None:
     return total
 
 
-def _is_foldable_op(node: Node) -> bool:
-    d = node.op_def
-    return (d.kernel is not None and not d.stateful and not d.random and bool(node.specs)
-            and const_value(node) is None and not d.extra.get("accepts_out"))
+def _op_facts(d) -> tuple:
+    """(stateful, foldable op type, shape-only input positions) of an OpDef: looked up once
+    per op type and pass, not per node."""
+    foldable = d.kernel is not None and not d.stateful and not d.random and not d.extra.get("accepts_out")
+    return d.stateful, foldable, d.extra.get("shape_only_inputs", ())
 
 
 def _shape_stand_in(spec: TensorSpec):
@@ -66,12 +67,24 @@ class _Folder:
 
     def run(self) -> Program:
         rw = self.rw
+        effects, index = self.effects, rw.index
+        facts: dict = {}
         for old in rw.program.nodes:
             node = rw.remap(old)
-            d = node.op_def
-            self.effects[node.id] = (d.stateful or bool(node.control)
-                                     or any(self.effects[r[0]] for r in node.inputs))
-            if _is_foldable_op(node):
+            f = facts.get(node.op)
+            if f is None:
+                f = facts[node.op] = _op_facts(node.op_def)
+            stateful, foldable, shape_only = f
+            effect = stateful or bool(node.control)
+            if not effect:
+                for r in node.inputs:
+                    if effects[r[0]]:
+                        effect = True
+                        break
+            effects[node.id] = effect
+            # foldable: an op of a foldable type whose inputs are all Const (or read for shape only)
+            if foldable and node.specs and node.op != CONST and all(
+                    i in shape_only or index[r[0]].op == CONST for i, r in enumerate(node.inputs)):
                 consts = self.fold(node)
                 if consts is not None:
                     rw.keep(consts[0], old)

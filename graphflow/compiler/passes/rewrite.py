@@ -35,17 +35,23 @@ class Rewrite:
         return nid
 
     def remap(self, node: Node) -> Node:
-        """`node` with inputs and control deps renamed by earlier aliases."""
+        """`node` with inputs and control deps renamed by earlier aliases (the node itself
+        when none applies: the common case, checked without building anything)."""
         refs, waits = self.refs, self.waits
-        inputs = tuple(refs.get(r, r) for r in node.inputs)
+        inputs = node.inputs
+        if refs:
+            for r in inputs:
+                if r in refs:
+                    inputs = tuple(refs.get(r, r) for r in inputs)
+                    break
         control = node.control
-        if any(c in waits for c in control):
+        if control and waits and any(c in waits for c in control):
             seen: dict[int, None] = {}
             for c in control:
                 for w in waits.get(c, (c,)):
                     seen[w] = None
             control = tuple(seen)
-        if inputs == node.inputs and control == node.control:
+        if inputs is node.inputs and control == node.control:
             return node
         return node.with_(inputs=inputs, control=control)
 
