@@ -21,6 +21,7 @@ Session's pool splits blocks over.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -93,6 +94,7 @@ def _matmul_prepare(a: np.ndarray, b: np.ndarray, *, transpose_a: bool, transpos
             crs = out.strides[0] // item
             # the kernel indexes C by absolute row: shift the block's pointer back to "row 0"
             fn(b0, b1, 0, n, k, pa, ars, acs, pb, brs, address(out) - b0 * crs * item, crs)
+        rows.align = gemm.row_tile(a.dtype)   # blocks starting on a tile edge waste no rows
     rows.keep = b   # a packed copy of B lives as long as the function
     return rows
 
@@ -122,14 +124,19 @@ BLOCK_BYTES = 1 << 20   # one block of the library result: stays in L2 (1-2 MB) 
 MATMUL_FLOPS_PER_NS = 60.0   # one core's sgemm, conservatively (W7: 40-118)
 
 
-def block_size(item_bytes: int, n: int = 0, threads: int = 1) -> int:
-    """Indices along axis 0 per block: a block of the library result fits in L2, and `n`
-    indices make at least `threads` blocks (each block is one single-threaded library call
-    on a pool thread, so W4's 256-row matmuls use both cores)."""
-    block = max(1, BLOCK_BYTES // max(1, item_bytes))
-    if n and threads > 1:
-        block = min(block, -(-n // threads))
-    return block
+def block_size(item_bytes: int) -> int:
+    """Indices along axis 0 per block: a block of the library result fits in L2."""
+    return max(1, BLOCK_BYTES // max(1, item_bytes))
+
+
+CHUNKS = 8   # chunks of a product split over threads: enough to rebalance a slowed core
+
+
+def task_rows(n: int, row_ns: float, task_ns: float) -> int:
+    """Rows per parallel chunk of an n-row result costing `row_ns` per row: about `task_ns`
+    of work at least, and about CHUNKS chunks, so that threads claim them dynamically
+    (W4 at 256 rows: chunks of 32). Independent of the thread count."""
+    return max(1, math.ceil(task_ns / max(row_ns, 1e-9)), -(-n // CHUNKS))
 
 
 def library_ns(op: str, args: list, attrs) -> float:

@@ -264,19 +264,30 @@ class FusedKernel:
         cols = layout.cols
         unit = layout.rows // n                      # kernel rows per index along axis 0
         item_bytes = unit * cols * dtype.itemsize
-        block = epilogue.block_size(item_bytes, n, budget.num_threads)
+        block = epilogue.block_size(item_bytes)
         fn, dims, strides = self._fn, layout.dims_ptr, layout.strides_ptr
         k = len(self._ptr_inputs)   # the library block's pointer goes between inputs and outputs
         ptrs, outs = addresses[:k], addresses[k:]
         into = layout.into
         target = outputs[into] if into is not None else None
-        if target is not None and n <= block:   # one block, in the output it becomes (W4 batch 1)
+        grain = n
+        if budget.num_threads > 1:
+            row_ns = self._elem_ns * max(unit * cols, 1) + epilogue.library_ns(self.ir.instrs[self._lib].op,
+                                                                                 lib_args, attrs)
+            grain = epilogue.task_rows(n, row_ns, TASK_NS)
+        if target is not None and n <= block and n < 2 * grain:   # one block, in the output it becomes
             compute(0, n, target)
             fn(0, n * unit, 0, cols, dims, strides, *ptrs, outs[into], *outs)
             return
         rest = tuple(domain[1:])
+        align = getattr(compute, "align", 1)
 
         def task(s: int, e: int) -> None:
+            # chunk edges on multiples of the product's row tile (every chunk rounds the same
+            # shared edge the same way, so the chunks still tile [0, n) exactly)
+            s, e = min(n, -(-s // align) * align), min(n, -(-e // align) * align)
+            if s >= e:
+                return
             if target is None:
                 scratch = np.empty((min(block, e - s),) + rest, dtype=dtype)
                 base = _address(scratch)
@@ -289,14 +300,9 @@ class FusedKernel:
                 compute(b0, b1, part)
                 fn(b0 * unit, b1 * unit, 0, cols, dims, strides, *ptrs, lib, *outs)
 
-        if budget.num_threads == 1 or n <= block:
+        if n < 2 * grain:
             task(0, n)
-            return
-        row_ns = self._elem_ns * max(unit * cols, 1) + epilogue.library_ns(self.ir.instrs[self._lib].op, lib_args, attrs)
-        grain = max(block, math.ceil(TASK_NS / row_ns))
-        if n <= grain:
-            task(0, n)
-        else:
+        else:   # chunks claimed dynamically: a core slowed by another process takes fewer
             budget.parallel_for(task, n, grain)
 
     def static_call(self, input_shapes):
