@@ -41,11 +41,12 @@ def _check_shape(var, want, got):
                                    f"'{var}' of shape {tuple(want)}", var)
 
 
-def _assign_kernel(state, value, *, var, shape, dtype, validate_shape=True):
+def _assign_kernel(state, value, *, var, shape, dtype, validate_shape=True, owned=False):
+    """`owned`: the plan hands over a fresh array nothing else writes (see "adopts_input")."""
     value = np.asarray(value, dtype=dtype)
     if validate_shape:
         _check_shape(var, shape, value.shape)
-    state.write_variable(var, value)
+    state.write_variable(var, value, owned=owned)
     return value
 
 
@@ -72,7 +73,7 @@ def _update_infer(specs, attrs):
 
 
 register(OpDef(type="Assign", default_name="Assign", infer=_assign_infer, kernel=_assign_kernel,
-               kind=OpKind.OPAQUE, stateful=True, extra={"writes_variables": True}))
+               kind=OpKind.OPAQUE, stateful=True, extra={"writes_variables": True, "adopts_input": True}))
 register(OpDef(type="AssignAdd", default_name="AssignAdd", infer=_update_infer, kernel=_assign_update(+1),
                kind=OpKind.OPAQUE, stateful=True, extra={"writes_variables": True}))
 register(OpDef(type="AssignSub", default_name="AssignSub", infer=_update_infer, kernel=_assign_update(-1),

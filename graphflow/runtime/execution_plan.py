@@ -259,7 +259,8 @@ class ExecutionPlan:
         self.output_values = [value_of[r] for r in program.outputs]
         self.specs = specs
         self.external = external
-        self.memory = plan_memory([s.info for s in steps], specs, external, self.output_values)
+        adopted = self._adopted_values()
+        self.memory = plan_memory([s.info for s in steps], specs, external, self.output_values + adopted)
         self.n_buffers = self.memory.n_buffers
         self.stateful = any(s.stateful for s in steps)
         self.uses_numpy = any(s.mode != "out" for s in steps)
@@ -283,6 +284,23 @@ class ExecutionPlan:
         self.runner = self.__call__ if self.parallel_ok else getattr(self, "_run_serial", None)
         self._times = [0.0, 0.0]  # latest run time (s): serial, on the inter-op schedule
         self._calls = 0
+
+    def _adopted_values(self) -> list:
+        """Values a state-writing step keeps as the variable's new value without copying
+        (OpDef extra "adopts_input": its kernel takes `owned=True`): its input, when a step
+        writing into plan-given outputs computes it and it is not fetched. Such a value is
+        allocated fresh each run, like a fetched one, never in a reused buffer (the variable
+        store holds it after the run); its step's kernel is told it owns the array."""
+        written = {v for st in self.steps if st.info.writes_out for v in st.outputs}
+        fetched = set(self.output_values)
+        adopted = []
+        for st in self.steps:
+            if st.node.op_def.extra.get("adopts_input") and st.inputs and st.fn is not None:
+                v = st.inputs[0]
+                if v in written and v not in fetched:
+                    adopted.append(v)
+                    st.fn = partial(st.fn, owned=True)
+        return adopted
 
     def _fold(self, node, op_def, outs) -> bool:
         """Evaluate a source node without inputs (a constant) once, now."""

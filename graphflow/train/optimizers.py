@@ -222,7 +222,10 @@ class GradientDescentOptimizer(Optimizer):
         self._lr = _learning_rate(learning_rate, lr, name)
 
     def _apply_dense(self, grad, var):
-        return var.assign_sub(self._hyper("learning_rate", self._lr, var.dtype) * grad).op
+        # an Assign of the new value rather than an AssignSub of the step: the subtraction
+        # fuses into the gradient's kernel (a matmul's epilogue) and the Assign keeps that
+        # kernel's fresh output as the new value, where AssignSub made one more numpy pass
+        return var.assign(var - self._hyper("learning_rate", self._lr, var.dtype) * grad).op
 
 
 class MomentumOptimizer(Optimizer):
