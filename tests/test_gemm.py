@@ -90,7 +90,7 @@ def test_matmul_blocks_all_transposes(ta, tb):
         b = RNG.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
         ref = (a.T if ta else a) @ (b.T if tb else b)
         out = np.full((m, n), np.nan, np.float32)
-        fn = epilogue.block_function("MatMul")(a, b, transpose_a=ta, transpose_b=tb)
+        fn = epilogue.block_function("MatMul", {"transpose_a": ta, "transpose_b": tb})(a, b)
         for b0 in range(0, m, 40):   # blocks of rows, as the epilogue runs them
             fn(b0, min(b0 + 40, m), out[b0:b0 + 40])
         np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4, err_msg=f"{m}x{k}@{k}x{n}")

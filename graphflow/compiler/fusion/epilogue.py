@@ -56,7 +56,7 @@ def _matmul_route(dtype, a_shape, a_strides, b_shape, b_strides, transpose_a: bo
     item = dtype.itemsize
     (m, k), a_st = (a_shape[::-1], a_strides[::-1]) if transpose_a else (a_shape, a_strides)
     (_, n), b_st = (b_shape[::-1], b_strides[::-1]) if transpose_b else (b_shape, b_strides)
-    if n < gemm.lanes(dtype) or any(s % item for s in a_st):
+    if min(n, k) < gemm.lanes(dtype) or any(s % item for s in a_st):
         return None
     pack = n > 1 and b_st[1] != item or b_st[0] % item != 0   # the kernel loads rows of B as vectors
     brs = n if pack else b_st[0] // item
@@ -64,60 +64,66 @@ def _matmul_route(dtype, a_shape, a_strides, b_shape, b_strides, transpose_a: bo
     return pack, fn, m, n, k, a_st[0] // item, a_st[1] // item, brs
 
 
-_ROUTES: dict = {}
-_ROUTES_MAX = 256
+ROUTES_MAX = 64   # shapes/strides remembered per kernel
 
 
-def _matmul_prepare(a: np.ndarray, b: np.ndarray, *, transpose_a: bool, transpose_b: bool):
-    key = (a.dtype, a.shape, a.strides, b.dtype, b.shape, b.strides, transpose_a, transpose_b)
-    route = _ROUTES.get(key, False)
-    if route is False:
-        route = None if a.dtype != b.dtype else _matmul_route(a.dtype, *key[1:3], *key[4:])
-        if len(_ROUTES) >= _ROUTES_MAX:
-            _ROUTES.clear()
-        _ROUTES[key] = route
-    if route is None:
-        return _numpy_rows(a.T if transpose_a else a, b.T if transpose_b else b)
-    pack, fn, m, n, k, ars, acs, brs = route
-    if k == 0:
-        return lambda b0, b1, out: out.fill(0)
-    if pack:
-        b = gemm.packed(b.T if transpose_b else b)
-    pa, pb = address(a), address(b)   # a transposed view starts where its base does
-    if m == 1:
-        def rows(b0: int, b1: int, out: np.ndarray) -> None:
-            fn(0, n, k, pa, acs, pb, brs, address(out))
-    else:
-        item = a.dtype.itemsize
+def _matmul_preparer(transpose_a: bool, transpose_b: bool) -> Callable:
+    """prepare(a, b) for one kernel's matmul: the route of each new shape/stride combination
+    is worked out once (a dict hit afterwards), then bound to this call's data pointers."""
+    routes: dict = {}
 
-        def rows(b0: int, b1: int, out: np.ndarray) -> None:
-            crs = out.strides[0] // item
-            # the kernel indexes C by absolute row: shift the block's pointer back to "row 0"
-            fn(b0, b1, 0, n, k, pa, ars, acs, pb, brs, address(out) - b0 * crs * item, crs)
-        rows.align = gemm.row_tile(a.dtype)   # blocks starting on a tile edge waste no rows
-    rows.keep = b   # a packed copy of B lives as long as the function
-    return rows
+    def prepare(a: np.ndarray, b: np.ndarray) -> Callable:
+        key = (a.shape, a.strides, b.shape, b.strides, a.dtype, b.dtype)
+        route = routes.get(key, False)
+        if route is False:
+            route = None if a.dtype != b.dtype else _matmul_route(a.dtype, a.shape, a.strides, b.shape, b.strides,
+                                                                   transpose_a, transpose_b)
+            if len(routes) >= ROUTES_MAX:
+                routes.clear()
+            routes[key] = route
+        if route is None:
+            return _numpy_rows(a.T if transpose_a else a, b.T if transpose_b else b)
+        pack, fn, m, n, k, ars, acs, brs = route
+        if pack:
+            b = gemm.packed(b.T if transpose_b else b)
+        pa, pb = address(a), address(b)   # a transposed view starts where its base does
+        if m == 1:
+            def rows(b0: int, b1: int, out: np.ndarray) -> None:
+                fn(0, n, k, pa, acs, pb, brs, address(out))
+        else:
+            item = a.dtype.itemsize
+
+            def rows(b0: int, b1: int, out: np.ndarray) -> None:
+                crs = out.strides[0] // item
+                # the kernel indexes C by absolute row: shift the block's pointer back to "row 0"
+                fn(b0, b1, 0, n, k, pa, ars, acs, pb, brs, address(out) - b0 * crs * item, crs)
+            rows.align = gemm.row_tile(a.dtype)   # blocks starting on a tile edge waste no rows
+        rows.keep = b   # a packed copy of B lives as long as the function
+        return rows
+    return prepare
 
 
-def _batch_prepare(op: str):
+def _batch_preparer(op: str) -> Callable:
     """Blocks of an op whose batch axis is axis 0 of its first input and of its result."""
     kernel = get_op_def(op).kernel
 
-    def prepare(x, *rest, **attrs):
-        return _quiet(lambda b0, b1, out: np.copyto(out, kernel(x[b0:b1], *rest, **attrs)))
-    return prepare
+    def preparer(**attrs):
+        def prepare(x, *rest):
+            return _quiet(lambda b0, b1, out: np.copyto(out, kernel(x[b0:b1], *rest, **attrs)))
+        return prepare
+    return preparer
 
 
 class Blocked(NamedTuple):
     """How to compute blocks of a library op, and for which static shapes that is valid."""
 
-    prepare: Callable   # (*inputs, **attrs) -> fn(b0, b1, out), once per call
-    accepts: Callable   # (input shapes, output shape) -> bool
+    preparer: Callable   # (**attrs) -> prepare(*inputs) -> fn(b0, b1, out): once per kernel, per call
+    accepts: Callable    # (input shapes, output shape) -> bool
 
 
 ROW_BLOCKED = {
-    "MatMul": Blocked(_matmul_prepare, lambda ins, out: len(out) == 2 and all(len(s) == 2 for s in ins)),
-    "Conv2D": Blocked(_batch_prepare("Conv2D"), lambda ins, out: True),
+    "MatMul": Blocked(_matmul_preparer, lambda ins, out: len(out) == 2 and all(len(s) == 2 for s in ins)),
+    "Conv2D": Blocked(_batch_preparer("Conv2D"), lambda ins, out: True),
 }
 
 BLOCK_BYTES = 1 << 20   # one block of the library result: stays in L2 (1-2 MB) for the epilogue
@@ -150,8 +156,8 @@ def library_ns(op: str, args: list, attrs) -> float:
     return 2.0 * k * n / MATMUL_FLOPS_PER_NS
 
 
-def block_function(op: str) -> Callable:
-    """prepare(*args, **attrs) -> fn(b0, b1, out): the per-call setup of library op `op`,
-    returning the function that computes a block [b0, b1) along axis 0 of its result into
-    `out` (looked up once per kernel, not per block)."""
-    return ROW_BLOCKED[op].prepare
+def block_function(op: str, attrs) -> Callable:
+    """prepare(*inputs) -> fn(b0, b1, out) for one kernel's library op `op` with these
+    attributes: the per-call setup (checks, packing), returning the function that computes
+    a block [b0, b1) along axis 0 of the result into `out` (made once per kernel)."""
+    return ROW_BLOCKED[op].preparer(**attrs)

@@ -89,7 +89,7 @@ class FusedKernel:
         self._evaluate = None          # the numpy evaluation (generated on first use)
         if self._lib is not None:  # read once here, not on every call
             lib = ir.instrs[self._lib]
-            self._lib_block = epilogue.block_function(lib.op)
+            self._lib_block = epilogue.block_function(lib.op, lib.attrs)
             self._lib_args, self._lib_attrs, self._lib_dtype = lib.args, lib.attrs, np.dtype(lib.dtype)
             # an output the library result may be computed straight into (no scratch block):
             # an elementwise epilogue reads each element of the result once, before writing
@@ -223,7 +223,7 @@ class FusedKernel:
         else:
             rows, cols = layout.rows, layout.cols
             if self._lib is not None:
-                layout.mode = "epilogue"
+                layout.mode, layout.epilogue = "epilogue", None
                 j = self._lib_into
                 layout.into = j if j is not None and outputs[j].shape == tuple(domain) and \
                     outputs[j].flags.c_contiguous and not self._streams else None
@@ -259,26 +259,22 @@ class FusedKernel:
         if n == 0:
             return
         lib_args = [inputs[a] for a in self._lib_args]
-        dtype, attrs = self._lib_dtype, self._lib_attrs
-        compute = self._lib_block(*lib_args, **attrs)
-        cols = layout.cols
-        unit = layout.rows // n                      # kernel rows per index along axis 0
-        item_bytes = unit * cols * dtype.itemsize
-        block = epilogue.block_size(item_bytes)
+        compute = self._lib_block(*lib_args)
+        static = layout.epilogue
+        if static is None:
+            static = layout.epilogue = self._epilogue_static(layout, domain, lib_args)
+        cols, unit, block, k, into, grain = static
         fn, dims, strides = self._fn, layout.dims_ptr, layout.strides_ptr
-        k = len(self._ptr_inputs)   # the library block's pointer goes between inputs and outputs
-        ptrs, outs = addresses[:k], addresses[k:]
-        into = layout.into
-        target = outputs[into] if into is not None else None
-        grain = n
-        if budget.num_threads > 1:
-            row_ns = self._elem_ns * max(unit * cols, 1) + epilogue.library_ns(self.ir.instrs[self._lib].op,
-                                                                                 lib_args, attrs)
-            grain = epilogue.task_rows(n, row_ns, TASK_NS)
-        if target is not None and n <= block and n < 2 * grain:   # one block, in the output it becomes
-            compute(0, n, target)
-            fn(0, n * unit, 0, cols, dims, strides, *ptrs, outs[into], *outs)
+        if budget.num_threads == 1:
+            grain = n
+        if into is not None and n <= block and n < 2 * grain:   # one block, in the output it becomes
+            compute(0, n, outputs[into])
+            fn(0, n * unit, 0, cols, dims, strides, *addresses[:k], addresses[k + into], *addresses[k:])
             return
+        ptrs, outs = addresses[:k], addresses[k:]
+        target = outputs[into] if into is not None else None
+        dtype = self._lib_dtype
+        item_bytes = unit * cols * dtype.itemsize
         rest = tuple(domain[1:])
         align = getattr(compute, "align", 1)
 
@@ -304,6 +300,18 @@ class FusedKernel:
             task(0, n)
         else:   # chunks claimed dynamically: a core slowed by another process takes fewer
             budget.parallel_for(task, n, grain)
+
+    def _epilogue_static(self, layout, domain, lib_args) -> tuple:
+        """What `_run_epilogue` needs that depends only on the layout's shapes (cached on it):
+        (cols, kernel rows per index of axis 0, indices per L2 block, number of pointer
+        inputs, output the result is computed into or None, rows per parallel chunk)."""
+        n, cols = domain[0], layout.cols
+        unit = layout.rows // n
+        item_bytes = unit * cols * self._lib_dtype.itemsize
+        row_ns = self._elem_ns * max(unit * cols, 1) + epilogue.library_ns(self.ir.instrs[self._lib].op, lib_args,
+                                                                             self._lib_attrs)
+        return (cols, unit, epilogue.block_size(item_bytes), len(self._ptr_inputs), layout.into,
+                epilogue.task_rows(n, row_ns, TASK_NS))
 
     def static_call(self, input_shapes):
         """For inputs of exactly these (static) shapes: a function f(*inputs) -> tuple of
