@@ -19,7 +19,7 @@ FEED = "Feed"    # a fed value: the run supplies it, its upstream is cut off
 CONST = "Const"  # a value known at compile time (attrs["value"])
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, init=False)
 class Node:
     """One op application in a Program. `inputs` are (node id, output index) refs."""
 
@@ -31,6 +31,13 @@ class Node:
     name: str
     control: tuple = ()
     source: str | None = None
+
+    def __init__(self, id: int, op: str, inputs: tuple, attrs: Mapping, specs: tuple, name: str,
+                 control: tuple = (), source: str | None = None):
+        # fields stored directly: a frozen dataclass's own __init__ goes through
+        # object.__setattr__ per field, and lowering makes a Node per graph op
+        self.__dict__.update(id=id, op=op, inputs=inputs, attrs=attrs, specs=specs, name=name, control=control,
+                             source=source)
 
     @property
     def op_def(self) -> OpDef:
@@ -145,24 +152,29 @@ class _Lowering:
                               (TensorSpec(t.shape, t.dtype),), t.name))
             ref_of[t] = (nid, 0)
             feed_ids.append(nid)
+        branching: dict = {}   # op type -> whether its ops carry gf.cond branches
         for op in ops:
-            inputs = []
-            for t in op.inputs:
-                r = ref_of.get(t)
-                if r is None:
-                    raise ValueError(f"'{op.name}' uses '{t.name}', which was built inside a gf.cond "
-                                     "branch; use the cond's outputs outside the branch instead")
-                inputs.append(r)
+            try:
+                inputs = tuple([ref_of[t] for t in op.inputs])
+            except KeyError:
+                t = next(t for t in op.inputs if t not in ref_of)
+                raise ValueError(f"'{op.name}' uses '{t.name}', which was built inside a gf.cond "
+                                 "branch; use the cond's outputs outside the branch instead") from None
             nid = next(self.ids)
             attrs = op.attrs
-            if op.op_def.extra.get("has_branches"):
+            has_branches = branching.get(op.type)
+            if has_branches is None:
+                has_branches = branching[op.type] = bool(op.op_def.extra.get("has_branches"))
+            if has_branches:
                 attrs = dict(attrs, branches=tuple(self.branch(b) for b in attrs["graph_branches"]))
-            control = tuple(node_of_op[c] for c in op.control_inputs if c in node_of_op)
-            nodes.append(Node(nid, op.type, tuple(inputs), attrs,
-                              tuple(TensorSpec(t.shape, t.dtype) for t in op.outputs), op.name, control, op.source))
+            control = tuple([node_of_op[c] for c in op.control_inputs if c in node_of_op]) if op.control_inputs else ()
+            results = op.outputs
+            nodes.append(Node(nid, op.type, inputs, attrs, tuple([TensorSpec(t.shape, t.dtype) for t in results]),
+                              op.name, control, op.source))
             node_of_op[op] = nid
-            for t in op.outputs:
-                ref_of.setdefault(t, (nid, t.value_index))
+            for t in results:
+                if t not in ref_of:
+                    ref_of[t] = (nid, t.value_index)
         outs = []
         for t in outputs:
             if t not in ref_of:

@@ -22,8 +22,7 @@ before the elementwise epilogue runs on that block.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
@@ -33,9 +32,10 @@ FULL, ROW, DROP, COL, UNIFORM, LIB = "full", "row", "drop", "col", "uniform", "l
 ROW_FORMS = (ROW, DROP, UNIFORM)
 
 
-@dataclass(frozen=True)
-class Operand:
-    """One input of the kernel: which value of the program feeds it and how it is aligned."""
+class Operand(NamedTuple):
+    """One input of the kernel: which value of the program feeds it and how it is aligned.
+    (NamedTuples here, not dataclasses: this module is imported by a process's first fused
+    compile, where generating dataclass methods cost ~2 ms, and an Instr is made per member.)"""
 
     ref: tuple          # (node id, output index) in the unfused program
     name: str           # tensor name, for the report
@@ -44,8 +44,7 @@ class Operand:
     shape: tuple        # static shape
 
 
-@dataclass(frozen=True)
-class Instr:
+class Instr(NamedTuple):
     """One member op applied to slots. `op` is the registered op type; `const` instructions
     (op == "Const") carry an inlined scalar constant in attrs["value"]."""
 
@@ -62,24 +61,32 @@ class Instr:
         return self.op == "Const"
 
 
-@dataclass(frozen=True)
 class KernelIR:
-    """A fused kernel. `outputs` are the slots it writes, in the fused node's output order."""
+    """A fused kernel. `outputs` are the slots it writes, in the fused node's output order.
+    Immutable. Derived on construction: `library`, the index of the library instruction (the
+    epilogue's producer) or None, and `reductions`, the indices of the reduction instructions.
 
-    name: str
-    kind: str           # elementwise | reduction | row | epilogue
-    rank: int
-    reduced: int
-    lead: bool          # the reduced axes are the leading ones (a column kernel)
-    inputs: tuple
-    instrs: tuple
-    outputs: tuple
-    output_names: tuple
-    members: tuple      # original op names
-    # derived in __post_init__: index of the library instruction (the epilogue's producer)
-    # or None, and the indices of the reduction instructions
-    library: int | None = field(init=False, default=None)
-    reductions: tuple = field(init=False, default=())
+    name, kind (elementwise | reduction | row | epilogue), rank, reduced, lead (the reduced
+    axes are the leading ones: a column kernel), inputs (Operands), instrs (Instrs),
+    outputs (slots), output_names, members (original op names). A plain class: a frozen
+    dataclass costs ~1 ms to define when a process's first fused compile imports it."""
+
+    __slots__ = ("name", "kind", "rank", "reduced", "lead", "inputs", "instrs", "outputs", "output_names",
+                 "members", "library", "reductions")
+
+    def __init__(self, name: str, kind: str, rank: int, reduced: int, lead: bool, inputs: tuple, instrs: tuple,
+                 outputs: tuple, output_names: tuple, members: tuple):
+        lib = [i for i, ins in enumerate(instrs) if not ins.is_const and get_op_def(ins.op).kind is OpKind.LIBRARY]
+        values = (name, kind, rank, reduced, lead, inputs, instrs, outputs, output_names, members,
+                  lib[0] if lib else None, tuple(i for i, ins in enumerate(instrs) if ins.op in REDUCERS))
+        for slot, value in zip(self.__slots__, values):
+            object.__setattr__(self, slot, value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"KernelIR is immutable (cannot set {name!r})")
+
+    def __repr__(self) -> str:
+        return f"KernelIR({self.name!r}, {self.kind!r}, {len(self.instrs)} instructions)"
 
     def slot_form(self, slot: int) -> str:
         n = len(self.inputs)
@@ -88,12 +95,6 @@ class KernelIR:
     def slot_dtype(self, slot: int):
         n = len(self.inputs)
         return self.inputs[slot].dtype if slot < n else self.instrs[slot - n].dtype
-
-    def __post_init__(self):
-        lib = [i for i, ins in enumerate(self.instrs)
-               if not ins.is_const and get_op_def(ins.op).kind is OpKind.LIBRARY]
-        object.__setattr__(self, "library", lib[0] if lib else None)
-        object.__setattr__(self, "reductions", tuple(i for i, ins in enumerate(self.instrs) if ins.op in REDUCERS))
 
     def describe(self) -> str:
         """Readable listing for GRAPHFLOW_DEBUG and failing tests."""
@@ -118,8 +119,7 @@ def _dtype_name(dtype) -> str:
     return np.dtype(dtype).name
 
 
-@dataclass(frozen=True)
-class Reducer:
+class Reducer(NamedTuple):
     """How a reduction op combines elements: a scalar-builder method, its identity, and
     whether the result is divided by the element count (mean)."""
 
@@ -137,6 +137,19 @@ REDUCERS = {
     "Min": Reducer("min", np.inf),
     "Prod": Reducer("mul", 1.0),
 }
+
+
+SUBTRACT = "Sub"   # the op whose result `nonpositive_slots` recognizes, with REDUCERS' "max"
+
+
+def nonpositive_slots(kir: KernelIR) -> frozenset:
+    """Slots computed as `a - max(a)`, the max a row reduction of the same slot `a`: every
+    element is <= 0 (or NaN, where `a` or its row has one). Softmax and log_softmax take exp
+    of such a difference, which then needs no overflow clamp."""
+    n = len(kir.inputs)
+    row_max = {n + i: kir.instrs[i].args[0] for i in kir.reductions if REDUCERS[kir.instrs[i].op].combine == "max"}
+    return frozenset(n + i for i, ins in enumerate(kir.instrs)
+                     if ins.op == SUBTRACT and len(ins.args) == 2 and row_max.get(ins.args[1]) == ins.args[0])
 
 
 def scratch_slots(kir: KernelIR) -> list[int]:

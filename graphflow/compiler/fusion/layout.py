@@ -28,8 +28,14 @@ def outer_rank(ir: KernelIR) -> int:
 
 
 def slot_shapes(ir: KernelIR, input_shapes) -> list[tuple]:
-    """Concrete shape of every slot, by each member op's own shape rule."""
+    """Concrete shape of every slot, by each member op's own shape rule. When the inputs
+    have exactly their static shapes and every member's static shape is fully known, those
+    are the answer (the graph inferred them by the same rules from the same shapes): a
+    plan's build asks this for each kernel, and a 250-op kernel's inference costs ~1 ms."""
     shapes = [tuple(s) for s in input_shapes]
+    if (len(shapes) == len(ir.inputs) and all(s == o.shape and None not in s for s, o in zip(shapes, ir.inputs))
+            and all(None not in ins.shape for ins in ir.instrs)):
+        return shapes + [tuple(ins.shape) for ins in ir.instrs]
     for ins in ir.instrs:
         if ins.is_const:
             shapes.append(tuple(ins.shape))
