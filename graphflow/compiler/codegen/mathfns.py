@@ -353,4 +353,10 @@ def erf(f: FloatOps, x: ir.Value) -> ir.Value:
     return f.sel(f.isnan(x), x, f.copysign(res, x))
 
 
-EMITTERS = {"exp": exp, "log": log, "log1p": log1p, "expm1": expm1, "tanh": tanh, "sigmoid": sigmoid, "erf": erf}
+def exp_nonpositive(f: FloatOps, x: ir.Value) -> ir.Value:
+    """exp of an argument known to be <= 0 or NaN (softmax's x - max(x)): no upper clamp."""
+    return exp(f, x, nonpositive=True)
+
+
+EMITTERS = {"exp": exp, "exp_nonpositive": exp_nonpositive, "log": log, "log1p": log1p, "expm1": expm1,
+            "tanh": tanh, "sigmoid": sigmoid, "erf": erf}

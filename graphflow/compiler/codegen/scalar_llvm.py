@@ -43,6 +43,12 @@ class LLVMScalarBuilder:
     def __init__(self, irbuilder: ir.IRBuilder, module: ir.Module | None = None):
         self.b = irbuilder
         self.module = module if module is not None else irbuilder.module
+        self._nonpositive: dict[int, ir.Value] = {}   # id -> value (kept alive: ids stay unique)
+
+    def assume_nonpositive(self, x: ir.Value) -> None:
+        """Tell the builder every element of `x` is <= 0 or NaN (the caller knows it from the
+        program: x - max(x)); exp(x) then skips its overflow clamp."""
+        self._nonpositive[id(x)] = x
 
     # ---- values ----
     def const(self, value, dtype) -> ir.Constant:
@@ -199,7 +205,7 @@ class LLVMScalarBuilder:
         return mathlib.call(self.b, self.module, name, x)
 
     def exp(self, x):
-        return self._math("exp", x)
+        return self._math("exp_nonpositive" if id(x) in self._nonpositive else "exp", x)
 
     def log(self, x):
         return self._math("log", x)

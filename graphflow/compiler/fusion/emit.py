@@ -29,7 +29,8 @@ from ...ops.registry import OpKind, get_op_def
 from ..codegen import mathlib
 from ..codegen.irtypes import call_intrinsic, element_pointer, load_value, memory_type, store_value
 from ..codegen.scalar_llvm import LLVMScalarBuilder
-from .kernel_ir import COL, FULL, LIB, REDUCERS, ROW_FORMS, UNIFORM, KernelIR, scratch_slots, streams
+from .kernel_ir import COL, FULL, LIB, REDUCERS, ROW_FORMS, UNIFORM, KernelIR, nonpositive_slots, scratch_slots, \
+    streams
 from .jit_kernels import UNSUPPORTED
 from .layout import outer_rank
 
@@ -80,6 +81,7 @@ class _KernelEmitter:
         if kir.lead:
             self.memory_slots.update(self.n_in + i for i in kir.reductions)
         self.sb = LLVMScalarBuilder(self.b, module)
+        self.nonpositive = nonpositive_slots(kir)
         self.levels = self._levels()
         self.lanes = None          # set while emitting an explicit-vector loop body
         self.streaming = False     # set while emitting the non-temporal-store loop
@@ -162,6 +164,8 @@ class _KernelEmitter:
                     # a per-row divisor: LLVM may hoist its reciprocal out of the column loop
                     # (<= 1 ulp from the exact quotient; vdivps per element costs more than the row)
                     value.flags.append("arcp")
+                if slot in self.nonpositive:
+                    self.sb.assume_nonpositive(value)
         env[slot] = value
         return value
 
