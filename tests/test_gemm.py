@@ -76,9 +76,12 @@ def test_non_finite_values_propagate():
     np.testing.assert_allclose(got[finite], ref[finite], rtol=1e-4, atol=1e-4)
 
 
-def test_packed_copies_any_strides():
-    x = RNG.standard_normal((70, 90)).astype(np.float32)
-    for view in (x.T, x[::2, ::3], x[::-1], x[:0]):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_packed_copies_any_strides(dtype):
+    """Transposed views take the vector transpose for whole tiles and scalar edges."""
+    x = RNG.standard_normal((70, 90)).astype(dtype)
+    y = RNG.standard_normal((64, 32)).astype(dtype)
+    for view in (x.T, x[::2, ::3], x[::-1], x[:0], x[:5, :3].T, y.T, x[:, 1:].T):
         got = gemm.packed(view)
         assert got.flags.c_contiguous and np.array_equal(got, view)
 
