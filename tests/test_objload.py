@@ -121,7 +121,7 @@ def emit_object(ir_text: str, **machine) -> bytes:
 
 def relocation_types(obj: bytes) -> set:
     sections = objload._sections(obj)
-    return {r[2] for r in objload._relocations(obj, sections)}
+    return {int(k) for r in objload._relocations(obj, sections) for k in r.kind}
 
 
 def results(code) -> dict:

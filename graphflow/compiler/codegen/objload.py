@@ -22,6 +22,8 @@ import struct
 import sys
 import weakref
 
+import numpy as np
+
 _EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 _SHDR = struct.Struct("<IIQQQQIIQQ")     # name, type, flags, addr, offset, size, link, info, align, entsize
 _SYM = struct.Struct("<IBBHQQ")          # name, info, other, shndx, value, size
@@ -158,9 +160,23 @@ def _symbols(data: bytes, sections: list[_Section]) -> list[tuple]:
     return out
 
 
-def _relocations(data: bytes, sections: list[_Section]) -> list[tuple]:
-    """(target section, offset, type, symbol index, addend) of every relocation that
-    patches an allocated section (those of debug sections are not needed to run)."""
+_RELA_DTYPE = np.dtype([("offset", "<u8"), ("info", "<u8"), ("addend", "<i8")])
+
+
+class _Relocs:
+    """The relocations patching one allocated section, as arrays (a kernel module has
+    thousands, nearly all 64-bit absolute: patched in one numpy operation)."""
+
+    def __init__(self, target: _Section, table: np.ndarray):
+        self.target = target
+        self.offset = table["offset"].astype(np.int64)
+        self.kind = (table["info"] & 0xFFFFFFFF).astype(np.int64)
+        self.sym = (table["info"] >> np.uint64(32)).astype(np.int64)
+        self.addend = table["addend"]
+
+
+def _relocations(data: bytes, sections: list[_Section]) -> list[_Relocs]:
+    """The relocations of every allocated section (those of debug sections are not needed to run)."""
     out = []
     for s in sections:
         if s.type not in (SHT_RELA, SHT_REL):
@@ -172,14 +188,14 @@ def _relocations(data: bytes, sections: list[_Section]) -> list[tuple]:
             raise Unsupported("REL relocations (x86-64 objects use RELA)")
         if s.offset + s.size > len(data):
             raise Unsupported(f"relocation section {s.index} runs past the end of the file")
-        for offset, info, addend in _RELA.iter_unpack(data[s.offset:s.offset + s.size - s.size % _RELA.size]):
-            kind = info & 0xFFFFFFFF
-            if kind not in _KNOWN_RELOCS:
-                raise Unsupported(f"relocation type {kind}")
-            width = 8 if kind in (R_64, R_PC64) else 4
-            if offset + width > target.size:
-                raise Unsupported(f"relocation at {offset} outside section {target.index}")
-            out.append((target, offset, kind, info >> 32, addend))
+        r = _Relocs(target, np.frombuffer(data, _RELA_DTYPE, s.size // _RELA_DTYPE.itemsize, s.offset))
+        unknown = ~np.isin(r.kind, _KNOWN_RELOCS)
+        if unknown.any():
+            raise Unsupported(f"relocation type {int(r.kind[unknown][0])}")
+        width = np.where(np.isin(r.kind, (R_64, R_PC64)), 8, 4)
+        if (r.offset + width > target.size).any():
+            raise Unsupported(f"relocation outside section {target.index}")
+        out.append(r)
     return out
 
 
@@ -206,7 +222,8 @@ def load(data: bytes) -> LoadedObject:
     external: dict[int, int] = {}
     stubs: dict[int, int] = {}
     got: dict[int, int] = {}
-    for _, _, kind, sym, _ in relocs:
+    uses = {use for r in relocs for use in zip(r.sym.tolist(), r.kind.tolist())}   # (np.unique(axis=) imports numpy.ma)
+    for sym, kind in sorted(uses):
         if sym >= len(symbols):
             raise Unsupported(f"relocation against symbol {sym} of {len(symbols)}")
         name, bind, shndx, _ = symbols[sym]
@@ -264,10 +281,27 @@ def load(data: bytes) -> LoadedObject:
             struct.pack_into("<6sQ", image, stub_at + i * _STUB_SIZE, _STUB, external[sym])
         for sym, i in got.items():
             struct.pack_into("<Q", image, got_at + 8 * i, address_of(sym))
-        for target, offset, kind, sym, addend in relocs:
-            _apply(image, base, target.at + offset, kind, addend, address_of(sym),
-                   base + stub_at + stubs[sym] * _STUB_SIZE if kind == R_PLT32 and sym in stubs else None,
-                   base + got_at + 8 * got[sym] if kind in _GOT_RELOCS else None)
+        addresses = np.array([address_of(i) for i in range(len(symbols))], dtype=np.uint64)
+        pixels = np.frombuffer(image, np.uint8)
+        stubbed = np.array(sorted(stubs), dtype=np.int64)
+        for r in relocs:
+            at = r.offset + r.target.at
+            wide = r.kind == R_64   # S + A, modulo 2**64
+            if wide.any():
+                values = addresses[r.sym[wide]] + r.addend[wide].view(np.uint64)
+                pixels[(at[wide, None] + np.arange(8)).ravel()] = values.astype("<u8").view(np.uint8)
+            # S + A - P, signed 32-bit: PC-relative references to this object's own code and data
+            near = ((r.kind == R_PC32) | (r.kind == R_PLT32)) & ~np.isin(r.sym, stubbed)
+            if near.any():
+                values = addresses[r.sym[near]].astype(np.int64) + r.addend[near] - (base + at[near])
+                if values.min() < -(1 << 31) or values.max() >= 1 << 31:
+                    raise Unsupported("PC-relative relocation out of 32-bit range")
+                pixels[(at[near, None] + np.arange(4)).ravel()] = values.astype("<i4").view(np.uint8)
+            for k in np.flatnonzero(~(wide | near)):
+                sym, kind = int(r.sym[k]), int(r.kind[k])
+                _apply(image, base, int(at[k]), kind, int(r.addend[k]), address_of(sym),
+                       base + stub_at + stubs[sym] * _STUB_SIZE if kind == R_PLT32 and sym in stubs else None,
+                       base + got_at + 8 * got[sym] if kind in _GOT_RELOCS else None)
         ctypes.memmove(base, bytes(image), size)
         for (start, end), prot in zip(spans, (PROT_READ | PROT_EXEC, PROT_READ, PROT_READ | PROT_WRITE)):
             if end > start and libc.mprotect(base + start, end - start, prot) != 0:
@@ -283,12 +317,10 @@ def load(data: bytes) -> LoadedObject:
 
 
 def _apply(image: bytearray, base: int, at: int, kind: int, addend: int, symbol: int, stub, slot) -> None:
-    """Patch one relocation at offset `at` of the image (mapped at `base`)."""
+    """Patch one relocation at offset `at` of the image (mapped at `base`): those `load`
+    does not patch all at once (absolute 64-bit, PC-relative 32-bit without a stub)."""
     place = base + at
     if kind == R_NONE:
-        return
-    if kind == R_64:
-        struct.pack_into("<Q", image, at, (symbol + addend) & 0xFFFFFFFFFFFFFFFF)
         return
     if kind == R_PC64:
         struct.pack_into("<Q", image, at, (symbol + addend - place) & 0xFFFFFFFFFFFFFFFF)

@@ -14,14 +14,18 @@ def needed_ids(index: dict, outputs, targets) -> set[int]:
     """Ids of the nodes (of `index`: id -> Node) that `outputs` and `targets` depend on."""
     keep: set[int] = set()
     stack = [r[0] for r in outputs] + list(targets)
+    push, add = stack.append, keep.add
     while stack:
         nid = stack.pop()
         if nid in keep:
             continue
-        keep.add(nid)
+        add(nid)
         node = index[nid]
-        stack.extend(r[0] for r in node.inputs)
-        stack.extend(node.control)
+        for r in node.inputs:
+            if r[0] not in keep:
+                push(r[0])
+        if node.control:
+            stack.extend(node.control)
     return keep
 
 

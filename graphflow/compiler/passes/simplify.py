@@ -24,6 +24,8 @@ would bypass, are left alone so no ordering constraint is lost.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..program import Node, Program, const_value
@@ -50,22 +52,34 @@ def _broadcast_keeps(node: Node, rw: Rewrite, kept, const) -> bool:
     return all(c == 1 or c == d for c, d in zip(const.shape[::-1], have.shape[::-1]))
 
 
+# The identity tests take one-element constants (the usual `x * 2.0`) as Python numbers:
+# `.item()` is exact for every int and float dtype, and a numpy call per operand would cost
+# most of the pass on a long chain.
+
 def _is_one(c) -> bool:
-    return c.dtype.kind in "iuf" and bool(np.all(c == 1))
+    if c.dtype.kind not in "iuf":
+        return False
+    return c.item() == 1 if c.size == 1 else bool(np.all(c == 1))
 
 
 def _is_additive_identity(c) -> bool:
     """x + c == x bit for bit: -0.0 for floats (+0.0 turns -0.0 into +0.0), 0 for ints."""
     if c.dtype.kind == "f":
+        if c.size == 1:
+            v = c.item()
+            return v == 0 and math.copysign(1.0, v) < 0
         return bool(np.all((c == 0) & np.signbit(c)))
-    return c.dtype.kind in "iu" and bool(np.all(c == 0))
+    return c.dtype.kind in "iu" and (c.item() == 0 if c.size == 1 else bool(np.all(c == 0)))
 
 
 def _is_subtractive_identity(c) -> bool:
     """x - c == x bit for bit: +0.0 for floats (x - (-0.0) is x + 0.0), 0 for ints."""
     if c.dtype.kind == "f":
+        if c.size == 1:
+            v = c.item()
+            return v == 0 and math.copysign(1.0, v) > 0
         return bool(np.all((c == 0) & ~np.signbit(c)))
-    return c.dtype.kind in "iu" and bool(np.all(c == 0))
+    return c.dtype.kind in "iu" and (c.item() == 0 if c.size == 1 else bool(np.all(c == 0)))
 
 
 def _drop_operand(is_identity, sides=(0, 1)):
