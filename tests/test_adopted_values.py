@@ -63,7 +63,8 @@ def test_a_kernel_output_assigned_to_a_variable_is_kept_without_a_copy():
         (assign,) = [st for st in ex.steps if st.node.op == "Assign"]
         v = assign.inputs[0]
         assert ex.memory.buffer_of[v] is None  # a fresh array per run, never a reused buffer
-        assert assign.fn.keywords.get("owned") is True
+        assert assign.mode == "state"  # a direct RunState call: static shape and dtype match
+        assert assign.fn == ("write_variable", ("w",), {"owned": True})
         first = _store_value(sess, w)
         run(np.zeros((4, 8), np.float32))
         assert _store_value(sess, w) is not first
@@ -100,6 +101,26 @@ def test_one_value_assigned_to_two_variables_and_read_after_the_assigns(opt_leve
         np.testing.assert_allclose(sess.run(b), np.exp(data) + 1, rtol=1e-6)
         sess.run(after, {x: data + 1})
         np.testing.assert_allclose(sess.run(a), np.exp(data + 1) + 1, rtol=1e-6)
+
+
+def test_an_assign_of_a_value_of_unknown_shape_checks_it_at_run_time(opt_level):
+    x = gf.placeholder(gf.float32, (None,), name="x")
+    w = gf.Variable(np.zeros(3, np.float32), name="w")
+    step = w.assign(gf.exp(x) * 2.0).op
+    with gf.Session(opt_level=opt_level) as sess:
+        sess.run(gf.global_variables_initializer())
+        sess.run(step, {x: np.zeros(3, np.float32)})
+        np.testing.assert_array_equal(sess.run(w), [2, 2, 2])
+        with pytest.raises(gf.errors.InvalidArgumentError, match="shape"):
+            sess.run(step, {x: np.zeros(4, np.float32)})
+        np.testing.assert_array_equal(sess.run(w), [2, 2, 2])
+
+
+def test_reading_an_uninitialized_variable_still_fails_clearly(opt_level):
+    w = gf.Variable(np.zeros(3, np.float32), name="w")
+    with gf.Session(opt_level=opt_level) as sess:
+        with pytest.raises(gf.errors.FailedPreconditionError, match="uninitialized variable 'w'"):
+            sess.run(w * 2.0)
 
 
 def test_a_failed_run_keeps_the_old_values(opt_level):

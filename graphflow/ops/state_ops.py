@@ -15,8 +15,13 @@ def _var_kernel(state, *, var, shape, dtype):
     return state.read_variable(var)
 
 
+def _var_state_call(attrs, input_specs):
+    """For execution plans: the kernel as one RunState method call, (method, leading args)."""
+    return "read_variable", (attrs["var"],)
+
+
 register(OpDef(type="VariableV2", default_name="Variable", infer=_var_infer, kernel=_var_kernel,
-               kind=OpKind.SOURCE, stateful=True))
+               kind=OpKind.SOURCE, stateful=True, extra={"state_call": _var_state_call}))
 
 
 def _assign_infer(specs, attrs):
@@ -50,6 +55,16 @@ def _assign_kernel(state, value, *, var, shape, dtype, validate_shape=True, owne
     return value
 
 
+def _assign_state_call(attrs, input_specs):
+    """The kernel as `state.write_variable(var, value)` when the value's static dtype and shape
+    are the variable's (its checks cannot fail), else None (the kernel runs)."""
+    (spec,) = input_specs
+    if spec.dtype != attrs["dtype"] or spec.shape is None or attrs["shape"] is None or \
+            None in spec.shape or tuple(spec.shape) != tuple(attrs["shape"]):
+        return None
+    return "write_variable", (attrs["var"],)
+
+
 def _assign_update(sign):
     def kernel(state, delta, *, var, shape, dtype, validate_shape=True):
         old = state.read_variable(var)
@@ -73,7 +88,8 @@ def _update_infer(specs, attrs):
 
 
 register(OpDef(type="Assign", default_name="Assign", infer=_assign_infer, kernel=_assign_kernel,
-               kind=OpKind.OPAQUE, stateful=True, extra={"writes_variables": True, "adopts_input": True}))
+               kind=OpKind.OPAQUE, stateful=True,
+               extra={"writes_variables": True, "adopts_input": True, "state_call": _assign_state_call}))
 register(OpDef(type="AssignAdd", default_name="AssignAdd", infer=_update_infer, kernel=_assign_update(+1),
                kind=OpKind.OPAQUE, stateful=True, extra={"writes_variables": True}))
 register(OpDef(type="AssignSub", default_name="AssignSub", infer=_update_infer, kernel=_assign_update(-1),

@@ -138,7 +138,9 @@ class Step:
     def __init__(self, index, node, mode, fn, kernel, inputs, outputs, stateful, blas, info, dtypes):
         self.index = index
         self.node = node
-        self.mode = mode          # "ufunc" | "out" | "static" (a kernel's numpy function) | "call"
+        # "ufunc" | "out" | "static" (a kernel's numpy function) | "call" | "state" (the op's
+        # OpDef extra "state_call": fn is (RunState method, leading constant args, keyword args))
+        self.mode = mode
         self.fn = fn
         self.kernel = kernel      # the fused kernel object for mode "out"
         self.inputs = inputs
@@ -252,6 +254,10 @@ class ExecutionPlan:
                 mode = "call"
                 fn = partial(d.kernel, **n.attrs) if n.attrs else d.kernel
                 info = StepInfo(ins, outs, False, (), d.stateful)
+                direct = d.extra.get("state_call")
+                call = direct(n.attrs, specs_in) if direct is not None and len(outs) == 1 else None
+                if call is not None:  # a variable read or write: one method call of the run state
+                    mode, fn = "state", (call[0], tuple(call[1]), {})
             node_step[n.id] = len(steps)
             steps.append(Step(len(steps), n, mode, fn, kernel_obj, ins, outs, d.stateful or d.random, blas,
                               info, [specs[v][1] for v in outs]))
@@ -299,7 +305,10 @@ class ExecutionPlan:
                 v = st.inputs[0]
                 if v in written and v not in fetched:
                     adopted.append(v)
-                    st.fn = partial(st.fn, owned=True)
+                    if st.mode == "state":
+                        st.fn[2]["owned"] = True
+                    else:
+                        st.fn = partial(st.fn, owned=True)
         return adopted
 
     def _fold(self, node, op_def, outs) -> bool:
@@ -329,7 +338,11 @@ class ExecutionPlan:
         if st.blas is not None and blas_line:
             # one BLAS call over the whole op: the session's threads only for enough work
             lines.append(f"LIMIT(OWN_THREADS(NT, {ins}))" if st.blas == "own" else "LIMIT(1)")
-        if st.mode == "call":
+        if st.mode == "state":
+            method, const, kw = st.fn
+            args = [repr(c) for c in const] + [name(v) for v in st.inputs] + [f"{k}={c!r}" for k, c in kw.items()]
+            lines.append(f"{name(st.outputs[0])} = S.{method}({', '.join(args)})")
+        elif st.mode == "call":
             args = ("S, " if st.node.op_def.stateful else "") + ins
             if len(st.outputs) == 1:
                 o = name(st.outputs[0])

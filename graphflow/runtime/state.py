@@ -57,14 +57,16 @@ class RunState:
                     "gf.global_variables_initializer() (or the variable's initializer) first", name)
         return v
 
-    def write_variable(self, name: str, value: np.ndarray, owned: bool = False) -> None:
-        """Stage `value` as the variable's new value. `owned`: the caller hands over a fresh
-        array nothing else refers to (an update's `old - delta`), kept without a copy."""
+    def write_variable(self, name: str, value: np.ndarray, owned: bool = False) -> np.ndarray:
+        """Stage `value` as the variable's new value and return the staged (read-only) array.
+        `owned`: the caller hands over a fresh array nothing else writes (an update's
+        `old - delta`, a plan's fresh kernel output), kept without a copy."""
         if not (owned and value.__class__ is np.ndarray and value.base is None and value.flags.owndata):
             value = np.array(value, copy=True)
         remember(value)  # compiled kernels reading it next find its pointer at once
         value.setflags(write=False)
         self.writes[name] = value
+        return value
 
     def random_stream(self, seeds: tuple) -> np.random.Generator:
         """A generator for the next draw of the random op seeded by `seeds`: the same
