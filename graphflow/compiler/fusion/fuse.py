@@ -126,51 +126,51 @@ def _operand_form(shape, consumer_form: str, g: Group, role: str) -> str:
 
 
 def build_kernel_ir(g: Group, planner: Planner, name: str) -> tuple[KernelIR, list[int]]:
-    """The KernelIR of group `g`, and the member ids whose values it exports (in order)."""
-    program = planner.program
+    """The KernelIR of group `g`, and the member ids whose values it exports (in order).
+
+    One sweep over the members in order: each member's one-element constant inputs become
+    Const instructions just before it, its other outside inputs operands (numbered in
+    first-use order). Instruction slots follow the operands, so an instruction argument is
+    recorded as ~(instruction index) until the operand count is known."""
+    program, roles, node_of = planner.program, planner.roles, planner.program.node
     members = sorted(g.members, key=planner.pos.get)
-    forms = g.forms
+    inside, forms = g.members, g.forms
     operands: dict = {}
     operand_list: list[Operand] = []
+    pending: list = []          # Instr fields, args not yet numbered
+    instr_of: dict = {}         # member id -> its instruction's index
     for m in members:
-        node = program.node(m)
-        inline = planner.roles[m].kind != "library"    # the library reads arrays, never immediates
-        for r in node.inputs:
-            if r[0] in g.members or (inline and inlinable_constant(program.node(r[0]))):
-                continue
-            spec = program.spec(r)
-            form = _operand_form(tuple(spec.shape), forms[m], g, planner.roles[m].kind)
-            key = (r, form)
-            if key not in operands:
-                operands[key] = len(operand_list)
-                operand_list.append(Operand(r, tensor_name(program, r), form, spec.dtype, tuple(spec.shape)))
-    n_in = len(operand_list)
-    slot_of: dict = {}
-    instrs: list[Instr] = []
-    for m in members:
-        node = program.node(m)
+        node = node_of(m)
+        role = roles[m].kind
+        inline = role != "library"    # the library reads arrays, never immediates
         args = []
         for r in node.inputs:
-            if r[0] in g.members:
-                args.append(slot_of[r[0]])
+            if r[0] in inside:
+                args.append(~instr_of[r[0]])
                 continue
-            p = program.node(r[0])
-            if planner.roles[m].kind != "library" and inlinable_constant(p):
+            p = node_of(r[0])
+            if inline and inlinable_constant(p):
                 value = p.attrs["value"]
-                instrs.append(Instr("Const", p.name, (), {"value": value.reshape(())}, value.dtype, UNIFORM,
-                                    tuple(value.shape)))
-                args.append(n_in + len(instrs) - 1)
+                pending.append(["Const", p.name, (), {"value": value.reshape(())}, value.dtype, UNIFORM,
+                                tuple(value.shape)])
+                args.append(~(len(pending) - 1))
                 continue
-            spec = program.spec(r)
-            form = _operand_form(tuple(spec.shape), forms[m], g, planner.roles[m].kind)
-            args.append(operands[(r, form)])
+            spec = p.specs[r[1]]
+            form = _operand_form(tuple(spec.shape), forms[m], g, role)
+            k = operands.get((r, form))
+            if k is None:
+                k = operands[(r, form)] = len(operand_list)
+                operand_list.append(Operand(r, tensor_name(program, r), form, spec.dtype, tuple(spec.shape)))
+            args.append(k)
         spec = node.specs[0]
-        instrs.append(Instr(node.op, node.name, tuple(args), dict(node.attrs), spec.dtype, forms[m],
-                            tuple(spec.shape)))
-        slot_of[m] = n_in + len(instrs) - 1
-    export = [m for m in members
-              if m in planner.output_ids or any(c not in g.members for c in planner.succ[m])]
-    has_red = any(planner.roles[m].kind == "reduction" for m in members)
+        instr_of[m] = len(pending)
+        pending.append([node.op, node.name, args, dict(node.attrs), spec.dtype, forms[m], tuple(spec.shape)])
+    n_in = len(operand_list)
+    for fields in pending:
+        fields[2] = tuple([a if a >= 0 else n_in + ~a for a in fields[2]])
+    instrs = tuple([Instr(*fields) for fields in pending])
+    export = sorted(g.exports, key=planner.pos.get)   # the members read outside the group, or fetched
+    has_red = any(roles[m].kind == "reduction" for m in members)
     if g.library is not None:
         kind = "epilogue"
     elif has_red and any(forms[m] == FULL for m in members):
@@ -179,9 +179,9 @@ def build_kernel_ir(g: Group, planner: Planner, name: str) -> tuple[KernelIR, li
         kind = "reduction"
     else:
         kind = "elementwise"
-    kir = KernelIR(name, kind, len(g.domain), g.reduced, g.lead, tuple(operand_list), tuple(instrs),
-                   tuple(slot_of[m] for m in export), tuple(tensor_name(program, (m, 0)) for m in export),
-                   tuple(program.node(m).name for m in members))
+    kir = KernelIR(name, kind, len(g.domain), g.reduced, g.lead, tuple(operand_list), instrs,
+                   tuple(n_in + instr_of[m] for m in export), tuple(tensor_name(program, (m, 0)) for m in export),
+                   tuple(node_of(m).name for m in members))
     return kir, export
 
 

@@ -103,11 +103,14 @@ class KernelIR:
         lines = [f"kernel {self.name} ({self.kind}, rank {self.rank}, {self.reduced} {side} axes reduced)"]
         lines += [f"  %{i} = input {o.name} {o.form} {_dtype_name(o.dtype)}{o.shape}"
                   for i, o in enumerate(self.inputs)]
-        for i, ins in enumerate(self.instrs):
-            args = ", ".join(f"%{a}" for a in ins.args)
-            attrs = "" if ins.is_const else ", ".join(f"{k}={v!r}" for k, v in sorted(ins.attrs.items()))
-            what = f"const {np.asarray(ins.attrs['value']).item()!r}" if ins.is_const else f"{ins.op}({args}){' {' + attrs + '}' if attrs else ''}"
-            lines.append(f"  %{n + i} = {what} {ins.form} {_dtype_name(ins.dtype)}{ins.shape}  # {ins.name}")
+        for i, ins in enumerate(self.instrs, n):   # (the warm-start cache key: kept to plain string work)
+            if ins.op == "Const":
+                what = f"const {np.asarray(ins.attrs['value']).item()!r}"
+            else:
+                what = f"{ins.op}(%{', %'.join(map(str, ins.args))})" if ins.args else f"{ins.op}()"
+                if ins.attrs:
+                    what += " {" + ", ".join(f"{k}={v!r}" for k, v in sorted(ins.attrs.items())) + "}"
+            lines.append(f"  %{i} = {what} {ins.form} {_dtype_name(ins.dtype)}{ins.shape}  # {ins.name}")
         lines.append("  outputs " + ", ".join(f"%{s}" for s in self.outputs))
         return "\n".join(lines)
 

@@ -185,18 +185,19 @@ class Planner:
         self.cap_events: list = []
 
     def plan(self) -> list[Group]:
+        roles, group_of, node = self.roles, self.group_of, self.program.node
         for n in self.program.nodes:
-            role = self.roles.get(n.id)
+            role = roles.get(n.id)
             if role is None:
                 continue
-            ext = {r for r in n.inputs if not inlinable_constant(self.program.node(r[0]))}
+            ext = {r for r in n.inputs if not inlinable_constant(node(r[0]))}
             exports = {n.id} if (self.succ[n.id] or n.id in self.output_ids) else set()
             form = fit(tuple(n.specs[0].shape), role.domain, role.reduced, role.lead)
-            self.group_of[n.id] = Group({n.id}, role.domain, role.reduced, role.lead,
-                                        n.id if role.kind == "library" else None, {n.id: form}, ext, exports,
-                                        self.pos[n.id])
-            for p in dict.fromkeys(r[0] for r in n.inputs if r[0] in self.roles):
-                self._try_merge(self.group_of[p], self.group_of[n.id])
+            group_of[n.id] = Group({n.id}, role.domain, role.reduced, role.lead,
+                                   n.id if role.kind == "library" else None, {n.id: form}, ext, exports, self.pos[n.id])
+            producers = [r[0] for r in n.inputs if r[0] in roles]
+            for p in (dict.fromkeys(producers) if len(producers) > 1 else producers):
+                self._try_merge(group_of[p], group_of[n.id])
         groups = list({id(g): g for g in self.group_of.values()}.values())
         kept = []
         for g in groups:
@@ -294,7 +295,10 @@ class Planner:
             return x in a.members or x in b.members
 
         limit = max(a.last, b.last)
-        stack = [c for m in a.exports | b.exports for c in self.succ[m] if not inside(c) and self.pos[c] < limit]
+        am, bm, pos, succ = a.members, b.members, self.pos, self.succ
+        stack = [c for m in a.exports | b.exports for c in succ[m] if c not in am and c not in bm and pos[c] < limit]
+        if not stack:   # (the usual case: nothing leaves the union before its end)
+            return False
         seen = set()
         while stack:
             x = stack.pop()
@@ -331,9 +335,17 @@ class Planner:
         def inside(x):
             return x in a.members or x in b.members
 
-        ext = {r for r in a.ext | b.ext if not inside(r[0])}
-        exports = {m for m in a.exports | b.exports
-                   if m in self.output_ids or any(not inside(c) for c in self.succ[m])}
+        am, bm, succ, fetched = a.members, b.members, self.succ, self.output_ids
+        ext = {r for r in a.ext | b.ext if r[0] not in am and r[0] not in bm}
+        exports = set()
+        for m in a.exports | b.exports:
+            if m in fetched:
+                exports.add(m)
+                continue
+            for c in succ[m]:
+                if c not in am and c not in bm:
+                    exports.add(m)
+                    break
         if self.keep_lifetimes and self._hoists(exports, inside, max(a.last, b.last)):
             return
         size = len(a.members) + len(b.members)
