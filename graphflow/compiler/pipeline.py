@@ -30,7 +30,9 @@ from .verify import verify
 
 class Pass(NamedTuple):
     """A named pass, the lowest opt_level that runs it, and whether it is part of the
-    fixed-point loop; `stage` is where its time goes in `Report.stage_seconds`.
+    fixed-point loop; `stage` is where its time goes in `Report.stage_seconds`;
+    `unaffected_by` names passes whose changes never give it anything new to do (the
+    fixed-point loop does not rerun it for those alone).
     (A NamedTuple, not a dataclass: this module is imported by a process's first compile,
     and generating a dataclass's methods costs more than the whole rest of the module.)"""
 
@@ -39,12 +41,16 @@ class Pass(NamedTuple):
     level: int
     fixed_point: bool = False
     stage: str = "passes"
+    unaffected_by: tuple = ()
 
 
 # in level order: the program after the passes of level L is the opt_level L program
 PASSES = (
     Pass("prune", prune, 0),
-    Pass("fold_constants", fold_constants, 1, fixed_point=True),
+    # cse only merges a node into an identical earlier one (same op, attributes, inputs and
+    # control deps), so whether each input is a constant, and what waits on what, stay as
+    # they were: it never makes a node foldable
+    Pass("fold_constants", fold_constants, 1, fixed_point=True, unaffected_by=("cse",)),
     Pass("cse", cse, 1, fixed_point=True),
     Pass("simplify", simplify, 1, fixed_point=True),
     Pass("fuse", fuse, 2, stage="fusion"),
@@ -140,16 +146,26 @@ def _optimize_branches(group, program: Program, report: Report, run) -> Program:
 
 def _fixed_point(group, program: Program, report: Report, run, where: str = "") -> Program:
     """Repeat `group` until a round changes nothing. Passes are idempotent, so a pass is
-    skipped when the program is one it returned or left unchanged before."""
+    skipped when the program is one it returned or left unchanged before, or when only
+    passes it is `unaffected_by` changed it since."""
     settled: dict = {}  # pass name -> a program that is a fixed point of that pass
+    changers: dict = {p.name: set() for p in group}   # pass name -> passes that changed the program since
     for round_no in range(1, MAX_ROUNDS + 1):
         changed = False
         for p in group:
             if settled.get(p.name) is program:
                 continue
+            if p.name in settled and changers[p.name] <= set(p.unaffected_by):
+                settled[p.name] = program
+                continue
             out = run(p, program, round_no, where)
             settled[p.name] = out
-            changed = changed or out is not program
+            changers[p.name] = set()
+            if out is not program:
+                changed = True
+                for q in changers:
+                    if q != p.name:
+                        changers[q].add(p.name)
             program = out
         if not changed:
             return program
