@@ -58,6 +58,14 @@ def attr_key(value):
     return ("object", id(value))  # anything else (kernels, sub-programs): only itself
 
 
+def _attrs_key(attrs) -> tuple:
+    """attr_key of a node's attribute mapping (most have one entry, e.g. a Const's value)."""
+    if len(attrs) == 1:
+        ((k, v),) = attrs.items()
+        return ((k, attr_key(v)),)
+    return tuple(sorted((k, attr_key(v)) for k, v in attrs.items()))
+
+
 def _mergeable_op(d) -> bool:
     return d.kernel is not None and not d.stateful and not d.random
 
@@ -73,7 +81,7 @@ def cse(program: Program, report) -> Program:
         if ok is None:
             ok = mergeable[node.op] = _mergeable_op(node.op_def)
         if ok and node.specs:
-            attrs = attr_key(dict(node.attrs)) if node.attrs else ()
+            attrs = _attrs_key(node.attrs) if node.attrs else ()
             key = (node.op, attrs, node.inputs, tuple(sorted(node.control)) if node.control else ())
             first = seen.get(key)
             if first is not None:

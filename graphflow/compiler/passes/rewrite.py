@@ -42,7 +42,7 @@ class Rewrite:
         if refs:
             for r in inputs:
                 if r in refs:
-                    inputs = tuple(refs.get(r, r) for r in inputs)
+                    inputs = tuple([refs.get(r, r) for r in inputs])
                     break
         control = node.control
         if control and waits and any(c in waits for c in control):
@@ -78,9 +78,14 @@ class Rewrite:
     def alias(self, node: Node, refs) -> None:
         """Drop `node`: its outputs become `refs` (values computed earlier in the sweep)."""
         self.changed = True
+        nid = node.id
+        if len(refs) == 1:   # (the usual case, spelled out: CSE aliases every duplicate constant)
+            self.refs[(nid, 0)] = refs[0]
+            self.waits[nid] = (refs[0][0],)
+            return
         for i, r in enumerate(refs):
-            self.refs[(node.id, i)] = r
-        self.waits[node.id] = tuple(dict.fromkeys(r[0] for r in refs))
+            self.refs[(nid, i)] = r
+        self.waits[nid] = tuple(dict.fromkeys(r[0] for r in refs))
 
     def finish(self, report, pass_name: str) -> Program:
         """The new Program without dead nodes; the old one when nothing changed."""
