@@ -126,3 +126,23 @@ def test_fused_dense_layer_against_opt0_and_across_threads(ta, tb, monkeypatch):
                     results[level, threads] = sess.run(out, {x: xv})
         np.testing.assert_allclose(results[2, 1], results[0, 1], rtol=1e-4, atol=1e-4)
         assert np.array_equal(results[2, 1].view(np.uint32), results[2, 2].view(np.uint32)), (m, n, k)
+
+
+def test_softmax_head_epilogue_splits_rows_identically(monkeypatch):
+    """A row-kernel epilogue (softmax) computes each chunk's product into scratch: same bits
+    at 1 and 2 threads, close to opt_level=0."""
+    from graphflow.compiler.fusion import fused_op
+
+    monkeypatch.setattr(fused_op, "TASK_NS", 1)
+    with gf.Graph().as_default():
+        x = gf.placeholder(gf.float32, (None, 100), name="x")
+        w = gf.Variable(RNG.standard_normal((100, 33)).astype(np.float32))
+        out = gf.nn.softmax(gf.matmul(x, w) + 0.5)
+        xv = RNG.standard_normal((257, 100)).astype(np.float32)
+        results = {}
+        for level, threads in ((0, 1), (2, 1), (2, 2)):
+            with gf.Session(opt_level=level, num_threads=threads) as sess:
+                sess.run(gf.global_variables_initializer())
+                results[level, threads] = sess.run(out, {x: xv})
+    np.testing.assert_allclose(results[2, 1], results[0, 1], rtol=1e-5, atol=1e-6)
+    assert np.array_equal(results[2, 1].view(np.uint32), results[2, 2].view(np.uint32))
