@@ -139,7 +139,8 @@ class FusedKernel:
             domain = shapes[n + self._lib]
         else:
             full = [shapes[n + i] for i, ins in enumerate(ir.instrs) if ins.form == FULL]
-            domain = np.broadcast_shapes(*(full or [shapes[s] for s in ir.outputs]))
+            # each distinct shape once: np.broadcast_shapes makes an array per argument
+            domain = np.broadcast_shapes(*dict.fromkeys(full or [shapes[s] for s in ir.outputs]))
             domain = (1,) * (ir.rank - len(domain)) + tuple(domain)
         if len(domain) != ir.rank:
             return None
@@ -149,6 +150,8 @@ class FusedKernel:
             if form == LIB:
                 continue
             shape = shapes[s] + (1,) * k if form == DROP else shapes[s]
+            if shape == domain:   # (most slots of a long chain)
+                continue
             if len(shape) > len(domain):
                 return None
             lead = len(domain) - len(shape)
@@ -268,7 +271,11 @@ class FusedKernel:
         if budget.num_threads == 1:
             grain = n
         if into is not None and n <= block and n < 2 * grain:   # one block, in the output it becomes
-            compute(0, n, outputs[into])
+            split = getattr(compute, "split", None)
+            if split is not None and budget.num_threads > 1:   # one big row: the product by columns
+                split(outputs[into], budget)
+            else:
+                compute(0, n, outputs[into])
             fn(0, n * unit, 0, cols, dims, strides, *addresses[:k], addresses[k + into], *addresses[k:])
             return
         ptrs, outs = addresses[:k], addresses[k:]
