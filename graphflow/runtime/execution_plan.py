@@ -122,6 +122,23 @@ def _copy_out(v):
     return v[()] if v.ndim == 0 else v
 
 
+_code_cache: dict = {}   # generated source -> its code object
+_CODE_CACHE_MAX = 256
+
+
+def _compiled(source: str, filename: str):
+    """The code object of a generated runner. The source holds no names or values (kernels,
+    variable names and dtypes come from the namespace it runs in), so plans of the same
+    structure share it: a model rebuilt with new layer names (every `fit` of a new model)
+    skips Python's compile, about half of building its plan."""
+    code = _code_cache.get(source)
+    if code is None:
+        if len(_code_cache) >= _CODE_CACHE_MAX:
+            _code_cache.clear()
+        code = _code_cache[source] = compile(source, filename, "exec")
+    return code
+
+
 def _serialized(fn, lock):
     def run(*args, **kwargs):
         with lock:
@@ -338,9 +355,10 @@ class ExecutionPlan:
         if st.blas is not None and blas_line:
             # one BLAS call over the whole op: the session's threads only for enough work
             lines.append(f"LIMIT(OWN_THREADS(NT, {ins}))" if st.blas == "own" else "LIMIT(1)")
-        if st.mode == "state":
+        if st.mode == "state":  # constant arguments (variable names) come from the namespace: C{k}_{i}
             method, const, kw = st.fn
-            args = [repr(c) for c in const] + [name(v) for v in st.inputs] + [f"{k}={c!r}" for k, c in kw.items()]
+            args = [f"C{k}_{i}" for i in range(len(const))] + [name(v) for v in st.inputs] + \
+                [f"{key}={c!r}" for key, c in kw.items()]
             lines.append(f"{name(st.outputs[0])} = S.{method}({', '.join(args)})")
         elif st.mode == "call":
             args = ("S, " if st.node.op_def.stateful else "") + ins
@@ -432,6 +450,9 @@ class ExecutionPlan:
         for st in self.steps:
             ns[f"K{st.index}"] = st.fn
             ns[f"KO{st.index}"] = st.kernel
+            if st.mode == "state":
+                for i, c in enumerate(st.fn[1]):
+                    ns[f"C{st.index}_{i}"] = c
             for j, dt in enumerate(st.dtypes):
                 ns[f"D{st.index}_{j}"] = dt
         for i, v in enumerate(self.feed_values):
@@ -480,7 +501,7 @@ class ExecutionPlan:
         src += [f"def check({params}):"] + checks + [f"    return [{params}]", ""]
         src.append(f"def outputs(v):\n    return [{', '.join(self._output_expr(v, item, call_results) for v in self.output_values)}]")
         self.source = "\n".join(src)
-        exec(compile(self.source, f"<graphflow plan {id(self)}>", "exec"), ns)  # noqa: S102 - our own source
+        exec(_compiled(self.source, "<graphflow plan>"), ns)  # noqa: S102 - our own source
         self._run_serial = ns["run"]
         self.check = ns["check"]
         self._outputs = ns["outputs"]
@@ -500,7 +521,7 @@ class ExecutionPlan:
                         src.append(f"def step{st.index}(v, A, S):")
                         src += ["    " + line for line in self._step_lines(st, item, free=False)]
                     ns = self._namespace()
-                    exec(compile("\n".join(src), f"<graphflow plan steps {id(self)}>", "exec"), ns)  # noqa: S102
+                    exec(_compiled("\n".join(src), "<graphflow plan steps>"), ns)  # noqa: S102
                     self._fns = [ns[f"step{st.index}"] for st in self.steps]
         return self._fns
 
