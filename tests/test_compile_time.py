@@ -89,3 +89,32 @@ def test_node_with_copies_fields_and_rejects_unknown_ones():
         node.with_(imputs=())
     with pytest.raises(AttributeError):
         changed.id = 4
+
+
+def test_static_slot_shapes_are_what_inference_gives():
+    """layout.slot_shapes answers static input shapes from the kernel's static member shapes
+    (no per-member inference): they must be what each member's shape rule computes."""
+    import importlib
+
+    from graphflow.compiler.fusion import layout
+    from graphflow.ops.registry import TensorSpec, get_op_def
+
+    fuse = importlib.import_module("graphflow.compiler.fusion.fuse")
+    x = gf.placeholder(gf.float32, (6, 8), name="x")
+    w = gf.constant(np.ones((8, 8), np.float32))
+    h = gf.nn.relu(gf.matmul(x, w) + gf.constant(np.ones(8, np.float32)))
+    s = gf.nn.softmax(h * 0.5 - 1.0)
+    m = gf.reduce_mean(s, axis=0, keepdims=True) * s + gf.reshape(gf.reduce_sum(h, axis=1), (6, 1))
+    programs, _ = pipeline.build_stages(x.graph, [m], [], [x], 1)
+    plan = fuse._Plan(programs[-1], 0)
+    assert len(plan.kernels) >= 2
+    for kernel in plan.kernels:
+        ir = kernel.ir
+        want = [tuple(o.shape) for o in ir.inputs]
+        for ins in ir.instrs:
+            if ins.is_const:
+                want.append(tuple(ins.shape))
+                continue
+            specs = [TensorSpec(want[a], ir.slot_dtype(a)) for a in ins.args]
+            want.append(tuple(get_op_def(ins.op).infer(specs, dict(ins.attrs)).shape))
+        assert layout.slot_shapes(ir, [o.shape for o in ir.inputs]) == want
