@@ -61,15 +61,12 @@ def _tile_ir(t: str, w: int, mr: int, nv: int, masked: bool, name: str) -> str:
     lanes = ", ".join(f"i64 {i}" for i in range(w))
     out = [f"define internal void @{name}(i64 %kc, ptr %a, i64 %ars, i64 %acs, ptr %b, i64 %brs, ptr %c, "
            f"i64 %crs, i64 %rows, i64 %last, i1 %acc) noinline nounwind {{",
-           "entry:",
-           f"  %lastv = insertelement <{w} x i64> poison, i64 %last, i64 0",
-           f"  %lasts = shufflevector <{w} x i64> %lastv, <{w} x i64> poison, <{w} x i32> zeroinitializer",
+           "entry:", *_splat("%lasts", "i64", w, "%last"),
            f"  %mask = icmp ult <{w} x i64> <{lanes}>, %lasts"]
 
     def vload(ptr, v, dst):
         if masked and v == nv - 1:
-            return (f"  {dst} = call {vt} @llvm.masked.load.v{w}{_suffix(t)}.p0(ptr {ptr}, i32 4, "
-                    f"<{w} x i1> %mask, {vt} zeroinitializer)")
+            return _masked_load(dst, t, w, ptr, "%mask")
         return f"  {dst} = load {vt}, ptr {ptr}, align 4"
 
     for r in range(mr):
@@ -87,15 +84,12 @@ def _tile_ir(t: str, w: int, mr: int, nv: int, masked: bool, name: str) -> str:
     for r in range(mr):
         for v in range(nv):
             out.append(f"  %s{r}_{v} = phi {vt} [%i{r}_{v}, %entry], [%n{r}_{v}, %loop]")
-    out += ["  %bo = mul i64 %k, %brs", "  %pb = getelementptr {t}, ptr %b, i64 %bo".format(t=t),
-            "  %ak = mul i64 %k, %acs"]
+    out += ["  %bo = mul i64 %k, %brs", f"  %pb = getelementptr {t}, ptr %b, i64 %bo", "  %ak = mul i64 %k, %acs"]
     for v in range(nv):
         out += [f"  %pb{v} = getelementptr {t}, ptr %pb, i64 {v * w}", vload(f"%pb{v}", v, f"%b{v}")]
     for r in range(mr):
-        out += [f"  %pak{r} = getelementptr {t}, ptr %pa{r}, i64 %ak",
-                f"  %x{r} = load {t}, ptr %pak{r}, align 4",
-                f"  %xv{r} = insertelement {vt} poison, {t} %x{r}, i64 0",
-                f"  %xs{r} = shufflevector {vt} %xv{r}, {vt} poison, <{w} x i32> zeroinitializer"]
+        out += [f"  %pak{r} = getelementptr {t}, ptr %pa{r}, i64 %ak", f"  %x{r} = load {t}, ptr %pak{r}, align 4",
+                *_splat(f"%xs{r}", t, w, f"%x{r}")]
         for v in range(nv):
             out.append(f"  %n{r}_{v} = call {vt} @llvm.fma.v{w}{_suffix(t)}({vt} %xs{r}, {vt} %b{v}, {vt} %s{r}_{v})")
     out += ["  %k1 = add i64 %k, 1", "  %more = icmp ult i64 %k1, %kc", "  br i1 %more, label %loop, label %done",
@@ -103,8 +97,7 @@ def _tile_ir(t: str, w: int, mr: int, nv: int, masked: bool, name: str) -> str:
     for r in range(mr):
         for v in range(nv):
             if masked and v == nv - 1:
-                out.append(f"  call void @llvm.masked.store.v{w}{_suffix(t)}.p0({vt} %n{r}_{v}, ptr %pc{r}_{v}, "
-                           f"i32 4, <{w} x i1> %mask)")
+                out.append(_masked_store(f"%n{r}_{v}", t, w, f"%pc{r}_{v}", "%mask"))
             else:
                 out.append(f"  store {vt} %n{r}_{v}, ptr %pc{r}_{v}, align 4")
     out += ["  ret void", "}"]
@@ -113,6 +106,23 @@ def _tile_ir(t: str, w: int, mr: int, nv: int, masked: bool, name: str) -> str:
 
 def _suffix(t: str) -> str:
     return "f32" if t == "float" else "f64"
+
+
+def _masked_load(dst: str, t: str, w: int, ptr: str, mask: str) -> str:
+    vt = f"<{w} x {t}>"
+    return (f"  {dst} = call {vt} @llvm.masked.load.v{w}{_suffix(t)}.p0(ptr {ptr}, i32 4, <{w} x i1> {mask}, "
+            f"{vt} zeroinitializer)")
+
+
+def _masked_store(value: str, t: str, w: int, ptr: str, mask: str) -> str:
+    return (f"  call void @llvm.masked.store.v{w}{_suffix(t)}.p0(<{w} x {t}> {value}, ptr {ptr}, i32 4, "
+            f"<{w} x i1> {mask})")
+
+
+def _splat(dst: str, t: str, w: int, value: str) -> list:
+    """dst = <w x t> with every lane `value` (insert + zero shuffle: one broadcast)."""
+    return [f"  {dst}_i = insertelement <{w} x {t}> poison, {t} {value}, i64 0",
+            f"  {dst} = shufflevector <{w} x {t}> {dst}_i, <{w} x {t}> poison, <{w} x i32> zeroinitializer"]
 
 
 def _driver_ir(t: str, shape: TileShape, name: str) -> str:
@@ -165,7 +175,8 @@ def _driver_ir(t: str, shape: TileShape, name: str) -> str:
            "  %many = icmp ugt i64 %rows, 1", "  %manyv = zext i1 %many to i64",
            f"  %rsel = mul i64 %manyv, {4 * nv}", "  %fsel = add i64 %sel, %rsel",
            f"  switch i64 %fsel, label %inext [{cases}]"]
-    call_args = "i64 %kc, ptr %pa, i64 %ars, i64 %acs, ptr %pbj, i64 %brs, ptr %pc, i64 %crs, i64 %rows, i64 %last, i1 %acc"
+    call_args = ("i64 %kc, ptr %pa, i64 %ars, i64 %acs, ptr %pbj, i64 %brs, ptr %pc, i64 %crs, i64 %rows, "
+                 "i64 %last, i1 %acc")
     for r, v, m in variants:
         out += [f"v{r}_{v}_{m}:", f"  call void @{name}_r{mr if r else 1}_t{v}{'m' if m else ''}({call_args})",
                 "  br label %inext"]
@@ -204,24 +215,22 @@ def _gemv_ir(t: str, w: int, name: str) -> str:
             lines += [f"  %kk{label}{i} = add i64 %k{label}, {i}", f"  %xo{label}{i} = mul i64 %kk{label}{i}, %xs",
                       f"  %px{label}{i} = getelementptr {t}, ptr %x, i64 %xo{label}{i}",
                       f"  %x{label}{i} = load {t}, ptr %px{label}{i}, align 4",
-                      f"  %xi{label}{i} = insertelement {vt} poison, {t} %x{label}{i}, i64 0",
-                      f"  %xb{label}{i} = shufflevector {vt} %xi{label}{i}, {vt} poison, <{w} x i32> zeroinitializer",
+                      *_splat(f"%xb{label}{i}", t, w, f"%x{label}{i}"),
                       f"  %bo{label}{i} = mul i64 %kk{label}{i}, %brs",
                       f"  %pb{label}{i} = getelementptr {t}, ptr %b, i64 %bo{label}{i}"]
         lines += [f"  br label %{label}j",
                   f"{label}j:", f"  %j{label} = phi i64 [%j0, %{label}], [%j{label}n, %{label}j]",
-                  f"  %rem{label} = sub i64 %j1, %j{label}",
-                  f"  %rv{label} = insertelement <{w} x i64> poison, i64 %rem{label}, i64 0",
-                  f"  %rs{label} = shufflevector <{w} x i64> %rv{label}, <{w} x i64> poison, <{w} x i32> zeroinitializer",
+                  f"  %rem{label} = sub i64 %j1, %j{label}", *_splat(f"%rs{label}", "i64", w, f"%rem{label}"),
                   f"  %m{label} = icmp ult <{w} x i64> <{lanes}>, %rs{label}",
                   f"  %py{label} = getelementptr {t}, ptr %y, i64 %j{label}",
-                  f"  %yl{label} = call {vt} @llvm.masked.load.v{w}{s}.p0(ptr %py{label}, i32 4, <{w} x i1> %m{label}, {vt} zeroinitializer)",
+                  _masked_load(f"%yl{label}", t, w, f"%py{label}", f"%m{label}"),
                   f"  %a{label}_0 = select i1 %first{label}, {vt} zeroinitializer, {vt} %yl{label}"]
         for i in range(u):
             lines += [f"  %pbj{label}{i} = getelementptr {t}, ptr %pb{label}{i}, i64 %j{label}",
-                      f"  %b{label}{i} = call {vt} @llvm.masked.load.v{w}{s}.p0(ptr %pbj{label}{i}, i32 4, <{w} x i1> %m{label}, {vt} zeroinitializer)",
-                      f"  %a{label}_{i + 1} = call {vt} @llvm.fma.v{w}{s}({vt} %xb{label}{i}, {vt} %b{label}{i}, {vt} %a{label}_{i})"]
-        lines += [f"  call void @llvm.masked.store.v{w}{s}.p0({vt} %a{label}_{u}, ptr %py{label}, i32 4, <{w} x i1> %m{label})",
+                      _masked_load(f"%b{label}{i}", t, w, f"%pbj{label}{i}", f"%m{label}"),
+                      f"  %a{label}_{i + 1} = call {vt} @llvm.fma.v{w}{s}({vt} %xb{label}{i}, {vt} %b{label}{i}, "
+                      f"{vt} %a{label}_{i})"]
+        lines += [_masked_store(f"%a{label}_{u}", t, w, f"%py{label}", f"%m{label}"),
                   f"  %j{label}n = add i64 %j{label}, {w}", f"  %jm{label} = icmp slt i64 %j{label}n, %j1",
                   f"  br i1 %jm{label}, label %{label}j, label %{label}jd",
                   f"{label}jd:", f"  %k{label}n = add i64 %k{label}, {u}",
@@ -275,9 +284,11 @@ def _transpose_ir(t: str, w: int, name: str) -> str:
         step, size = step + 1, size * 2
     for i in range(w):
         out += [f"  %ii{i} = add i64 %i0, {i}", f"  %do{i} = mul i64 %ii{i}, %drs", f"  %dp{i} = add i64 %do{i}, %j0",
-                f"  %pd{i} = getelementptr {t}, ptr %dst, i64 %dp{i}", f"  store {vt} %v{step}_{i}, ptr %pd{i}, align 4"]
+                f"  %pd{i} = getelementptr {t}, ptr %dst, i64 %dp{i}",
+                f"  store {vt} %v{step}_{i}, ptr %pd{i}, align 4"]
     out += [f"  %j0n = add i64 %j0, {w}", "  %jm = icmp slt i64 %j0n, %cols", "  br i1 %jm, label %jb, label %ibn",
-            "ibn:", f"  %i0n = add i64 %i0, {w}", "  %im = icmp slt i64 %i0n, %rows", "  br i1 %im, label %ib, label %exit",
+            "ibn:", f"  %i0n = add i64 %i0, {w}", "  %im = icmp slt i64 %i0n, %rows",
+            "  br i1 %im, label %ib, label %exit",
             "exit:", "  ret void", "}"]
     return "\n".join(out)
 
@@ -307,8 +318,10 @@ def _pack_ir(t: str, name: str) -> str:
         f"  store {t} %x, ptr %pd, align 4",
         "  %jn = add i64 %j, 1", "  %jm = icmp slt i64 %jn, %j1", "  br i1 %jm, label %jl, label %iln",
         "iln:", "  %in = add i64 %i, 1", "  %im = icmp slt i64 %in, %i1", "  br i1 %im, label %il, label %jbn",
-        "jbn:", f"  %j0n = add i64 %j0, {T}", "  %jm2 = icmp slt i64 %j0n, %cols", "  br i1 %jm2, label %jb, label %ibn",
-        "ibn:", f"  %i0n = add i64 %i0, {T}", "  %im2 = icmp slt i64 %i0n, %rows", "  br i1 %im2, label %ib, label %exit",
+        "jbn:", f"  %j0n = add i64 %j0, {T}", "  %jm2 = icmp slt i64 %j0n, %cols",
+        "  br i1 %jm2, label %jb, label %ibn",
+        "ibn:", f"  %i0n = add i64 %i0, {T}", "  %im2 = icmp slt i64 %i0n, %rows",
+        "  br i1 %im2, label %ib, label %exit",
         "exit:", "  ret void", "}"])
 
 

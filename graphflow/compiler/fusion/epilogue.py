@@ -2,22 +2,22 @@
 images of a convolution's batch), so a fused epilogue runs on each block while it is still
 in cache (no extra pass over the activations).
 
-Backends dispatch on op type here, outside the op definitions: each entry's `prepare`
-runs once per call with the op's inputs and attributes (checks, packing) and returns
+Backends dispatch on op type here, outside the op definitions: each entry makes, once per
+kernel, a `prepare(*inputs)` that runs once per call (checks, packing) and returns
 fn(b0, b1, out) computing the result's block [b0, b1) along axis 0 into `out`.
 
 A float matmul runs on graphflow's own LLVM kernel (codegen/gemm.py) rather than numpy's
 BLAS, chosen by measurement on this project's machine (AMD EPYC Zen 4, one thread, median
-of 5, `OPENBLAS_NUM_THREADS=1`, float32): 256x784 @ 784x512 110 GFLOP/s vs 103 for numpy;
-256x512 @ 512x512 111 vs 103; 256x512 @ 512x10 57 vs 47; 784x128 @ 128x512 (a weight
+of 15-25 alternating calls, `OPENBLAS_NUM_THREADS=1`, float32): 256x784 @ 784x512 113
+GFLOP/s vs 104 for numpy; 128x512 @ 512x512 115 vs 104; 784x128 @ 128x512 (a weight
 gradient, A transposed) 110 vs 103; 4x784 @ 784x512 49 us vs 113 us; 128x512 @ (512x512)^T
-804 us vs 792 (B transposed: packed first, 112 us, where numpy's transposed copy takes 590).
-A single row runs on the kernel's gemv, which streams B row after row as BLAS does
-(1x784 @ 784x512: 22.4 us, numpy 22.4; the register tiles took 34). numpy wins for
-results narrower than one vector (128x512 @ 512x10: 21 us vs 26; 512x128 @ 128x10, A
-transposed: 17 vs 29), so those stay on numpy. The
-LLVM kernel also never wakes BLAS's own threads, whose spinning steals the cores the
-Session's pool splits blocks over.
+703 us vs 795 (B transposed: packed first, 51 us). A single row runs on the kernel's gemv,
+which streams B row after row as BLAS does (1x784 @ 784x512: 22.4 us, numpy 22.4; the
+register tiles took 34). numpy wins or ties when the result is narrower than one vector
+or K is (128x512 @ 512x10: 19-21 us vs 22-26; 512x128 @ 128x10, A transposed: 15-17 vs
+25-29; 128x10 @ 10x512 inside W5's backward: 47 vs 64), so those stay on numpy. The LLVM
+kernel also never wakes BLAS's own threads, whose spinning steals the cores the Session's
+pool splits blocks over.
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from ...ops.registry import get_op_def
 from ...runtime.fpstate import IGNORE, quiet_fp, restore_fp
 from ...runtime.pointers import address
 from ..codegen import gemm
+
 
 def _quiet(rows: Callable) -> Callable:
     """A numpy block function that runs with floating-point warnings off (IEEE results, like
@@ -50,7 +51,7 @@ def _numpy_rows(A: np.ndarray, B: np.ndarray) -> Callable:
 def _matmul_route(dtype, a_shape, a_strides, b_shape, b_strides, transpose_a: bool, transpose_b: bool):
     """How a product of operands with these shapes and strides is computed: None (numpy), or
     (pack B first, LLVM function, m, n, k, A's row and k strides, B's k stride) with strides in
-    elements (B's as packed). Static per shapes and strides, so `_matmul_prepare` caches it."""
+    elements (B's as packed). Static per shapes and strides, so `_matmul_preparer` caches it."""
     if dtype not in gemm.SUPPORTED:
         return None
     item = dtype.itemsize
