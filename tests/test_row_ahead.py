@@ -104,3 +104,26 @@ def test_only_max_or_min_first_stages_run_ahead():
     assert "ahead.first" not in ir_text       # a sum's bits depend on its loop's order
     _, ir_text, _, _ = _kernel(lambda x: gf.reduce_max(x, axis=-1), np.float32, 64)
     assert "ahead.first" not in ir_text       # one stage: nothing to overlap
+
+
+def test_per_row_and_per_column_operands_of_the_next_row():
+    """The next row's first stage reads that row's own per-row operands (keepdims bias) and
+    the shared per-column ones."""
+    x = gf.placeholder(gf.float32, (None, None), name="x")
+    r = gf.placeholder(gf.float32, (None, 1), name="r")
+    c = gf.placeholder(gf.float32, (None,), name="c")
+    z = x * c + r
+    m = gf.reduce_max(z, axis=-1, keepdims=True)   # exported: softmax alone would not show a wrong max
+    e = gf.exp(z - m)
+    out = [m, e / gf.reduce_sum(e, axis=-1, keepdims=True)]
+    compiled = gf.compile(out, feed_list=[x, r, c])
+    assert "ahead.first" in compiled.llvm_ir
+    rng = np.random.default_rng(2)
+    feeds = {x: rng.standard_normal((23, 45)).astype(np.float32),
+             r: (rng.standard_normal((23, 1)) * 50).astype(np.float32),
+             c: rng.standard_normal(45).astype(np.float32)}
+    want = gf.Session(opt_level=0).run(out, feeds)
+    for threads in (1, 3):
+        got = gf.Session(opt_level=2, num_threads=threads).run(out, feeds)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-7)
