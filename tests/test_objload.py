@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import graphflow as gf
 from graphflow.compiler.codegen import cache, jit, objload, target
 
 REPO = Path(__file__).resolve().parents[1]
@@ -329,3 +330,25 @@ def test_a_warm_process_loads_without_importing_llvm(fresh_cache):
     assert cold["binding"] and cold["modules"] and all(m == ["graphflow", False] for m in cold["modules"])
     assert not warm["binding"] and warm["modules"] and all(m == ["graphflow", True] for m in warm["modules"])
     assert warm["out"] == cold["out"]
+
+
+def test_fused_kernels_give_the_same_bits_through_either_loader(fresh_cache, monkeypatch):
+    """A graph's kernel module (elementwise chain, row softmax, column mean, matmul epilogue)
+    loaded by objload and by MCJIT computes the same bits."""
+    rng = np.random.default_rng(3)
+    with gf.Graph().as_default() as graph:
+        x = gf.placeholder(gf.float32, (None, 24), name="x")
+        w = gf.constant(rng.standard_normal((24, 16)).astype(np.float32))
+        h = gf.tanh(gf.matmul(x, w) * 0.5 + gf.constant(rng.standard_normal(16).astype(np.float32)))
+        s = gf.nn.softmax(h * 2.0 - 1.0)
+        m = gf.reduce_mean(s, axis=0, keepdims=True) - gf.exp(-h * h)
+    value = rng.standard_normal((37, 24)).astype(np.float32)
+    results = {}
+    for loader in ("graphflow", "llvm"):
+        monkeypatch.setenv("GRAPHFLOW_OBJECT_LOADER", loader)
+        jit.clear_memory_cache()
+        with gf.Session(graph=graph, opt_level=2) as sess:
+            out = sess.run([h, s, m], {x: value})
+        assert jit._memory and all(module.loader == loader for module in jit._memory.values())
+        results[loader] = [o.tobytes() for o in out]
+    assert results["graphflow"] == results["llvm"]
