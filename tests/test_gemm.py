@@ -146,3 +146,28 @@ def test_softmax_head_epilogue_splits_rows_identically(monkeypatch):
                 results[level, threads] = sess.run(out, {x: xv})
     np.testing.assert_allclose(results[2, 1], results[0, 1], rtol=1e-5, atol=1e-6)
     assert np.array_equal(results[2, 1].view(np.uint32), results[2, 2].view(np.uint32))
+
+
+def test_lone_matmul_runs_as_a_kernel_of_its_own(monkeypatch):
+    """A matmul with no elementwise consumer (a fetched product, a chain of products) is a
+    kernel of its own on the LLVM matmul, against opt_level=0 and across threads."""
+    from graphflow.compiler.fusion import fused_op
+
+    monkeypatch.setattr(fused_op, "TASK_NS", 1)
+    with gf.Graph().as_default():
+        x = gf.placeholder(gf.float32, (None, 100), name="x")
+        w1 = gf.Variable(RNG.standard_normal((100, 64)).astype(np.float32))
+        w2 = gf.Variable(RNG.standard_normal((48, 64)).astype(np.float32))
+        h = gf.matmul(x, w1)
+        out = gf.matmul(h, w2, transpose_b=True)
+        compiled = gf.compile([h, out], feed_list=[x], opt_level=2)
+        assert compiled.stats["kernels"] == 2, compiled.report()
+        xv = RNG.standard_normal((257, 100)).astype(np.float32)
+        results = {}
+        for level, threads in ((0, 1), (2, 1), (2, 2)):
+            with gf.Session(opt_level=level, num_threads=threads) as sess:
+                sess.run(gf.global_variables_initializer())
+                results[level, threads] = sess.run([h, out], {x: xv})
+    for got, ref, same in zip(results[2, 1], results[0, 1], results[2, 2]):
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-3)
+        assert np.array_equal(got.view(np.uint32), same.view(np.uint32))

@@ -120,11 +120,12 @@ class Blocked(NamedTuple):
 
     preparer: Callable   # (**attrs) -> prepare(*inputs) -> fn(b0, b1, out): once per kernel, per call
     accepts: Callable    # (input shapes, output shape) -> bool
+    alone: bool          # worth a kernel even with no epilogue (the LLVM matmul beats a BLAS call)
 
 
 ROW_BLOCKED = {
-    "MatMul": Blocked(_matmul_preparer, lambda ins, out: len(out) == 2 and all(len(s) == 2 for s in ins)),
-    "Conv2D": Blocked(_batch_preparer("Conv2D"), lambda ins, out: True),
+    "MatMul": Blocked(_matmul_preparer, lambda ins, out: len(out) == 2 and all(len(s) == 2 for s in ins), True),
+    "Conv2D": Blocked(_batch_preparer("Conv2D"), lambda ins, out: True, False),
 }
 
 BLOCK_BYTES = 1 << 20   # one block of the library result: stays in L2 (1-2 MB) for the epilogue

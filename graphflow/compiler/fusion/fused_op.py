@@ -91,6 +91,8 @@ class FusedKernel:
             lib = ir.instrs[self._lib]
             self._lib_block = epilogue.block_function(lib.op, lib.attrs)
             self._lib_args, self._lib_attrs, self._lib_dtype = lib.args, lib.attrs, np.dtype(lib.dtype)
+            # a lone library op computed straight into its output has nothing left to run
+            self._lib_only = len(ir.instrs) == 1
             # an output the library result may be computed straight into (no scratch block):
             # an elementwise epilogue reads each element of the result once, before writing
             # the same element of that output (the in-place rule the kernels accept)
@@ -271,12 +273,9 @@ class FusedKernel:
         if budget.num_threads == 1:
             grain = n
         if into is not None and n <= block and n < 2 * grain:   # one block, in the output it becomes
-            split = getattr(compute, "split", None)
-            if split is not None and budget.num_threads > 1:   # one big row: the product by columns
-                split(outputs[into], budget)
-            else:
-                compute(0, n, outputs[into])
-            fn(0, n * unit, 0, cols, dims, strides, *addresses[:k], addresses[k + into], *addresses[k:])
+            compute(0, n, outputs[into])
+            if not self._lib_only:
+                fn(0, n * unit, 0, cols, dims, strides, *addresses[:k], addresses[k + into], *addresses[k:])
             return
         ptrs, outs = addresses[:k], addresses[k:]
         target = outputs[into] if into is not None else None
@@ -284,6 +283,7 @@ class FusedKernel:
         item_bytes = unit * cols * dtype.itemsize
         rest = tuple(domain[1:])
         align = getattr(compute, "align", 1)
+        epilogue_fn = not (self._lib_only and target is not None)
 
         def task(s: int, e: int) -> None:
             # chunk edges on multiples of the product's row tile (every chunk rounds the same
@@ -301,7 +301,8 @@ class FusedKernel:
                 else:                # computed in place in the output it becomes
                     part, lib = (target[b0:b1] if b1 - b0 < n else target), outs[into]
                 compute(b0, b1, part)
-                fn(b0 * unit, b1 * unit, 0, cols, dims, strides, *ptrs, lib, *outs)
+                if epilogue_fn:
+                    fn(b0 * unit, b1 * unit, 0, cols, dims, strides, *ptrs, lib, *outs)
 
         if n < 2 * grain:
             task(0, n)

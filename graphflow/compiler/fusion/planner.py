@@ -201,7 +201,8 @@ class Planner:
         groups = list({id(g): g for g in self.group_of.values()}.values())
         kept = []
         for g in groups:
-            if g.library is not None and len(g.members) == 1:
+            lone = g.library is not None and len(g.members) == 1
+            if lone and not ROW_BLOCKED[self.program.node(g.library).op].alone:
                 node = self.program.node(g.library)
                 self.unfused[node.name] = "library op with no elementwise consumer to fuse into its epilogue"
             elif all(self.roles[m].kind == "reshape" for m in g.members):
