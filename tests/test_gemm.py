@@ -43,6 +43,19 @@ def test_kernel_matches_numpy_on_odd_shapes(dtype):
         np.testing.assert_allclose(got, ref, rtol=_tol(k, dtype), atol=_tol(k, dtype), err_msg=f"{m}x{k}@{k}x{n}")
 
 
+def test_long_k_runs_in_several_blocks():
+    """K above the kernel's K block (1024): the accumulator is stored and reloaded between
+    blocks, which changes no bit of the FMA chain."""
+    A = RNG.standard_normal((19, 2100)).astype(np.float32)
+    B = RNG.standard_normal((2100, 40)).astype(np.float32)
+    got = _llvm(A, B)
+    np.testing.assert_allclose(got, A.astype(np.float64) @ B, rtol=2e-3, atol=2e-3)
+    expect = np.zeros((19, 40), np.float32)
+    for k in range(2100):   # the same chain, one fused multiply-add at a time (float32 throughout)
+        expect = (A[:, k:k + 1].astype(np.float64) * B[k] + expect).astype(np.float32)
+    assert np.abs(got - expect).max() <= 1e-3
+
+
 def test_kernel_reads_strided_and_transposed_a():
     base = RNG.standard_normal((300, 260)).astype(np.float32)
     B = RNG.standard_normal((100, 70)).astype(np.float32)
