@@ -12,9 +12,11 @@ import functools
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 from ..report import Report
+from .kernel_ir import KernelIR
 
 
 @functools.lru_cache(maxsize=None)
@@ -65,17 +67,54 @@ def compile_kernels(kernels, report: Report) -> str:
         return ""
     from ..codegen.jit import compile_module
 
-    text = module_text([k.ir for k in kernels])
+    symbols = [f"{SYMBOL}{i}" for i in range(len(kernels))]
+    text = module_text([_anonymous(k.ir, sym) for k, sym in zip(kernels, symbols)])
     skipped = unsupported_kernels(text)
-    for name, why in skipped.items():
-        report.note(f"kernel {name} runs its numpy evaluation: no LLVM lowering ({why})")
-    compiled = [k for k in kernels if k.name not in skipped]
+    for k, sym in zip(kernels, symbols):
+        if sym in skipped:
+            report.note(f"kernel {k.name} runs its numpy evaluation: no LLVM lowering ({skipped[sym]})")
+    compiled = [(k, sym) for k, sym in zip(kernels, symbols) if sym not in skipped]
     if compiled:
         jit = compile_module(text)
-        vec = vector_flags(jit, [k.name for k in compiled])
-        for k in compiled:
-            k.bind(jit, vec.get(k.name))
-    return text
+        vec = vector_flags(jit, [sym for _, sym in compiled])
+        named = _Renamed(jit, {k.name: sym for k, sym in compiled})
+        for k, sym in compiled:
+            k.bind(named, vec.get(sym))
+    return _named(text, [k.name for k in kernels])
+
+
+# The module names its functions by position (SYMBOL + index) and its cache key leaves out
+# every op and tensor name, so a graph of the same structure under other names (a new Keras
+# model: dense_3/... instead of dense/...) finds the module compiled for the first one,
+# in memory or on disk, instead of a cold LLVM compile (~1 s for W5's training step).
+SYMBOL = "gf.kernel."
+
+
+def _anonymous(kir: KernelIR, symbol: str) -> KernelIR:
+    """`kir` with the function name `symbol` and no op or tensor names (what the IR and the
+    cache key are made of)."""
+    return KernelIR(symbol, kir.kind, kir.rank, kir.reduced, kir.lead,
+                    tuple(o._replace(name="") for o in kir.inputs), tuple(i._replace(name="") for i in kir.instrs),
+                    kir.outputs, (), ())
+
+
+class _Renamed:
+    """A JitModule seen under the kernels' own names (what FusedKernel.bind looks up); holding
+    it keeps the module alive."""
+
+    def __init__(self, jit, symbols: dict):
+        self.jit, self.symbols = jit, symbols
+
+    def address(self, name: str) -> int:
+        return self.jit.address(self.symbols[name])
+
+
+_SYMBOL_RE = re.compile('(@"|' + re.escape(UNSUPPORTED) + ")" + re.escape(SYMBOL) + r'(\d+)(?=[":])')
+
+
+def _named(text: str, names: list) -> str:
+    """The module text as the report shows it: each function under its kernel's name."""
+    return _SYMBOL_RE.sub(lambda m: m.group(1) + names[int(m.group(2))], text)
 
 
 def unsupported_kernels(text: str) -> dict[str, str]:
