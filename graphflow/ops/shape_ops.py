@@ -108,8 +108,16 @@ def _expand_dim_source(op, i):
     return None if i == a else (op.inputs[0], i if i < a else i - 1)
 
 
+def _expand_kernel(x, *, axis):
+    """np.expand_dims for the axis the builder normalized (>= 0), as the same view by one
+    reshape (np.expand_dims' axis handling costs ~2 us, a training step runs three)."""
+    x = np.asarray(x)
+    s = x.shape
+    return x.reshape(s[:axis] + (1,) + s[axis:])
+
+
 register(OpDef(type="ExpandDims", default_name="ExpandDims", infer=_expand_infer, kind=OpKind.INJECTIVE,
-               kernel=lambda x, *, axis: np.expand_dims(x, axis),
+               kernel=_expand_kernel,
                grad=lambda op, dy: [squeeze(dy, [op.attrs["axis"]])], dtypes=_dt.ALL, sample=("real",),
                attrs_for_test=({"axis": 0},), extra={"dim_source": _expand_dim_source}))
 
