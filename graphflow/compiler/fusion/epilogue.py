@@ -13,9 +13,10 @@ GFLOP/s vs 104 for numpy; 128x512 @ 512x512 115 vs 104; 784x128 @ 128x512 (a wei
 gradient, A transposed) 110 vs 103; 4x784 @ 784x512 49 us vs 113 us; 128x512 @ (512x512)^T
 703 us vs 795 (B transposed: packed first, 51 us). A single row runs on the kernel's gemv,
 which streams B row after row as BLAS does (1x784 @ 784x512: 22.4 us, numpy 22.4; the
-register tiles took 34). numpy wins or ties when the result is narrower than one vector
-or K is (128x512 @ 512x10: 19-21 us vs 22-26; 512x128 @ 128x10, A transposed: 15-17 vs
-25-29; 128x10 @ 10x512 inside W5's backward: 47 vs 64), so those stay on numpy. The LLVM
+register tiles took 34). Results narrower than one vector still gain (W4's softmax head,
+256x512 @ 512x10 with its epilogue: 66 us vs 99; W5's, 128 rows: 50 vs 54; A transposed,
+512x128 @ 128x10: 41 vs 41), down to half a vector; numpy wins when K is below one vector
+(128x10 @ 10x512 inside W5's backward: 53 us vs 74), so those stay on numpy. The LLVM
 kernel also never wakes BLAS's own threads, whose spinning steals the cores the Session's
 pool splits blocks over.
 """
@@ -57,7 +58,7 @@ def _matmul_route(dtype, a_shape, a_strides, b_shape, b_strides, transpose_a: bo
     item = dtype.itemsize
     (m, k), a_st = (a_shape[::-1], a_strides[::-1]) if transpose_a else (a_shape, a_strides)
     (_, n), b_st = (b_shape[::-1], b_strides[::-1]) if transpose_b else (b_shape, b_strides)
-    if min(n, k) < gemm.lanes(dtype) or any(s % item for s in a_st):
+    if k < gemm.lanes(dtype) or 2 * n < gemm.lanes(dtype) or any(s % item for s in a_st):
         return None
     pack = n > 1 and b_st[1] != item or b_st[0] % item != 0   # the kernel loads rows of B as vectors
     brs = n if pack else b_st[0] // item
