@@ -101,7 +101,8 @@ def test_packed_copies_any_strides(dtype):
 
 @pytest.mark.parametrize("ta,tb", list(itertools.product((False, True), repeat=2)))
 def test_matmul_blocks_all_transposes(ta, tb):
-    for m, n, k in ((1, 64, 17), (3, 17, 100), (100, 257, 64), (257, 3, 1), (64, 100, 0)):
+    for m, n, k in ((1, 64, 17), (3, 17, 100), (100, 257, 64), (257, 3, 1), (64, 100, 0), (64, 10, 100),
+                    (1, 10, 100), (33, 64, 5)):
         a = RNG.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
         b = RNG.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
         ref = (a.T if ta else a) @ (b.T if tb else b)
