@@ -63,6 +63,15 @@ def test_kernel_reads_strided_and_transposed_a():
         np.testing.assert_allclose(_llvm(A, B), A @ B, rtol=1e-4, atol=1e-4)
 
 
+def test_empty_ranges_and_zero_k_write_nothing():
+    A = RNG.standard_normal((5, 3)).astype(np.float32)
+    B = RNG.standard_normal((3, 20)).astype(np.float32)
+    for i0, i1, j0, j1, k in ((0, 5, 0, 20, 0), (3, 3, 0, 20, 3), (0, 5, 7, 7, 3), (4, 2, 0, 20, 3)):
+        out = np.full((5, 20), 7.0, np.float32)
+        gemm.block_function(np.float32)(i0, i1, j0, j1, k, A.ctypes.data, 3, 1, B.ctypes.data, 20, out.ctypes.data, 20)
+        assert (out == 7.0).all()
+
+
 def test_split_does_not_change_a_single_bit():
     """Any split of rows and columns gives the bits of the whole product (each element is one
     fused multiply-add chain over k in order, whichever tile variant computes it)."""

@@ -138,7 +138,8 @@ def _driver_ir(t: str, shape: TileShape, name: str) -> str:
            "entry:",
            "  %empty = icmp sge i64 %i0, %i1", "  %empty2 = icmp sge i64 %j0, %j1", "  %empty3 = icmp sle i64 %K, 0",
            "  %e1 = or i1 %empty, %empty2", "  %e = or i1 %e1, %empty3",
-           f"  %nkb0 = add i64 %K, {KC - 1}", f"  %nkb = udiv i64 %nkb0, {KC}",
+           f"  %nkb0 = add i64 %K, {KC - 1}", f"  %nkb1 = udiv i64 %nkb0, {KC}",
+           "  %nkb = call i64 @llvm.smax.i64(i64 %nkb1, i64 1)",   # K <= 0 exits below: no division by 0
            "  %kcb0 = add i64 %K, %nkb", "  %kcb1 = sub i64 %kcb0, 1", "  %kcb = udiv i64 %kcb1, %nkb",
            "  br i1 %e, label %exit, label %kloop",
            "kloop:",
@@ -336,7 +337,8 @@ def module_ir(dtype) -> str:
     parts = [f"declare {vt} @llvm.fma.v{w}{s}({vt}, {vt}, {vt})",
              f"declare {vt} @llvm.masked.load.v{w}{s}.p0(ptr, i32, <{w} x i1>, {vt})",
              f"declare void @llvm.masked.store.v{w}{s}.p0({vt}, ptr, i32, <{w} x i1>)",
-             "declare i64 @llvm.umin.i64(i64, i64)", "declare i64 @llvm.smin.i64(i64, i64)"]
+             "declare i64 @llvm.umin.i64(i64, i64)", "declare i64 @llvm.smin.i64(i64, i64)",
+             "declare i64 @llvm.smax.i64(i64, i64)"]
     for mr in (1, shape.mr):
         for v in range(1, shape.nv + 1):
             for masked in (False, True):
@@ -348,19 +350,14 @@ def module_ir(dtype) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-_PROTO = ctypes.CFUNCTYPE(None, *([ctypes.c_int64] * 5 + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                                                          ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
-                                                          ctypes.c_int64]))
+def _proto(nargs: int):
+    # every argument declared void*: the same 64-bit register or stack slot as the i64
+    # parameters, and ctypes converts a Python int to void* ~2x faster than to int64
+    # (0.7 vs 1.3 us for the gemm's 12; negative strides wrap to the two's complement)
+    return ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nargs))
 
 
-_PACK_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
-                               ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64)
-_PACKT_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
-                                ctypes.c_void_p, ctypes.c_int64)
-
-
-_GEMV_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
-                               ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)
+_PROTO, _PACK_PROTO, _PACKT_PROTO, _GEMV_PROTO = _proto(12), _proto(7), _proto(6), _proto(8)
 
 
 @functools.lru_cache(maxsize=None)

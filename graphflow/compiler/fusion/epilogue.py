@@ -51,8 +51,8 @@ def _numpy_rows(A: np.ndarray, B: np.ndarray) -> Callable:
 
 def _matmul_route(dtype, a_shape, a_strides, b_shape, b_strides, transpose_a: bool, transpose_b: bool):
     """How a product of operands with these shapes and strides is computed: None (numpy), or
-    (pack B first, LLVM function, m, n, k, A's row and k strides, B's k stride) with strides in
-    elements (B's as packed). Static per shapes and strides, so `_matmul_preparer` caches it."""
+    (pack B first, LLVM function, m, n, k, A's row and k strides, B's k stride, rows per register
+    tile) with strides in elements (B's as packed). Static per shapes and strides, so `_matmul_preparer` caches it."""
     if dtype not in gemm.SUPPORTED:
         return None
     item = dtype.itemsize
@@ -63,7 +63,7 @@ def _matmul_route(dtype, a_shape, a_strides, b_shape, b_strides, transpose_a: bo
     pack = n > 1 and b_st[1] != item or b_st[0] % item != 0   # the kernel loads rows of B as vectors
     brs = n if pack else b_st[0] // item
     fn = gemm.gemv_function(dtype) if m == 1 else gemm.block_function(dtype)
-    return pack, fn, m, n, k, a_st[0] // item, a_st[1] // item, brs
+    return pack, fn, m, n, k, a_st[0] // item, a_st[1] // item, brs, gemm.row_tile(dtype)
 
 
 ROUTES_MAX = 64   # shapes/strides remembered per kernel
@@ -85,7 +85,7 @@ def _matmul_preparer(transpose_a: bool, transpose_b: bool) -> Callable:
             routes[key] = route
         if route is None:
             return _numpy_rows(a.T if transpose_a else a, b.T if transpose_b else b)
-        pack, fn, m, n, k, ars, acs, brs = route
+        pack, fn, m, n, k, ars, acs, brs, align = route
         if pack:
             b = gemm.packed(b.T if transpose_b else b)
         pa, pb = address(a), address(b)   # a transposed view starts where its base does
@@ -99,7 +99,7 @@ def _matmul_preparer(transpose_a: bool, transpose_b: bool) -> Callable:
                 crs = out.strides[0] // item
                 # the kernel indexes C by absolute row: shift the block's pointer back to "row 0"
                 fn(b0, b1, 0, n, k, pa, ars, acs, pb, brs, address(out) - b0 * crs * item, crs)
-            rows.align = gemm.row_tile(a.dtype)   # blocks starting on a tile edge waste no rows
+            rows.align = align   # blocks starting on a tile edge waste no rows
         rows.keep = b   # a packed copy of B lives as long as the function
         return rows
     return prepare
