@@ -115,6 +115,18 @@ def _fresh_output(pool: list, shape: tuple, dtype) -> np.ndarray:
     return x
 
 
+SHAPES_CACHED = 64   # input shape combinations whose output shapes a step remembers
+
+
+def _output_shapes(kernel, cache: dict, key: tuple) -> list:
+    """A fused step's output shapes for input shapes `key`, remembered in the step's `cache`
+    (a dict lookup in the runner, where asking the kernel costs ~0.6 us per step)."""
+    if len(cache) >= SHAPES_CACHED:
+        cache.clear()
+    shapes = cache[key] = kernel.output_shapes(list(key))
+    return shapes
+
+
 def _buffer_n(A: list, b: int, dtype, *xs) -> np.ndarray:
     return _buffer(A, b, dtype, tuple(np.broadcast_shapes(*(x.shape for x in xs))))
 
@@ -393,7 +405,8 @@ class ExecutionPlan:
             if all(b is None and v not in pooled for v, b in zip(st.outputs, bufs)):
                 outs = "None"
             else:
-                lines.append(f"_s = KO{k}.output_shapes([{', '.join(f'{name(v)}.shape' for v in st.inputs)}])")
+                key = "(" + "".join(f"{name(v)}.shape, " for v in st.inputs) + ")"
+                lines.append(f"_s = SH{k}.get({key}) or SHAPES(KO{k}, SH{k}, {key})")
                 outs = "[" + ", ".join(f"OUT(A, {b}, D{k}_{j}, _s[{j}])" if b is not None else
                                        f"FRESH(P{v}, _s[{j}], D{k}_{j})" if v in pooled else f"EMPTY(_s[{j}], D{k}_{j})"
                                        for j, (v, b) in enumerate(zip(st.outputs, bufs))) + "]"
@@ -452,7 +465,7 @@ class ExecutionPlan:
               "ERRORS": _KERNEL_ERRORS, "OpError": OpError, "STEP_ERROR": self._serial_error,
               "ARENAS": self._arenas, "LIMIT": limit_blas_threads, "NT": self.budget.num_threads,
               "OWN_THREADS": library_threads,
-              "RESTORE": restore_blas_threads, "FRESH": _fresh_output}
+              "RESTORE": restore_blas_threads, "FRESH": _fresh_output, "SHAPES": _output_shapes}
         for v, pool in self._pooled_outputs().items():
             ns[f"P{v}"] = pool
         for v, x in self.constants.items():
@@ -460,6 +473,8 @@ class ExecutionPlan:
         for st in self.steps:
             ns[f"K{st.index}"] = st.fn
             ns[f"KO{st.index}"] = st.kernel
+            if st.mode == "out":
+                ns[f"SH{st.index}"] = {}
             if st.mode == "state":
                 for i, c in enumerate(st.fn[1]):
                     ns[f"C{st.index}_{i}"] = c
