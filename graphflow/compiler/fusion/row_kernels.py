@@ -121,29 +121,30 @@ class RowKernelEmitter(KernelEmitter):
                     store_value(b, self._compute(s, row_env, None), bases[first_out + k])
             return carried
 
-        if ahead:
-            # the first row's first stage before the loop, when there is a first row
-            pre = b.block
-            first_bb = self.fn.append_basic_block("ahead.first")
-            loop_bb = self.fn.append_basic_block("ahead.rows")
-            b.cbranch(b.icmp_signed("<", r0, r1), first_bb, loop_bb)
-            b.position_at_end(first_bb)
-            values = reduce_row(r0)
-            done = b.block
-            b.branch(loop_bb)
-            b.position_at_end(loop_bb)
-            init = []
-            for v in values:
-                p = b.phi(v.type)
-                p.add_incoming(ir.Constant(v.type, None), pre)
-                p.add_incoming(v, done)
-                init.append(p)
-            self._loop(r0, r1, init, row_body, "row")
-        else:
-            self._loop(r0, r1, [], row_body, "row")
+        self._loop(r0, r1, self._if_rows(r0, r1, lambda: reduce_row(r0)) if ahead else [], row_body, "row")
         if streams(kir):
             b.fence("seq_cst")   # streaming stores are weakly ordered: once per call, not per row
         b.ret_void()
+
+    def _if_rows(self, r0, r1, values) -> list:
+        """`values()` (emitted) when the range [r0, r1) has a row, else zeros (never read)."""
+        b = self.b
+        pre = b.block
+        first_bb = self.fn.append_basic_block("ahead.first")
+        rows_bb = self.fn.append_basic_block("ahead.rows")
+        b.cbranch(b.icmp_signed("<", r0, r1), first_bb, rows_bb)
+        b.position_at_end(first_bb)
+        got = values()
+        done = b.block
+        b.branch(rows_bb)
+        b.position_at_end(rows_bb)
+        out = []
+        for v in got:
+            p = b.phi(v.type)
+            p.add_incoming(ir.Constant(v.type, None), pre)
+            p.add_incoming(v, done)
+            out.append(p)
+        return out
 
     def _ahead(self, stages) -> bool:
         """Whether the first reduction stage of each row runs one row ahead, inside the last
