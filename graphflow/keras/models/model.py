@@ -73,7 +73,10 @@ def _constant_value(t):
     d = op.op_def
     if op.inputs or op.control_inputs or d.stateful or d.random or d.kernel is None or len(op.outputs) != 1:
         return None
-    value = d.kernel(**op.attrs)
+    try:
+        value = d.kernel(**op.attrs)
+    except Exception:  # noqa: BLE001 - the initializer's run then reports it, naming the op
+        return None
     return value if isinstance(value, np.ndarray) and value.shape == tuple(t.shape) else None
 
 
