@@ -133,7 +133,8 @@ def main(argv=None) -> int:
 
 def run_suite(workloads: list, threads: list, args) -> tuple[list, dict, str]:
     """Run and print every case; returns (rows, machine description, method text)."""
-    settings = Settings(args.repeat or (3 if args.quick else 7), 0.005 if args.quick else 0.02)
+    settings = Settings(args.repeat or (3 if args.quick else 7), 0.005 if args.quick else 0.02,
+                        0.0 if args.quick else Settings.settle_s)
     info = machine.describe()
     info["command"] = " ".join(["python -m benchmarks"] + sys.argv[1:])
     print(f"{info['cpu']}; {info['usable_cpus']} usable CPUs; threads {threads}; "
@@ -153,7 +154,9 @@ def run_suite(workloads: list, threads: list, args) -> tuple[list, dict, str]:
                   flush=True)
     rows += [r for r in others if r.case == "(all cases)"]
     settings_text = (f"median of {settings.repeat} timed repeats after warm-up (compilation included in the "
-                     "warm-up); graphflow's opt levels alternate call by call (fused vs unfused in one process), "
+                     "warm-up); graphflow's opt levels alternate sample by sample (fused vs unfused in one process), "
+                     f"with a {settings.settle_s:g} s pause before each sample so that one level's idle-spinning "
+                     "BLAS threads do not slow the next, "
                      "each other system is timed in its own block; outputs checked against numpy first; "
                      f"threads {threads}" + ("; QUICK sizes" if args.quick else ""))
     return rows, info, settings_text

@@ -63,6 +63,10 @@ class Row:
 class Settings:
     repeat: int = 7
     min_sample_s: float = 0.02  # a sample loops a fast call until it lasts this long
+    # Pause before each sample of systems timed in alternation: a BLAS pool woken by one system
+    # (numpy's OpenBLAS under graphflow's opt 0) busy-waits for ~0.1 s after its last call, and would
+    # otherwise take a core from the next system's sample rather than from the system that woke it.
+    settle_s: float = 0.25
 
 
 def max_difference(got, want, rtol: float, atol: float) -> tuple[bool, float]:
@@ -145,9 +149,11 @@ def time_alternating(fns: dict, settings: Settings) -> dict:
         fn()
         number[name] = max(1, int(settings.min_sample_s / max(time.perf_counter() - t0, 1e-9)))
     samples: dict = {name: [] for name in fns}
+    settle = settings.settle_s if len(fns) > 1 else 0.0
     for _ in range(settings.repeat):
         for name, fn in fns.items():
             k = number[name]
+            time.sleep(settle)
             t0 = time.perf_counter()
             for _ in range(k):
                 fn()
