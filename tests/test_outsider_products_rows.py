@@ -7,6 +7,7 @@ thread pool. Every result is checked against opt_level=0 (the numpy reference ke
 plain numpy, with NaN positions equal; results must not depend on the thread count.
 """
 import itertools
+import sys
 
 import numpy as np
 import pytest
@@ -392,3 +393,136 @@ def test_reductions_split_over_threads_give_the_same_bits(shape):
     for r in runs[1:]:
         for key in outs:
             np.testing.assert_array_equal(runs[0][key], r[key], err_msg=key)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_kernels_with_strided_per_row_and_per_column_operands(dtype):
+    """The max-ahead reads the next row's own per-row operand: with strides, reversed and broadcast."""
+    rng = np.random.default_rng(11)
+    g = gf.Graph()
+    with g.as_default():
+        x = gf.placeholder(dtype, shape=(None, None))
+        r = gf.placeholder(dtype, shape=(None, 1))
+        c = gf.placeholder(dtype, shape=(None,))
+        outs = [gf.nn.softmax(x * r + c), gf.nn.log_softmax(x + r) * c,
+                gf.exp(x * r - gf.reduce_max(x * r, axis=1, keepdims=True)),
+                gf.reduce_max(x - r, axis=1) + gf.reduce_min(x + c, axis=1)]
+    s0 = gf.Session(graph=g, opt_level=0)
+    sessions = [gf.Session(graph=g, opt_level=2, num_threads=t) for t in (1, 3)]
+    for rows, cols in [(1, 5), (2, 17), (3, 33), (17, 100), (300, 64)]:
+        xv = rng.standard_normal((rows, cols)).astype(dtype) * 4
+        wide_r, wide_c = rng.standard_normal((rows, 5)).astype(dtype), rng.standard_normal((3, cols)).astype(dtype)
+        for rv, cv in [(wide_r[:, 2:3], wide_c[1]), (wide_r[::-1, 4:5], wide_c[2, ::-1]),
+                       (np.broadcast_to(wide_r[:1, :1], (rows, 1)), np.broadcast_to(wide_c[0, :1], (cols,)))]:
+            ref = s0.run(outs, {x: xv, r: rv, c: cv})
+            for s in sessions:
+                for want, got in zip(ref, s.run(outs, {x: xv, r: rv, c: cv})):
+                    _close(want, got, 1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_feeding_the_max_inside_softmax_keeps_exp_overflow(dtype):
+    """Any tensor may be fed: a fed row max below the true one makes exp's argument positive."""
+    rng = np.random.default_rng(12)
+    g = gf.Graph()
+    with g.as_default():
+        x = gf.placeholder(dtype, shape=(None, 40))
+        labels = gf.placeholder(gf.int32, shape=(None,))
+        mx = gf.reduce_max(x, axis=1, keepdims=True)
+        outs = [gf.exp(x - mx), gf.nn.softmax(x), gf.nn.log_softmax(x),
+                gf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=x), gf.reduce_logsumexp(x, axis=1)]
+    maxes = [op.outputs[0] for op in g.get_operations() if op.type == "Max"]
+    assert len(maxes) >= 2
+    big = 100.0 if dtype == np.float32 else 750.0
+    xv = (rng.standard_normal((5, 40)) * 3).astype(dtype)
+    for m in maxes:
+        feed = {x: xv, labels: rng.integers(0, 40, 5).astype(np.int32),
+                m: np.full(tuple(5 if d is None else d for d in m.shape), -big, dtype)}
+        with np.errstate(all="ignore"):
+            ref = gf.Session(graph=g, opt_level=0).run(outs, feed)
+        for want, got in zip(ref, gf.Session(graph=g, opt_level=2).run(outs, feed)):
+            np.testing.assert_array_equal(np.isinf(want), np.isinf(got))
+            _close(want, got, 1e-5, scale=0)
+
+
+def _guarded(shape, dtype, where, keep):
+    """An array whose bytes end right before (or start right after) a page that may not be read."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    pages = -(-nbytes // mmap.PAGESIZE) + 2
+    m = mmap.mmap(-1, pages * mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    keep.append(m)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(m))
+    guard = base + (pages - 1) * mmap.PAGESIZE if where == "end" else base
+    assert libc.mprotect(guard, mmap.PAGESIZE, 0) == 0
+    offset = (pages - 1) * mmap.PAGESIZE - nbytes if where == "end" else mmap.PAGESIZE
+    return np.frombuffer(m, dtype=dtype, count=int(np.prod(shape)), offset=offset).reshape(shape)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mprotect guard pages: Linux only")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("where", ["end", "start"])
+def test_kernels_never_read_outside_their_operands(dtype, where):
+    """Operands placed against an unreadable page (an np.load(mmap_mode=...) file can end at one):
+    the row-ahead loads, masked column edges, clamped row edges and packs stay inside them."""
+    rng = np.random.default_rng(13)
+    keep = []
+
+    def operand(shape):
+        a = _guarded(shape, dtype, where, keep)
+        a[...] = rng.standard_normal(shape)
+        return a
+
+    g = gf.Graph()
+    with g.as_default():
+        x = gf.placeholder(dtype, shape=(None, None))
+        w = gf.placeholder(dtype, shape=(None, None))
+        r = gf.placeholder(dtype, shape=(None, 1))
+        rows = [gf.nn.softmax(x), gf.nn.log_softmax(x * r), gf.reduce_max(x, axis=1) - gf.reduce_min(x, axis=1),
+                gf.reduce_sum(x, axis=0), gf.tanh(x) * 2.0]
+        products = {"plain": gf.nn.relu(gf.matmul(x, w) + 1.0), "tb": gf.matmul(x, w, transpose_b=True) * 2.0,
+                    "ta": gf.matmul(x, w, transpose_a=True) + 1.0, "lone": gf.matmul(x, w)}
+    for threads in (1, 2):
+        with gf.Session(graph=g, opt_level=2, num_threads=threads) as s:
+            for shape in [(1, 1), (1, 17), (3, 17), (17, 3), (5, 1000), (257, 64), (2, 4096)]:
+                xv, rv = operand(shape), operand((shape[0], 1))
+                for o in rows:
+                    s.run(o, {x: xv, r: rv})
+            for m, n, k in [(1, 17, 33), (1, 64, 64), (2, 16, 16), (7, 33, 17), (100, 31, 257), (9, 8, 16), (1, 1000, 16)]:
+                for form, o in products.items():
+                    a = operand((k, m) if form == "ta" else (m, k))
+                    b = operand((n, k) if form == "tb" else (k, n))
+                    got = s.run(o, {x: a, w: b})
+                    want = gf.Session(graph=g, opt_level=0).run(o, {x: a, w: b})
+                    _close(want, got, TOL[dtype], scale=np.sqrt(k))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_product_tile_edges_against_float64_numpy(dtype):
+    """Rows around the register tile and the 128-row L2 block, columns around vector multiples,
+    K around the 1024 K block."""
+    rng = np.random.default_rng(14)
+    for ta, tb in ((False, False), (True, True), (False, True)):
+        g = gf.Graph()
+        with g.as_default():
+            a = gf.placeholder(dtype, shape=(None, None))
+            b = gf.placeholder(dtype, shape=(None, None))
+            y = gf.matmul(a, b, transpose_a=ta, transpose_b=tb)
+            z = y * 0.5 + 1.0
+        with gf.Session(graph=g, opt_level=2, num_threads=2) as s:
+            for m in list(range(1, 18)) + [127, 128, 129, 257]:
+                for n in (15, 16, 17, 47, 48, 49, 97):
+                    k = (16, 17, 1024, 1025, 2049)[(m * 7 + n) % 5]
+                    av = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+                    bv = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+                    want = (av.T if ta else av).astype(np.float64) @ (bv.T if tb else bv).astype(np.float64)
+                    got_y, got_z = s.run([y, z], {a: av, b: bv})
+                    tol = (1e-3 if dtype == np.float32 else 1e-10) * np.sqrt(k)
+                    np.testing.assert_allclose(got_y, want, rtol=tol, atol=tol)
+                    np.testing.assert_allclose(got_z, want * 0.5 + 1.0, rtol=tol, atol=tol)
