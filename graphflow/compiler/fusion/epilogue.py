@@ -71,10 +71,11 @@ ROUTES_MAX = 64   # shapes/strides remembered per kernel
 
 def _matmul_preparer(transpose_a: bool, transpose_b: bool) -> Callable:
     """prepare(a, b) for one kernel's matmul: the route of each new shape/stride combination
-    is worked out once (a dict hit afterwards), then bound to this call's data pointers."""
+    is worked out once (a dict hit afterwards), then bound to this call's data pointers.
+    `prepare.direct(a, b)` gives the whole product as one call's arguments instead."""
     routes: dict = {}
 
-    def prepare(a: np.ndarray, b: np.ndarray) -> Callable:
+    def route_of(a: np.ndarray, b: np.ndarray):
         key = (a.shape, a.strides, b.shape, b.strides, a.dtype, b.dtype)
         route = routes.get(key, False)
         if route is False:
@@ -83,6 +84,10 @@ def _matmul_preparer(transpose_a: bool, transpose_b: bool) -> Callable:
             if len(routes) >= ROUTES_MAX:
                 routes.clear()
             routes[key] = route
+        return route
+
+    def prepare(a: np.ndarray, b: np.ndarray) -> Callable:
+        route = route_of(a, b)
         if route is None:
             return _numpy_rows(a.T if transpose_a else a, b.T if transpose_b else b)
         pack, fn, m, n, k, ars, acs, brs, align = route
@@ -102,6 +107,21 @@ def _matmul_preparer(transpose_a: bool, transpose_b: bool) -> Callable:
             rows.align = align   # blocks starting on a tile edge waste no rows
         rows.keep = b   # a packed copy of B lives as long as the function
         return rows
+
+    def direct(a: np.ndarray, b: np.ndarray) -> Callable | None:
+        """args(pa, pb, pc) -> (LLVM function, its arguments) computing the whole product
+        from these data pointers into a C-contiguous result, for operands of a's and b's
+        shapes and strides; None where a call needs more than pointers (numpy's route, a B
+        packed per call), so a caller may keep the arguments while the pointers hold."""
+        route = route_of(a, b)
+        if route is None or route[0]:
+            return None
+        _, fn, m, n, k, ars, acs, brs, _ = route
+        if m == 1:
+            return lambda pa, pb, pc: (fn, (0, n, k, pa, acs, pb, brs, pc))
+        return lambda pa, pb, pc: (fn, (0, m, 0, n, k, pa, ars, acs, pb, brs, pc, n))
+
+    prepare.direct = direct
     return prepare
 
 

@@ -19,6 +19,7 @@ from ...runtime.fpstate import IGNORE, quiet_fp, restore_fp
 from ...runtime.pointers import address as _address
 from ...runtime.threads import SERIAL
 from . import epilogue
+from .direct import DirectCall, Operand, Scratch
 from .evaluate import numpy_function
 from .kernel_ir import COL, DROP, FULL, LIB, UNIFORM, KernelIR, scratch_slots, streams
 from .layout import call_layout, slot_shapes
@@ -87,6 +88,7 @@ class FusedKernel:
         self._layout_cache: dict = {}
         self._static_fns: dict = {}   # static input shapes -> numpy function with fresh outputs
         self._evaluate = None          # the numpy evaluation (generated on first use)
+        self._direct: DirectCall | None = None   # the last run's calls, bound to its operands
         if self._lib is not None:  # read once here, not on every call
             lib = ir.instrs[self._lib]
             self._lib_block = epilogue.block_function(lib.op, lib.attrs)
@@ -110,6 +112,7 @@ class FusedKernel:
         proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * (6 + nptr)))
         self._fn = proto(jit.address(self.name))
         self._jit = jit
+        self._direct = None
         self.vectorized = vectorized
 
     # ---- shapes ----
@@ -173,6 +176,17 @@ class FusedKernel:
     # ---- running ----
     def run(self, inputs, outputs=None, budget=None) -> list[np.ndarray]:
         """Compute the outputs (into `outputs` when given), split over `budget`'s threads."""
+        bound = self._direct
+        if bound is not None and outputs is not None:
+            ops = [*inputs, *outputs]
+            budget = budget or SERIAL
+            if not bound.matches(ops, budget):
+                bound = bound.rebind(ops, budget)
+                if bound is not None:
+                    self._direct = bound
+            if bound is not None:
+                bound()
+                return outputs
         inputs = [a if a.__class__ is np.ndarray else np.asarray(a) for a in inputs]
         in_shapes = tuple([a.shape for a in inputs])
         hit = self._shapes_cache.get(in_shapes)
@@ -272,6 +286,12 @@ class FusedKernel:
         fn, dims, strides = self._fn, layout.dims_ptr, layout.strides_ptr
         if budget.num_threads == 1:
             grain = n
+        if n <= block and n < 2 * grain and not self._scratch:   # one block: bind its calls for the next run
+            direct = getattr(self._lib_block, "direct", None)
+            lib = direct(*lib_args) if direct is not None else None
+            if lib is not None and self._bind_direct(lib, inputs, outputs, layout, static, domain, budget):
+                self._direct()
+                return
         if into is not None and n <= block and n < 2 * grain:   # one block, in the output it becomes
             compute(0, n, outputs[into])
             if not self._lib_only:
@@ -308,6 +328,22 @@ class FusedKernel:
             task(0, n)
         else:   # chunks claimed dynamically: a core slowed by another process takes fewer
             budget.parallel_for(task, n, grain)
+
+    def _bind_direct(self, lib, inputs, outputs, layout, static, domain, budget) -> bool:
+        """Keep the compiled calls of one block bound to these operands (see direct.py): the
+        library product `lib(pa, pb, pc) -> (function, arguments)` into the output it becomes
+        (else into a scratch block of the binding's own), then the epilogue over its rows."""
+        cols, unit, _, _, into, _ = static
+        n_in, (la, lb) = len(inputs), self._lib_args
+        pc = Operand(n_in + into) if into is not None else Scratch(domain, self._lib_dtype)
+        ops = [*inputs, *outputs]
+        calls = [lib(Operand(la), Operand(lb), pc)]
+        if not (self._lib_only and into is not None):
+            calls.append((self._fn, (0, domain[0] * unit, 0, cols, layout.dims_ptr, layout.strides_ptr,
+                                     *[Operand(i) for i in self._ptr_inputs], pc,
+                                     *[Operand(n_in + j) for j in range(len(outputs))])))
+        self._direct = DirectCall.bind(ops, calls, budget, layout)
+        return True
 
     def _epilogue_static(self, layout, domain, lib_args) -> tuple:
         """What `_run_epilogue` needs that depends only on the layout's shapes (cached on it):
