@@ -410,6 +410,11 @@ def row_tile(dtype) -> int:
     return TileShape(np.dtype(dtype)).mr
 
 
+def panel_width(dtype) -> int:
+    """Columns of a register tile: column ranges on multiples of it waste no lanes."""
+    return TileShape(np.dtype(dtype)).nr
+
+
 def lanes(dtype) -> int:
     """Elements of `dtype` per vector of the tiles (one vector is the narrowest tile)."""
     return TileShape(np.dtype(dtype)).w

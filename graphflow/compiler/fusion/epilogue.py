@@ -108,21 +108,87 @@ def _matmul_preparer(transpose_a: bool, transpose_b: bool) -> Callable:
         rows.keep = b   # a packed copy of B lives as long as the function
         return rows
 
-    def direct(a: np.ndarray, b: np.ndarray) -> Callable | None:
-        """args(pa, pb, pc) -> (LLVM function, its arguments) computing the whole product
-        from these data pointers into a C-contiguous result, for operands of a's and b's
-        shapes and strides; None where a call needs more than pointers (numpy's route, a B
+    def direct(a: np.ndarray, b: np.ndarray, budget) -> Callable | None:
+        """args(pa, pb, pc) -> (function, its arguments) computing the whole product from
+        these data pointers into a C-contiguous result, for operands of a's and b's shapes
+        and strides, its columns split over `budget`'s threads when that pays
+        (`column_parts`); None where a call needs more than pointers (numpy's route, a B
         packed per call), so a caller may keep the arguments while the pointers hold."""
         route = route_of(a, b)
         if route is None or route[0]:
             return None
         _, fn, m, n, k, ars, acs, brs, _ = route
+        step = gemm.lanes(a.dtype) if m == 1 else gemm.panel_width(a.dtype)
+        parts = column_parts(budget, m, n, k, a.dtype.itemsize, step)
         if m == 1:
-            return lambda pa, pb, pc: (fn, (0, n, k, pa, acs, pb, brs, pc))
-        return lambda pa, pb, pc: (fn, (0, m, 0, n, k, pa, ars, acs, pb, brs, pc, n))
+            f = fn if parts == 1 else _column_split(fn, 0, n, step, parts, budget)
+            return lambda pa, pb, pc: (f, (0, n, k, pa, acs, pb, brs, pc))
+        f = fn if parts == 1 else _column_split(fn, 2, n, step, parts, budget)
+        return lambda pa, pb, pc: (f, (0, m, 0, n, k, pa, ars, acs, pb, brs, pc, n))
 
     prepare.direct = direct
     return prepare
+
+
+# A product's columns are split over threads when B is at least this big (a 512 x 256 float32
+# B streams in ~8 us from L3 on one Zen 4 core; the pool's hand-over costs ~7 us) and a probe
+# of this machine found the split faster (`split_pays`).
+SPLIT_MIN_BYTES = 512 << 10
+_SPLIT_PAYS: dict = {}   # thread count -> whether a split product beat one thread here
+
+
+def column_parts(budget, m: int, n: int, k: int, item: int, step: int) -> int:
+    """Column ranges (multiples of `step`) a product of one block is split into: one per
+    thread when B's bytes (what a few rows' product streams) reach SPLIT_MIN_BYTES and the
+    split pays on this machine. Every element is one FMA chain over k whatever its range,
+    so the split never changes bits."""
+    threads = budget.num_threads
+    if threads < 2 or k * n * item < SPLIT_MIN_BYTES or n < 2 * step or not split_pays(budget):
+        return 1
+    return min(threads, n // step)
+
+
+def split_pays(budget) -> bool:
+    """Whether a column split of a streamed one-row product over `budget`'s threads ran in
+    under 3/4 of one thread's time here (probed once per thread count, ~2 ms). Measured on
+    this project's 2-vCPU VM while other processes ran: 784x512, one thread 22 us, split in
+    two 51 us (each half ran 24 us next to the other vs 14 alone: the cores share their
+    bandwidth, and a worker preempted while holding the GIL stalls the caller), so there the
+    split is off; cores with their own bandwidth and nothing else to run pay for it."""
+    hit = _SPLIT_PAYS.get(budget.num_threads)
+    if hit is None:
+        hit = _SPLIT_PAYS[budget.num_threads] = _probe_split(budget)
+    return hit
+
+
+def _probe_split(budget) -> bool:
+    import time
+
+    k, n = 512, 512
+    b, x, y = np.ones((k, n), np.float32), np.ones(k, np.float32), np.empty(n, np.float32)
+    fn = gemm.gemv_function(np.float32)
+    whole = (0, n, k, address(x), 1, address(b), n, address(y))
+    split = _column_split(fn, 0, n, gemm.lanes(np.float32), budget.num_threads, budget)
+    times: tuple = ([], [])
+    for _ in range(12):
+        for f, t in zip((fn, split), times):
+            t0 = time.perf_counter()
+            for _ in range(4):
+                f(*whole)
+            t.append(time.perf_counter() - t0)
+    return float(np.median(times[1])) < 0.75 * float(np.median(times[0]))
+
+
+def _column_split(fn: Callable, at: int, n: int, step: int, parts: int, budget) -> Callable:
+    """fn(*args) run as `parts` calls over column ranges [j0, j1) (arguments at..at+1) on the
+    budget's threads, the range edges on multiples of `step`."""
+    per = -(-(-(-n // step)) // parts) * step
+    edges = [min(n, i * per) for i in range(parts + 1)]
+
+    def split(*args):
+        head, tail = args[:at], args[at + 2:]
+        budget.parallel_for(lambda s, e: fn(*head, edges[s], edges[e], *tail), parts, 1)
+    return split
 
 
 def _batch_preparer(op: str) -> Callable:

@@ -288,7 +288,7 @@ class FusedKernel:
             grain = n
         if n <= block and n < 2 * grain and not self._scratch:   # one block: bind its calls for the next run
             direct = getattr(self._lib_block, "direct", None)
-            lib = direct(*lib_args) if direct is not None else None
+            lib = direct(*lib_args, budget) if direct is not None else None
             if lib is not None and self._bind_direct(lib, inputs, outputs, layout, static, domain, budget):
                 self._direct()
                 return
