@@ -526,3 +526,62 @@ def test_product_tile_edges_against_float64_numpy(dtype):
                     tol = (1e-3 if dtype == np.float32 else 1e-10) * np.sqrt(k)
                     np.testing.assert_allclose(got_y, want, rtol=tol, atol=tol)
                     np.testing.assert_allclose(got_z, want * 0.5 + 1.0, rtol=tol, atol=tol)
+
+
+ACTIVATIONS = {"relu": gf.nn.relu, "tanh": gf.tanh, "sigmoid": gf.sigmoid, "gelu": gf.nn.gelu, "elu": gf.nn.elu,
+               "softplus": gf.nn.softplus, "leaky_relu": gf.nn.leaky_relu, "selu": gf.nn.selu, "relu6": gf.nn.relu6,
+               "identity": lambda t: t}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", range(12))
+def test_random_network_losses_and_gradients_agree_across_opt_levels_and_threads(trial):
+    """Random MLPs (transposed weights, biases, residuals, row normalizations, three losses):
+    the loss and every gradient at opt 2 (1 and 2 threads) against opt 0; 1 and 2 threads bitwise."""
+    rng = np.random.default_rng(1000 + trial)
+    dtype = (np.float32, np.float64)[trial % 2]
+    dims = [int(rng.choice([1, 3, 7, 16, 17, 33, 64])) for _ in range(int(rng.integers(2, 5)))]
+    classes, batch = int(rng.choice([1, 2, 5, 17])), int(rng.choice([1, 2, 3, 17, 64, 130]))
+    g = gf.Graph()
+    with g.as_default():
+        x = gf.placeholder(dtype, shape=(None, dims[0]))
+        labels = gf.placeholder(gf.int32, shape=(None,))
+        h, params = x, []
+        for d_in, d_out in zip(dims, dims[1:]):
+            if rng.integers(2):
+                w = gf.Variable((rng.standard_normal((d_out, d_in)) / np.sqrt(d_in)).astype(dtype))
+                z = gf.matmul(h, w, transpose_b=True)
+            else:
+                w = gf.Variable((rng.standard_normal((d_in, d_out)) / np.sqrt(d_in)).astype(dtype))
+                z = gf.matmul(h, w)
+            params.append(w)
+            if rng.integers(2):
+                params.append(gf.Variable(np.full(d_out, 0.1, dtype)))
+                z = z + params[-1]
+            out = ACTIVATIONS[rng.choice(sorted(ACTIVATIONS))](z)
+            if d_in == d_out and rng.integers(3) == 0:
+                out = out + h
+            if rng.integers(4) == 0:
+                mean, var = gf.nn.moments(out, axes=[1], keepdims=True)
+                out = (out - mean) * gf.rsqrt(var + 1e-3)
+            h = out
+        params.append(gf.Variable((rng.standard_normal((dims[-1], classes)) * 0.3).astype(dtype)))
+        logits = gf.matmul(h, params[-1])
+        loss = [lambda: gf.reduce_mean(gf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)),
+                lambda: gf.reduce_mean(gf.square(gf.nn.softmax(logits) - 0.5)),
+                lambda: -gf.reduce_sum(gf.nn.log_softmax(logits)[:, 0])][int(rng.integers(3))]()
+        fetches = [loss] + [t for t in gf.gradients(loss, params) if t is not None]
+        init = gf.global_variables_initializer()
+    feed = {x: rng.standard_normal((batch, dims[0])).astype(dtype),
+            labels: rng.integers(0, classes, batch).astype(np.int32)}
+    results = []
+    for opt_level, threads in ((0, 1), (2, 1), (2, 2)):
+        with gf.Session(graph=g, opt_level=opt_level, num_threads=threads) as s:
+            s.run(init)
+            results.append(s.run(fetches, feed))
+    tol = 2e-4 if dtype == np.float32 else 1e-9
+    for got in results[1:]:
+        for want, value in zip(results[0], got):
+            np.testing.assert_allclose(value, want, rtol=tol, atol=tol)
+    for one, two in zip(results[1], results[2]):
+        np.testing.assert_array_equal(one, two)

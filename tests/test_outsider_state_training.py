@@ -487,3 +487,49 @@ def test_fit_evaluate_predict_at_batch_edges(n, batch_size, split):
     assert model.evaluate(x, y, batch_size=batch_size, verbose=0) == pytest.approx(per_sample(ws, x, y).mean(), rel=1e-5)
     np.testing.assert_allclose(model.predict(x, batch_size=batch_size, verbose=0),
                                np.maximum(x @ ws[0] + ws[1], 0) @ ws[2] + ws[3], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_concurrent_small_batch_runs_with_a_variable_reassigned_meanwhile(threads):
+    """Batch 1-3 products (the bound fast calls) from four threads, while one thread re-assigns
+    the weight: every result equals numpy for the weight read just before or just after."""
+    rng = np.random.default_rng(70)
+    g = gf.Graph()
+    with g.as_default():
+        a = gf.placeholder(gf.float32, shape=(None, 64))
+        w = gf.Variable(rng.standard_normal((64, 48)).astype(np.float32))
+        w2 = gf.Variable(rng.standard_normal((48, 10)).astype(np.float32))
+        h = gf.nn.relu(gf.matmul(a, w) + 0.1)
+        y = gf.nn.softmax(gf.matmul(h, w2))
+        shrink = w.assign(w * 0.999)
+    failures = []
+    with gf.Session(graph=g, num_threads=threads) as s:
+        s.run([w.initializer, w2.initializer])
+        w2v = s.run(w2)
+        f = s.make_callable([y, h], feed_list=[a])
+
+        def work(tid):
+            r = np.random.default_rng(tid)
+            for it in range(150):
+                av = r.standard_normal((int(r.choice([1, 1, 2, 3])), 64)).astype(np.float32)
+                if tid == 0 and it % 25 == 0:
+                    s.run(shrink.op)
+                before = s.run(w)
+                out = f(av) if it % 2 else s.run([y, h], {a: av})
+                after = s.run(w)
+                ok = False
+                for wv in (before, after):
+                    hh = np.maximum(av @ wv + 0.1, 0)
+                    zz = hh @ w2v
+                    e = np.exp(zz - zz.max(1, keepdims=True))
+                    ok |= np.allclose(out[0], e / e.sum(1, keepdims=True), rtol=1e-4, atol=1e-5) and \
+                        np.allclose(out[1], hh, rtol=1e-4, atol=1e-5)
+                if not ok:
+                    failures.append((tid, it))
+
+        workers = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+    assert not failures
