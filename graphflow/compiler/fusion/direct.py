@@ -13,14 +13,16 @@ were made for.
 Operands are held weakly (a dead or replaced array never matches, so a stale pointer is
 never used) and a binding is never changed once made: a run that sees other operands
 makes a new one and publishes it with one assignment, so concurrent runs stay correct
-(each binding has its own scratch buffers). Arrays whose shape is reassigned in place keep
+(scratch buffers, shared along a chain of bindings, are used under a lock). Arrays whose shape is reassigned in place keep
 their identity: the shapes are compared too. (Numpy's in-place `strides` assignment is
 deprecated and not followed.)
 """
 from __future__ import annotations
 
+import functools
+import threading
 import weakref
-from operator import attrgetter, call, is_
+from operator import attrgetter
 
 import numpy as np
 
@@ -47,11 +49,26 @@ class Scratch:
         self.shape, self.dtype = shape, np.dtype(dtype)
 
 
+@functools.lru_cache(maxsize=None)
+def _matcher(n: int):
+    """match(ops, refs, shapes) for n operands, unrolled (twice as fast as a loop over zips)."""
+    a, r, s = (", ".join(f"{c}{i}" for i in range(n)) + ("," if n == 1 else "") for c in "ars")
+    test = " and ".join(f"r{i}() is a{i} and a{i}.shape == s{i}" for i in range(n)) or "True"
+    ns: dict = {}
+    exec(f"def match(ops, refs, shapes):\n    {a} = ops\n    {r} = refs\n    {s} = shapes\n"   # noqa: S102
+         f"    return {test}\n", ns)
+    return ns["match"]
+
+
 class DirectCall:
     """Compiled calls for operands (inputs then outputs) of fixed shapes, strides and dtypes,
     bound to the data pointers of particular arrays."""
 
-    __slots__ = ("refs", "shapes", "specs", "fns", "args", "where", "scratch", "buffers", "budget", "keep")
+    # a run uses a binding when `budget is b.budget and b.match(ops, b.refs, b.shapes)`: the
+    # very arrays (and shapes) the calls were made for
+
+    __slots__ = ("refs", "shapes", "specs", "fns", "args", "where", "scratch", "buffers", "lock", "match", "budget",
+                 "keep")
 
     @classmethod
     def bind(cls, ops: list, calls: list, budget, keep) -> "DirectCall":
@@ -60,7 +77,7 @@ class DirectCall:
         memory the arguments point into (the layout's dims and strides)."""
         self = cls()
         self.specs = tuple((a.strides, a.dtype) for a in ops)
-        self.budget, self.keep = budget, keep
+        self.budget, self.keep, self.match = budget, keep, _matcher(len(ops))
         where: list = [[] for _ in ops]
         scratch: dict = {}   # Scratch -> its positions (one buffer however many calls use it)
         self.fns, args = tuple(f for f, _ in calls), [list(t) for _, t in calls]
@@ -70,31 +87,29 @@ class DirectCall:
                     where[x.index].append((j, p))
                 elif isinstance(x, Scratch):
                     scratch.setdefault(x, []).append((j, p))
-        self.where, self.scratch = tuple(map(tuple, where)), tuple((s, tuple(at)) for s, at in scratch.items())
+        self.where = tuple(map(tuple, where))
+        # scratch buffers are shared by the bindings made from this one (rebinding allocates
+        # nothing): the lock keeps concurrent runs from computing into them at once
+        self.buffers = tuple(np.empty(x.shape, x.dtype) for x in scratch)
+        self.lock = threading.Lock() if scratch else None
+        for buf, at in zip(self.buffers, scratch.values()):
+            ptr = address(buf)
+            for j, p in at:
+                args[j][p] = ptr
         self._fill(ops, range(len(ops)), args, [None] * len(ops))
         return self
 
     def _fill(self, ops, changed, args, refs) -> None:
-        """Set the pointers of the `changed` operands and fresh scratch buffers in `args`."""
+        """Set the pointers of the `changed` operands in `args`."""
         for i in changed:
             a = ops[i]
             refs[i] = weakref.ref(a)
             ptr = address(a)
             for j, p in self.where[i]:
                 args[j][p] = ptr
-        self.buffers = tuple(np.empty(s.shape, s.dtype) for s, _ in self.scratch)
-        for buf, (_, at) in zip(self.buffers, self.scratch):
-            ptr = address(buf)
-            for j, p in at:
-                args[j][p] = ptr
         self.refs = tuple(refs)
         self.shapes = tuple(map(_SHAPE, ops))
         self.args = tuple(map(tuple, args))
-
-    def matches(self, ops, budget) -> bool:
-        """Whether these are the very arrays (and shapes) the calls were made for."""
-        return (budget is self.budget and all(map(is_, map(call, self.refs), ops))
-                and tuple(map(_SHAPE, ops)) == self.shapes)
 
     def rebind(self, ops, budget) -> "DirectCall | None":
         """A binding to `ops` made from this one (pointer lookups for the arrays that changed
@@ -102,19 +117,27 @@ class DirectCall:
         if budget is not self.budget or len(ops) != len(self.refs):
             return None
         changed = []
-        for i, (r, a, s, spec) in enumerate(zip(self.refs, ops, self.shapes, self.specs)):
+        shapes, specs = self.shapes, self.specs
+        for i, r in enumerate(self.refs):
+            a = ops[i]
             if r() is not a:
-                if a.__class__ is not np.ndarray or a.shape != s or (a.strides, a.dtype) != spec:
+                if a.__class__ is not np.ndarray or a.shape != shapes[i] or (a.strides, a.dtype) != specs[i]:
                     return None
                 changed.append(i)
-            elif a.shape != s:
+            elif a.shape != shapes[i]:
                 return None
         new = DirectCall()
-        new.specs, new.fns, new.where, new.scratch = self.specs, self.fns, self.where, self.scratch
+        new.specs, new.fns, new.where, new.buffers, new.lock, new.match = (specs, self.fns, self.where, self.buffers,
+                                                                           self.lock, self.match)
         new.budget, new.keep = budget, self.keep
         new._fill(ops, changed, [list(a) for a in self.args], list(self.refs))
         return new
 
     def __call__(self) -> None:
-        for f, args in zip(self.fns, self.args):
-            f(*args)
+        if self.lock is None:
+            for f, args in zip(self.fns, self.args):
+                f(*args)
+        else:
+            with self.lock:
+                for f, args in zip(self.fns, self.args):
+                    f(*args)

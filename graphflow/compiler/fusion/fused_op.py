@@ -180,7 +180,7 @@ class FusedKernel:
         if bound is not None and outputs is not None:
             ops = [*inputs, *outputs]
             budget = budget or SERIAL
-            if not bound.matches(ops, budget):
+            if budget is not bound.budget or not bound.match(ops, bound.refs, bound.shapes):
                 bound = bound.rebind(ops, budget)
                 if bound is not None:
                     self._direct = bound
