@@ -10,6 +10,7 @@ Build a graph (placeholders, Variables, ops), then run parts of it in a Session:
 """
 from __future__ import annotations
 
+from . import source_fingerprint as _source_fingerprint  # noqa: F401 - first: records the sources as imported
 from . import dtypes as _dtypes
 from . import errors
 from .dtypes import bool, float32, float64, int32, int64  # noqa: A004 - public names mirror TF

@@ -600,10 +600,6 @@ STALE_CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the IR cache key hashes the emitter source files when the first kernel "
-                   "is compiled, not the code the process imported: a process whose package files were replaced "
-                   "(an upgrade under a running program, an edited checkout) stores old-code IR under the new "
-                   "version's key (see /work/notes/bugs/kernel_cache_stale_emitter.py)")
 def test_a_new_package_version_never_loads_kernels_emitted_by_an_old_running_process(tmp_path):
     import shutil
 

@@ -10,8 +10,8 @@ entry on disk loads the object file directly: no IR parsing, no optimization, no
 `compile_keyed(description, build_ir)` is the same cache keyed by the caller's description
 of the module instead of its IR, so a hit also skips building the IR in Python (for a
 1000-op kernel that is most of the warm-cache time). The key then also covers the source of
-the code that turns descriptions into IR (graphflow/compiler and graphflow/ops), so editing
-an emitter never serves stale code.
+the code that turns descriptions into IR (graphflow/compiler and graphflow/ops, as this
+process imported it: `source_fingerprint`), so editing an emitter never serves stale code.
 
 Object code, fresh or cached, is mapped into the process by `objload` (no LLVM needed: a
 warm process never imports llvmlite.binding); an object that loader does not handle, or
@@ -27,9 +27,9 @@ import os
 import re
 import threading
 import time
-from pathlib import Path
 from typing import Callable
 
+from ... import source_fingerprint
 from ...errors import InternalError, NotFoundError
 from . import cache, objload
 from .target import fingerprint, new_target_machine, target_machine
@@ -106,21 +106,11 @@ def cache_key(ir_text: str) -> str:
     return _digest(fingerprint(), ir_text)
 
 
-@functools.lru_cache(maxsize=None)
-def generator_fingerprint() -> str:
-    """sha256 of the source of graphflow/compiler and graphflow/ops: the code that decides
-    which IR a description becomes (read once per process, a few milliseconds)."""
-    root = Path(__file__).resolve().parents[2]
-    h = hashlib.sha256()
-    for path in sorted([*(root / "compiler").rglob("*.py"), *(root / "ops").rglob("*.py")]):
-        h.update(path.relative_to(root).as_posix().encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()
-
-
-def keyed_cache_key(description: str) -> str:
-    """The cache key `compile_keyed` uses for `description`."""
-    return _digest(fingerprint(), "keyed", generator_fingerprint(), description)
+def keyed_cache_key(description: str) -> str | None:
+    """The cache key `compile_keyed` uses for `description`; None when graphflow's source
+    changed since this process imported it (see `source_fingerprint`): no disk entry then."""
+    source = source_fingerprint.fingerprint()
+    return None if source is None else _digest(fingerprint(), "keyed", source, description)
 
 
 def parse(ir_text: str):
@@ -176,13 +166,13 @@ def load_object(object_code: bytes, loader: str | None = None):
     return _Engine(object_code)
 
 
-def _compile(key: str, build_ir: Callable[[], str]) -> JitModule:
+def _compile(key: str, build_ir: Callable[[], str], *, disk: bool = True) -> JitModule:
     with _lock:
         hit = _memory.get(key)
         if hit is not None:
             return hit
         start = time.perf_counter()
-        object_code = cache.load(key)
+        object_code = cache.load(key) if disk else None
         optimized = None
         loaded = object_code is not None
         if not loaded:
@@ -190,7 +180,8 @@ def _compile(key: str, build_ir: Callable[[], str]) -> JitModule:
             build_ir = functools.partial(str, ir_text)
             optimized = optimize(parse(ir_text))
             object_code = target_machine().emit_object(optimized)
-            cache.store(key, object_code)
+            if disk:
+                cache.store(key, object_code)
         module = JitModule(key, load_object(object_code), build_ir, loaded_from_cache=loaded,
                            compile_seconds=time.perf_counter() - start, optimized=optimized)
         _memory[key] = module
@@ -206,7 +197,11 @@ def compile_keyed(description: str, build_ir: Callable[[], str]) -> JitModule:
     """Machine code for the module `build_ir()` returns, cached under `description`, which must
     determine that IR given graphflow's source (e.g. a canonical listing of the fused kernels).
     `build_ir` runs only when neither cache has the module, or when `.ir_text` is read."""
-    return _compile(keyed_cache_key(description), build_ir)
+    key = keyed_cache_key(description)
+    if key is None:   # unpublished: keyed in memory by the IR this process's code builds
+        ir_text = build_ir()
+        return _compile("local-" + cache_key(ir_text), functools.partial(str, ir_text), disk=False)
+    return _compile(key, build_ir)
 
 
 def clear_memory_cache() -> None:

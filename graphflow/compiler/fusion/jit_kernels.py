@@ -8,27 +8,13 @@ function vectorized (read from its optimized IR) is cached the same way.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
 import re
-from pathlib import Path
 
 from ..report import Report
 from .kernel_ir import KernelIR
-
-
-@functools.lru_cache(maxsize=None)
-def emitter_fingerprint() -> str:
-    """Hash of the sources that decide the emitted IR (ops, codegen, fusion)."""
-    root = Path(__file__).resolve().parents[2]
-    h = hashlib.sha256()
-    for folder in ("ops", "compiler/codegen", "compiler/fusion"):
-        for f in sorted((root / folder).glob("*.py")):
-            h.update(f.name.encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()
 
 
 UNSUPPORTED = "; graphflow-unsupported "   # heads a line of the module text per kernel left out
@@ -38,22 +24,26 @@ _flags: dict = {}
 
 def module_text(kernels) -> str:
     """The LLVM IR of one module holding `kernels` (KernelIRs), emitted or from the cache."""
+    from ... import source_fingerprint
     from ..codegen import cache
     from ..codegen.target import fingerprint
 
-    # the emitted IR depends on the host too (vector widths, LLVM version): its fingerprint is in the key
-    key = hashlib.sha256("\n".join([fingerprint(), emitter_fingerprint()] + [k.describe() for k in kernels])
+    # the emitted IR depends on the host too (vector widths, LLVM version): its fingerprint is in the key;
+    # after graphflow's files changed under this process, its IR stays in memory, unpublished
+    source = source_fingerprint.fingerprint()
+    key = hashlib.sha256("\n".join([fingerprint(), source or "local"] + [k.describe() for k in kernels])
                          .encode()).hexdigest()
     text = _texts.get(key)
     if text is None:
-        raw = cache.load(key + "-ir")
+        raw = cache.load(key + "-ir") if source is not None else None
         if raw is not None:
             text = raw.decode()
         else:
             from .emit import emit_module
 
             text = emit_module(kernels)
-            cache.store(key + "-ir", text.encode())
+            if source is not None:
+                cache.store(key + "-ir", text.encode())
         _texts[key] = text
     return text
 
