@@ -182,3 +182,24 @@ def test_concurrent_runs_with_their_own_feeds():
         for t in threads:
             t.join()
         assert not errors, errors[0]
+
+
+def test_chain_runs_its_calls_in_order():
+    """One compiled call of a program runs each listed call with its arguments, in order
+    (the second product reads the first's result)."""
+    from graphflow.compiler.codegen import chain, gemm
+    from graphflow.runtime.pointers import address
+
+    a = RNG.standard_normal((1, 37)).astype(np.float32)
+    b1 = RNG.standard_normal((37, 21)).astype(np.float32)
+    b2 = RNG.standard_normal((21, 5)).astype(np.float32)
+    y1, y2 = np.zeros((1, 21), np.float32), np.zeros((1, 5), np.float32)
+    gemv = chain.address_of(gemm.gemv_function(np.float32))
+    prog = chain.program([(gemv, (0, 21, 37, address(a), 1, address(b1), 21, address(y1))),
+                          (gemv, (0, 5, 21, address(y1), 1, address(b2), 5, address(y2)))])
+    import ctypes
+    chain.function()(ctypes.addressof(prog))
+    _close(y1, a @ b1)
+    _close(y2, (a @ b1) @ b2)
+    assert chain.address_of(lambda: None) is None
+    assert chain.program([(gemv, (0,) * (chain.MAX_ARGS + 1))]) is None

@@ -19,14 +19,17 @@ deprecated and not followed.)
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import threading
 import weakref
+from functools import partial
 from operator import attrgetter
 
 import numpy as np
 
 from ...runtime.pointers import address
+from ..codegen import chain
 
 _SHAPE = attrgetter("shape")
 
@@ -67,8 +70,8 @@ class DirectCall:
     # a run uses a binding when `budget is b.budget and b.match(ops, b.refs, b.shapes)`: the
     # very arrays (and shapes) the calls were made for
 
-    __slots__ = ("refs", "shapes", "specs", "fns", "args", "where", "scratch", "buffers", "lock", "match", "budget",
-                 "keep")
+    __slots__ = ("refs", "shapes", "specs", "fns", "args", "where", "buffers", "lock", "match", "budget", "keep",
+                 "program", "run")
 
     @classmethod
     def bind(cls, ops: list, calls: list, budget, keep) -> "DirectCall":
@@ -96,20 +99,40 @@ class DirectCall:
             ptr = address(buf)
             for j, p in at:
                 args[j][p] = ptr
-        self._fill(ops, range(len(ops)), args, [None] * len(ops))
+        refs, self.program = [None] * len(ops), None
+        self._patch(ops, range(len(ops)), args, refs)
+        self.args = tuple(map(tuple, args))
+        self.refs, self.shapes = tuple(refs), tuple(map(_SHAPE, ops))
+        entries = tuple(map(chain.address_of, self.fns))
+        self.program = None if None in entries else chain.program(zip(entries, self.args))
+        if self.program is not None:   # one compiled call runs them all
+            starts = [2]
+            for a in self.args[:-1]:
+                starts.append(starts[-1] + len(a) + 2)
+            self.where = tuple(tuple(starts[j] + p for j, p in at) for at in self.where)
+        self._ready()
         return self
 
-    def _fill(self, ops, changed, args, refs) -> None:
-        """Set the pointers of the `changed` operands in `args`."""
+    def _patch(self, ops, changed, seq, refs) -> None:
+        """Set the pointers of the `changed` operands in `seq` (argument lists, or the program)."""
+        flat = self.program is not None
         for i in changed:
             a = ops[i]
             refs[i] = weakref.ref(a)
             ptr = address(a)
-            for j, p in self.where[i]:
-                args[j][p] = ptr
-        self.refs = tuple(refs)
-        self.shapes = tuple(map(_SHAPE, ops))
-        self.args = tuple(map(tuple, args))
+            for at in self.where[i]:
+                if flat:
+                    seq[at] = ptr
+                else:
+                    seq[at[0]][at[1]] = ptr
+
+    def _ready(self) -> None:
+        self.run = self._each if self.program is None else \
+            partial(chain.function(), ctypes.addressof(self.program))
+
+    def _each(self) -> None:
+        for f, args in zip(self.fns, self.args):
+            f(*args)
 
     def rebind(self, ops, budget) -> "DirectCall | None":
         """A binding to `ops` made from this one (pointer lookups for the arrays that changed
@@ -127,17 +150,23 @@ class DirectCall:
             elif a.shape != shapes[i]:
                 return None
         new = DirectCall()
-        new.specs, new.fns, new.where, new.buffers, new.lock, new.match = (specs, self.fns, self.where, self.buffers,
-                                                                           self.lock, self.match)
-        new.budget, new.keep = budget, self.keep
-        new._fill(ops, changed, [list(a) for a in self.args], list(self.refs))
+        for name in ("specs", "fns", "where", "buffers", "lock", "match", "keep", "shapes"):
+            setattr(new, name, getattr(self, name))
+        new.budget, refs = budget, list(self.refs)
+        if self.program is None:
+            new.program, args = None, [list(a) for a in self.args]
+            new._patch(ops, changed, args, refs)
+            new.args = tuple(map(tuple, args))
+        else:
+            new.program = type(self.program).from_buffer_copy(self.program)
+            new._patch(ops, changed, new.program, refs)
+        new.refs = tuple(refs)
+        new._ready()
         return new
 
     def __call__(self) -> None:
         if self.lock is None:
-            for f, args in zip(self.fns, self.args):
-                f(*args)
+            self.run()
         else:
             with self.lock:
-                for f, args in zip(self.fns, self.args):
-                    f(*args)
+                self.run()
