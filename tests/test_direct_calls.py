@@ -4,6 +4,7 @@ with epilogues, softmax heads and fetched intermediates, while the operands chan
 calls (new feed arrays, a feed written in place, re-assigned variables, batch sizes, strided
 feeds, concurrent runs), and bitwise the same at 1 and 2 threads with the product's columns
 split over the threads."""
+import ctypes
 import threading
 
 import numpy as np
@@ -11,6 +12,8 @@ import pytest
 
 import graphflow as gf
 from graphflow.compiler.fusion import epilogue
+from graphflow.compiler.codegen import chain, gemm
+from graphflow.runtime.pointers import address
 from graphflow.runtime.threads import ThreadBudget
 
 RNG = np.random.default_rng(5)
@@ -187,9 +190,6 @@ def test_concurrent_runs_with_their_own_feeds():
 def test_chain_runs_its_calls_in_order():
     """One compiled call of a program runs each listed call with its arguments, in order
     (the second product reads the first's result)."""
-    from graphflow.compiler.codegen import chain, gemm
-    from graphflow.runtime.pointers import address
-
     a = RNG.standard_normal((1, 37)).astype(np.float32)
     b1 = RNG.standard_normal((37, 21)).astype(np.float32)
     b2 = RNG.standard_normal((21, 5)).astype(np.float32)
@@ -197,7 +197,6 @@ def test_chain_runs_its_calls_in_order():
     gemv = chain.address_of(gemm.gemv_function(np.float32))
     prog = chain.program([(gemv, (0, 21, 37, address(a), 1, address(b1), 21, address(y1))),
                           (gemv, (0, 5, 21, address(y1), 1, address(b2), 5, address(y2)))])
-    import ctypes
     chain.function()(ctypes.addressof(prog))
     _close(y1, a @ b1)
     _close(y2, (a @ b1) @ b2)

@@ -535,9 +535,6 @@ def test_concurrent_small_batch_runs_with_a_variable_reassigned_meanwhile(thread
     assert not failures
 
 
-@pytest.mark.xfail(strict=True, reason="bug: FusedKernel._run_epilogue calls self._direct() after _bind_direct "
-                   "published it, so a concurrent run of the same plan can swap in its own binding first: this run "
-                   "computes the other run's output and returns its own unwritten (see /work/notes/bugs/direct_call_race.py)")
 def test_concurrent_runs_of_different_batch_sizes_with_a_thread_switch_after_binding(monkeypatch):
     """Concurrent runs are part of the API. The bound fast calls of a one-block product are made
     per operand set; a thread switch right after a run publishes its binding (forced here with a

@@ -10,12 +10,15 @@ re-assigned variable, a fresh output) costs one pointer lookup and a patch of th
 arguments it appears in, and only when its shape, strides and dtype are those the calls
 were made for.
 
+The calls run as one compiled call of a program listing them (codegen/chain.py) when every
+one is compiled code, else one after another from Python (a product split over threads).
+
 Operands are held weakly (a dead or replaced array never matches, so a stale pointer is
 never used) and a binding is never changed once made: a run that sees other operands
 makes a new one and publishes it with one assignment, so concurrent runs stay correct
-(scratch buffers, shared along a chain of bindings, are used under a lock). Arrays whose shape is reassigned in place keep
-their identity: the shapes are compared too. (Numpy's in-place `strides` assignment is
-deprecated and not followed.)
+(scratch buffers, shared along a chain of bindings, are used under a lock). Arrays whose
+shape is reassigned in place keep their identity: the shapes are compared too. (Numpy's
+in-place `strides` assignment is deprecated and not followed.)
 """
 from __future__ import annotations
 
@@ -23,7 +26,6 @@ import ctypes
 import functools
 import threading
 import weakref
-from functools import partial
 from operator import attrgetter
 
 import numpy as np
@@ -128,7 +130,7 @@ class DirectCall:
 
     def _ready(self) -> None:
         self.run = self._each if self.program is None else \
-            partial(chain.function(), ctypes.addressof(self.program))
+            functools.partial(chain.function(), ctypes.addressof(self.program))
 
     def _each(self) -> None:
         for f, args in zip(self.fns, self.args):

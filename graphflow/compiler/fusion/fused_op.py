@@ -289,8 +289,9 @@ class FusedKernel:
         if n <= block and n < 2 * grain and not self._scratch:   # one block: bind its calls for the next run
             direct = getattr(self._lib_block, "direct", None)
             lib = direct(*lib_args, budget) if direct is not None else None
-            if lib is not None and self._bind_direct(lib, inputs, outputs, layout, static, domain, budget):
-                self._direct()
+            bound = self._bind_direct(lib, inputs, outputs, layout, static, domain, budget) if lib is not None else None
+            if bound is not None:   # (the binding made here: a concurrent run may publish its own meanwhile)
+                bound()
                 return
         if into is not None and n <= block and n < 2 * grain:   # one block, in the output it becomes
             compute(0, n, outputs[into])
@@ -329,7 +330,7 @@ class FusedKernel:
         else:   # chunks claimed dynamically: a core slowed by another process takes fewer
             budget.parallel_for(task, n, grain)
 
-    def _bind_direct(self, lib, inputs, outputs, layout, static, domain, budget) -> bool:
+    def _bind_direct(self, lib, inputs, outputs, layout, static, domain, budget) -> DirectCall | None:
         """Keep the compiled calls of one block bound to these operands (see direct.py): the
         library product `lib(pa, pb, pc) -> (function, arguments)` into the output it becomes
         (else into a scratch block of the binding's own), then the epilogue over its rows."""
@@ -342,8 +343,8 @@ class FusedKernel:
             calls.append((self._fn, (0, domain[0] * unit, 0, cols, layout.dims_ptr, layout.strides_ptr,
                                      *[Operand(i) for i in self._ptr_inputs], pc,
                                      *[Operand(n_in + j) for j in range(len(outputs))])))
-        self._direct = DirectCall.bind(ops, calls, budget, layout)
-        return True
+        self._direct = bound = DirectCall.bind(ops, calls, budget, layout)
+        return bound
 
     def _epilogue_static(self, layout, domain, lib_args) -> tuple:
         """What `_run_epilogue` needs that depends only on the layout's shapes (cached on it):
