@@ -4,7 +4,9 @@ in cache (no extra pass over the activations).
 
 Backends dispatch on op type here, outside the op definitions: each entry makes, once per
 kernel, a `prepare(*inputs)` that runs once per call (checks, packing) and returns
-fn(b0, b1, out) computing the result's block [b0, b1) along axis 0 into `out`.
+fn(b0, b1, out) computing the result's block [b0, b1) along axis 0 into `out`. A matmul's
+`prepare.direct(a, b, budget)` instead gives the whole product as one compiled call's
+arguments from data pointers, which a kernel keeps bound between runs (direct.py).
 
 A float matmul runs on graphflow's own LLVM kernel (codegen/gemm.py) rather than numpy's
 BLAS, chosen by measurement on this project's machine (AMD EPYC Zen 4, one thread, median
