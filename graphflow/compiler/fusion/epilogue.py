@@ -62,6 +62,11 @@ def _matmul_route(dtype, a_shape, a_strides, b_shape, b_strides, transpose_a: bo
     (_, n), b_st = (b_shape[::-1], b_strides[::-1]) if transpose_b else (b_shape, b_strides)
     if k < gemm.lanes(dtype) or 2 * n < gemm.lanes(dtype) or any(s % item for s in a_st):
         return None
+    if m == 2:
+        # Two rows fill a quarter of a register tile and numpy's BLAS streams B once for both:
+        # W4's MLP at batch 2 took 114 us through the tile vs 75 us through numpy (1 thread,
+        # /tmp/smallb.py in one process); from 3 rows on the tile wins (116 vs 180 us).
+        return None
     pack = n > 1 and b_st[1] != item or b_st[0] % item != 0   # the kernel loads rows of B as vectors
     brs = n if pack else b_st[0] // item
     fn = gemm.gemv_function(dtype) if m == 1 else gemm.block_function(dtype)
