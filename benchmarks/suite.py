@@ -63,10 +63,13 @@ class Row:
 class Settings:
     repeat: int = 7
     min_sample_s: float = 0.02  # a sample loops a fast call until it lasts this long
-    # Pause before each sample of systems timed in alternation: a BLAS pool woken by one system
-    # (numpy's OpenBLAS under graphflow's opt 0) busy-waits for ~0.1 s after its last call, and would
-    # otherwise take a core from the next system's sample rather than from the system that woke it.
-    settle_s: float = 0.25
+    # Untimed calls before each sample of systems timed in alternation: a BLAS pool woken by one
+    # system (numpy's OpenBLAS under graphflow's opt 0) busy-waits for ~0.1 s after its last call and
+    # would otherwise take a core from the next system's sample. They are calls, not a pause: on this
+    # VM a second core left idle for 50 ms or more runs slowly for the next ~100 ms (W2 softmax at
+    # 2 threads: 0.71 ms per call after calls, 1.24 ms after a 0.25 s sleep, 1.14 ms even with 30 ms
+    # of calls after the sleep; /tmp/w2j.py), which a sleep would charge to the multithreaded sample.
+    settle_s: float = 0.15
 
 
 def max_difference(got, want, rtol: float, atol: float) -> tuple[bool, float]:
@@ -153,12 +156,19 @@ def time_alternating(fns: dict, settings: Settings) -> dict:
     for _ in range(settings.repeat):
         for name, fn in fns.items():
             k = number[name]
-            time.sleep(settle)
+            _run_for(fn, settle)
             t0 = time.perf_counter()
             for _ in range(k):
                 fn()
             samples[name].append((time.perf_counter() - t0) / k)
     return samples
+
+
+def _run_for(fn: Callable, seconds: float) -> None:
+    """Untimed calls of fn for about `seconds` (none when 0)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        fn()
 
 
 def run_case(case: Case, systems: list, threads: int, settings: Settings) -> list:
