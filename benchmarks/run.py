@@ -155,8 +155,8 @@ def run_suite(workloads: list, threads: list, args) -> tuple[list, dict, str]:
     rows += [r for r in others if r.case == "(all cases)"]
     settings_text = (f"median of {settings.repeat} timed repeats after warm-up (compilation included in the "
                      "warm-up); graphflow's opt levels alternate sample by sample (fused vs unfused in one process), "
-                     f"each sample after {settings.settle_s:g} s of untimed calls of the same level, so that another "
-                     "level's still-spinning BLAS threads do not slow it, "
+                     f"each sample (each block, for other systems) after {settings.settle_s:g} s of untimed calls of "
+                     "the same system, so that the previous system's still-spinning threads do not slow it, "
                      "each other system is timed in its own block; outputs checked against numpy first; "
                      f"threads {threads}" + ("; QUICK sizes" if args.quick else ""))
     return rows, info, settings_text

@@ -63,7 +63,8 @@ class Row:
 class Settings:
     repeat: int = 7
     min_sample_s: float = 0.02  # a sample loops a fast call until it lasts this long
-    # Untimed calls before each sample of systems timed in alternation: a BLAS pool woken by one
+    # Untimed calls before each sample of systems timed in alternation (before the first sample of
+    # a system timed in a block of its own): a BLAS pool woken by one
     # system (numpy's OpenBLAS under graphflow's opt 0) busy-waits for ~0.1 s after its last call and
     # would otherwise take a core from the next system's sample. They are calls, not a pause: on this
     # VM a second core left idle for 50 ms or more runs slowly for the next ~100 ms (W2 softmax at
@@ -152,11 +153,12 @@ def time_alternating(fns: dict, settings: Settings) -> dict:
         fn()
         number[name] = max(1, int(settings.min_sample_s / max(time.perf_counter() - t0, 1e-9)))
     samples: dict = {name: [] for name in fns}
-    settle = settings.settle_s if len(fns) > 1 else 0.0
-    for _ in range(settings.repeat):
+    alternating = len(fns) > 1
+    for i in range(settings.repeat):
         for name, fn in fns.items():
             k = number[name]
-            _run_for(fn, settle)
+            if alternating or i == 0:   # a block of its own settles once, before its first sample
+                _run_for(fn, settings.settle_s)
             t0 = time.perf_counter()
             for _ in range(k):
                 fn()
