@@ -6,7 +6,7 @@ pass, so a column's sum never depends on how columns are split.
 """
 from __future__ import annotations
 
-from ..codegen.irtypes import element_pointer, load_value, store_value
+from ..codegen.irtypes import load_value, store_value
 from .kernel_emitter import KernelEmitter
 from .kernel_ir import COL, FULL, REDUCERS, UNIFORM, scratch_slots
 
@@ -37,8 +37,7 @@ class ColumnKernelEmitter(KernelEmitter):
             self._column_loops(c0, c1, bases0, col_strides, [], init_body, f"init{stage}")
 
             def row_body(r, _, idx=idx, acc=acc, stage=stage):
-                bases = [element_pointer(b, p, kir.slot_dtype(s), off)
-                         for p, (s, _f), off in zip(ptrs, self.ptr_ops, self._row_offsets(r, dims, st))]
+                bases = self._row_bases(r, ptrs, dims, st)
 
                 def acc_body(c, accs, address):
                     env = dict(env0)
@@ -76,8 +75,7 @@ class ColumnKernelEmitter(KernelEmitter):
         full_outs = [(k, s) for k, s in enumerate(kir.outputs) if kir.slot_form(s) == FULL]
         if full_outs:
             def out_row(r, _):
-                bases = [element_pointer(b, p, kir.slot_dtype(s), off)
-                         for p, (s, _f), off in zip(ptrs, self.ptr_ops, self._row_offsets(r, dims, st))]
+                bases = self._row_bases(r, ptrs, dims, st)
 
                 def out_body(c, accs, address):
                     env = dict(env0)

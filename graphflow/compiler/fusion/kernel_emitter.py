@@ -351,6 +351,11 @@ class KernelEmitter:
                     and self.levels[slot] <= stage):
                 self._compute(slot, env, None)
 
+    def _row_bases(self, r, ptrs, dims, st) -> list:
+        """Every pointer operand advanced to row r."""
+        return [element_pointer(self.b, p, self.kir.slot_dtype(s), off)
+                for p, (s, _f), off in zip(ptrs, self.ptr_ops, self._row_offsets(r, dims, st))]
+
     def _row_offsets(self, r, dims, st) -> list:
         """Element offset of row r in every pointer operand (outer strides times indices)."""
         b, ro = self.b, self.ro

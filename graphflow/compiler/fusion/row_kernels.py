@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 
-from ..codegen.irtypes import element_pointer, load_value, memory_type, store_value
+from ..codegen.irtypes import load_value, memory_type, store_value
 from .kernel_emitter import PTR, STREAM_ALIGN, KernelEmitter
 from .kernel_ir import FULL, REDUCERS, ROW_FORMS, streams
 
@@ -43,13 +43,9 @@ class RowKernelEmitter(KernelEmitter):
             self.ahead_j = {j: len(col_strides) + j for j in range(len(self.ptr_ops))}
             col_strides += col_strides[:len(self.ptr_ops)]
 
-        def row_bases(r):
-            return [element_pointer(b, p, kir.slot_dtype(s), off)
-                    for p, (s, _f), off in zip(ptrs, self.ptr_ops, self._row_offsets(r, dims, st))]
-
         def reduce_row(r):
             """The first stage's values for row r, alone (before the first row of the range)."""
-            bases = row_bases(r)
+            bases = self._row_bases(r, ptrs, dims, st)
             env: dict = {}
             self._row_values(env, bases, 0)
             accs = self._column_loops(self._i64(0), cols, bases, col_strides, self._reduction_init(at_stage[stages[0]]),
@@ -59,7 +55,7 @@ class RowKernelEmitter(KernelEmitter):
             return self._reduction_result(at_stage[stages[0]], accs, cols)
 
         def row_body(r, carried):
-            bases = row_bases(r)
+            bases = self._row_bases(r, ptrs, dims, st)
             if stash:
                 bases.append(b.select(self.stash_local, self.stash_row, bases[first_out + stash[1]]))
             row_env: dict = {}
@@ -72,7 +68,7 @@ class RowKernelEmitter(KernelEmitter):
                 todo = stages[1:]
                 # the next row of the range (this row again for the last: its values are unused)
                 nxt = b.add(r, self._i64(1))
-                next_bases = row_bases(b.select(b.icmp_signed("<", nxt, r1), nxt, r))
+                next_bases = self._row_bases(b.select(b.icmp_signed("<", nxt, r1), nxt, r), ptrs, dims, st)
                 bases += next_bases
                 next_env: dict = {}
                 self._row_values(next_env, next_bases, 0)
