@@ -27,13 +27,12 @@ import numpy as np
 _EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 _SHDR = struct.Struct("<IIQQQQIIQQ")     # name, type, flags, addr, offset, size, link, info, align, entsize
 _SYM = struct.Struct("<IBBHQQ")          # name, info, other, shndx, value, size
-_RELA = struct.Struct("<QQq")            # offset, info, addend
 
 ET_REL, EM_X86_64 = 1, 62
 SHT_SYMTAB, SHT_RELA, SHT_NOBITS, SHT_REL = 2, 4, 8, 9
 SHT_INIT_ARRAY, SHT_FINI_ARRAY, SHT_PREINIT_ARRAY = 14, 15, 16
 SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR, SHF_TLS = 0x1, 0x2, 0x4, 0x400
-SHN_UNDEF, SHN_LORESERVE, SHN_ABS = 0, 0xFF00, 0xFFF1
+SHN_UNDEF, SHN_ABS = 0, 0xFFF1
 STB_LOCAL, STB_WEAK = 0, 2
 STT_SECTION = 3
 
