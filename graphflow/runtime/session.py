@@ -6,11 +6,9 @@ private view of the variables, and commits that view only when the whole run suc
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 
-from .. import dtypes as _dt
 from ..errors import FailedPreconditionError, InvalidArgumentError
 from ..graph import Graph, Tensor, get_default_graph, shape_str
 from .fetches import flatten_fetches, split_elements
