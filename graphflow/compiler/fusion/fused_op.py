@@ -278,7 +278,6 @@ class FusedKernel:
         if n == 0:
             return
         lib_args = [inputs[a] for a in self._lib_args]
-        compute = self._lib_block(*lib_args)
         static = layout.epilogue
         if static is None:
             static = layout.epilogue = self._epilogue_static(layout, domain, lib_args)
@@ -293,6 +292,7 @@ class FusedKernel:
             if bound is not None:   # (the binding made here: a concurrent run may publish its own meanwhile)
                 bound()
                 return
+        compute = self._lib_block(*lib_args)   # (after the binding, which needs none of its per-call setup)
         if into is not None and n <= block and n < 2 * grain:   # one block, in the output it becomes
             compute(0, n, outputs[into])
             if not self._lib_only:
