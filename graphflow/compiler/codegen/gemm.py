@@ -30,9 +30,10 @@ import numpy as np
 
 from .target import vector_bytes
 
-# Most k per block (a KC x NR panel of B, 256 KB, stays in L2 while every row tile uses it);
-# K is cut into equal blocks of at most KC. Measured on W4/W5 shapes (one Zen 4 core): KC
-# 128 -> 106 GFLOP/s, 256 -> 110, 512 -> 112, 1024 -> 113 (fewer reloads of the C tile).
+# Most k per block (a KC x NR panel of B, 192 KB for float32 with AVX-512's 8x3 tile, stays in
+# L2 while every row tile uses it); K is cut into equal blocks of at most KC. Measured on W4/W5
+# shapes (one Zen 4 core): KC 128 -> 106 GFLOP/s, 256 -> 110, 512 -> 112, 1024 -> 113 (fewer
+# reloads of the C tile).
 KC = 1024
 MC = 128   # rows per block of A (a 128 x 1024 float32 slice, 512 KB, stays in L2)
 
@@ -384,7 +385,7 @@ def gemv_function(dtype):
 def packed(x: np.ndarray) -> np.ndarray:
     """A C-contiguous copy of the 2-D array `x` (any element strides, e.g. a transposed view).
     Measured (512 x 512 float32, transposed): numpy's copy 590 us, scalar tiles 112 us, the
-    vector transpose below ~30 us."""
+    vector transpose below 51 us (60 us median with its allocation on the shared 2-vCPU VM)."""
     out = np.empty(x.shape, x.dtype)
     item = x.dtype.itemsize
     if not x.size or any(s % item for s in x.strides):
