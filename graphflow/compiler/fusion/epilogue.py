@@ -79,7 +79,7 @@ ROUTES_MAX = 64   # shapes/strides remembered per kernel
 def _matmul_preparer(transpose_a: bool, transpose_b: bool) -> Callable:
     """prepare(a, b) for one kernel's matmul: the route of each new shape/stride combination
     is worked out once (a dict hit afterwards), then bound to this call's data pointers.
-    `prepare.direct(a, b)` gives the whole product as one call's arguments instead."""
+    `prepare.direct(a, b, budget)` gives the whole product as one call's arguments instead."""
     routes: dict = {}
 
     def route_of(a: np.ndarray, b: np.ndarray):
