@@ -123,9 +123,6 @@ class Session:
             raise TypeError(f"feed_dict key {key!r}: {exc}") from None
         return t
 
-    def _convert_feed(self, t: Tensor, value) -> np.ndarray:
-        return convert_feed(t, value)
-
     # ---- running ----
     def run(self, fetches, feed_dict=None, options=None, run_metadata=None):
         """Compute `fetches` (any nesting of tensors, ops, variables or names) given `feed_dict`."""
