@@ -16,6 +16,7 @@ written). Both are read at each call, so tests and users can change them at run 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import struct
 import tempfile
@@ -77,6 +78,15 @@ def load(key: str) -> bytes | None:
     except OSError:
         return None
     return decode_entry(key, data)
+
+
+def load_json(key: str):
+    """The JSON value cached under `key`, or None (cache off, missing, damaged, or not JSON)."""
+    raw = load(key)
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
 
 
 def store(key: str, payload: bytes) -> Path | None:

@@ -83,11 +83,7 @@ def host_record() -> dict:
     identity = host_identity() if cache.is_enabled() else None
     key = "host-" + hashlib.sha256(identity.encode()).hexdigest() if identity else None
     if key is not None:
-        raw = cache.load(key)
-        try:
-            record = json.loads(raw) if raw else None
-        except ValueError:
-            record = None
+        record = cache.load_json(key)
         if isinstance(record, dict) and all(isinstance(record.get(k), str) for k in ("cpu", "features", "llvm")):
             return record
     record = _ask_llvm()

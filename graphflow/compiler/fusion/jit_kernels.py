@@ -127,11 +127,7 @@ def vector_flags(jit, names) -> dict:
 
     flags = _flags.get(jit.key)
     if flags is None:
-        raw = cache.load(jit.key + "-vec")
-        try:
-            flags = json.loads(raw) if raw else None
-        except ValueError:
-            flags = None
+        flags = cache.load_json(jit.key + "-vec")
         if flags is None:
             flags = {name: jit.has_vector_code(name) for name in names}
             cache.store(jit.key + "-vec", json.dumps(flags).encode())
