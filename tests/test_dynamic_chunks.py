@@ -1,5 +1,5 @@
-"""Kernels split into the most chunks parallel_for makes (MAX_CHUNKS, claimed dynamically by
-whichever thread is free) give the same bits at 1, 2 and 3 threads."""
+"""Kernels split into the most chunks a parallel job gets (MAX_CHUNKS, claimed dynamically by
+whichever thread is free, in compiled code) give the same bits at 1, 2 and 3 threads."""
 import numpy as np
 import pytest
 
@@ -14,11 +14,9 @@ class _Counting(ThreadBudget):
         super().__init__(n)
         self.chunks = 0
 
-    def parallel_for(self, fn, total, grain):
-        def counted(s, e):
-            self.chunks += 1
-            fn(s, e)
-        super().parallel_for(counted, total, grain)
+    def parallel_calls(self, job, chunks):
+        self.chunks += chunks
+        super().parallel_calls(job, chunks)
 
 
 def _elementwise(x):

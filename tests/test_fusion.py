@@ -6,7 +6,7 @@ import pytest
 import graphflow as gf
 from graphflow.compiler.fusion import planner as planner_mod
 from graphflow.compiler.fusion.fused_op import FLAT_BLOCK
-from graphflow.runtime.threads import ThreadBudget
+from graphflow.runtime.threads import MAX_CHUNKS, ThreadBudget
 
 RNG = np.random.default_rng(0)
 
@@ -224,17 +224,15 @@ def test_fused_kernel_evaluates_in_numpy_without_llvm(monkeypatch):
 
 
 class _Recording(ThreadBudget):
-    """A budget that runs chunks inline and records them, to check how kernels split work."""
+    """A budget that records how many chunks each parallel job of a kernel has."""
 
     def __init__(self, n):
         super().__init__(n)
         self.calls = []
 
-    def parallel_for(self, fn, total, grain):
-        self.calls.append((total, grain))
-        step = max(grain, 1)
-        for s in range(0, total, step):
-            fn(s, min(s + step, total))
+    def parallel_calls(self, job, chunks):
+        self.calls.append(chunks)
+        super().parallel_calls(job, chunks)
 
 
 def test_work_is_split_by_a_cost_model_and_results_do_not_depend_on_the_split():
@@ -244,9 +242,12 @@ def test_work_is_split_by_a_cost_model_and_results_do_not_depend_on_the_split():
     n = 2 ** 18 + 3
     xv, yv = RNG.standard_normal(n).astype(np.float32), RNG.standard_normal(n).astype(np.float32)
     budget = _Recording(4)
-    (split,) = k.run([xv, yv], None, budget)
-    (total, grain), = budget.calls
-    assert total == -(-n // FLAT_BLOCK) and 1 <= grain < total
+    try:
+        (split,) = k.run([xv, yv], None, budget)
+    finally:
+        budget.close()
+    (chunks,) = budget.calls
+    assert 1 < chunks <= min(MAX_CHUNKS, -(-n // FLAT_BLOCK))
     (whole,) = k.run([xv, yv], None, None)
     np.testing.assert_array_equal(split.view(np.uint32), whole.view(np.uint32))
     # a tiny input is not worth a thread hand-off: it runs inline, without parallel_for

@@ -85,17 +85,15 @@ def test_epilogue_same_at_1_and_n_threads():
 
 
 class _Spy(ThreadBudget):
-    """A real thread budget that records how many ranges each parallel_for ran."""
+    """A real thread budget that records how many chunks each parallel job ran."""
 
     def __init__(self, n):
         super().__init__(n)
-        self.ranges = []
+        self.jobs = []
 
-    def parallel_for(self, fn, total, grain):
-        def recorded(s, e):
-            self.ranges.append((s, e))
-            fn(s, e)
-        super().parallel_for(recorded, total, grain)
+    def parallel_calls(self, job, chunks):
+        self.jobs.append(chunks)
+        super().parallel_calls(job, chunks)
 
 
 def test_large_kernels_are_split_and_small_ones_run_inline():
@@ -105,10 +103,10 @@ def test_large_kernels_are_split_and_small_ones_run_inline():
     spy = _Spy(4)
     try:
         (big,) = kernel.run(list(feeds.values()), None, spy)
-        assert len(spy.ranges) > 1
-        spy.ranges.clear()
+        assert len(spy.jobs) == 1 and spy.jobs[0] > 1
+        spy.jobs.clear()
         kernel.run([v[:100] for v in feeds.values()], None, spy)
-        assert spy.ranges == []
+        assert spy.jobs == []
     finally:
         spy.close()
     (serial,) = kernel.run(list(feeds.values()), None, None)

@@ -2,8 +2,15 @@
 
 One `ThreadBudget` per Session holds `num_threads - 1` worker threads (the thread that
 calls `Session.run` is the last one). The same workers run independent plan steps
-(inter-op) and the ranges of `parallel_for` (intra-op), so a session never runs more
-than `num_threads` of its own threads at once. Workers block on a queue when idle.
+(inter-op) and the chunks of parallel kernels (intra-op), so a session never runs more
+than `num_threads` of its own threads at once.
+
+Compiled kernels are split through `parallel_calls`: the chunks are claimed and run in
+machine code (codegen/pool.py), by the calling thread and by workers that poll the
+budget's slot for SPIN_US after their last chunk, with the GIL released, before blocking on
+the queue. A run of several parallel kernels in a row (or a loop of runs) so never waits for
+a thread to wake up, and an idle session's workers sleep. Python callables go through
+`parallel_for` and `submit`, over the queue.
 
 Every wait is "helping": a thread that waits for work it handed out first runs what is
 left of that work itself, so nested use (a step running on a worker that calls
@@ -22,12 +29,16 @@ own default.
 from __future__ import annotations
 
 import ctypes
+import functools
 import itertools
 import os
 import queue
 import threading
+import time
 
 import numpy as np
+
+from ..compiler.codegen import pool
 
 
 def available_cpus() -> tuple[int, str]:
@@ -185,6 +196,23 @@ def chunk_bounds(total: int, grain: int) -> list[int]:
     return [i * step + min(i, extra) for i in range(n + 1)]
 
 
+# A worker polls for new chunks this long after its last one before it blocks: longer than
+# the Python between two kernels of a run or two runs of a loop (a few to tens of us), far
+# shorter than anything a person would call idle.
+SPIN_US = 100
+_WAKE = object()   # queued to get a blocked worker polling the slot again
+
+
+@functools.lru_cache(maxsize=None)
+def _spins_per_us() -> float:
+    """Empty polls of the slot per microsecond on this machine (measured once, ~1 ms)."""
+    _, serve = pool.functions()
+    slot, n = pool.new_slot(), 20_000
+    t0 = time.perf_counter()
+    serve(slot.ctypes.data, n, 0)
+    return n / max((time.perf_counter() - t0) * 1e6, 1.0)
+
+
 class _Job:
     """Chunks of one `parallel_for` call, taken by whichever thread asks next."""
 
@@ -233,15 +261,19 @@ class ThreadBudget:
         self._queue: queue.SimpleQueue | None = None
         self._workers: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._slot = pool.new_slot() if num_threads > 1 else None
+        self._slot_lock = threading.Lock()   # one compiled job in the slot at a time
+        self._pokes = itertools.count(1)
 
     # -- workers --
     def _start(self) -> queue.SimpleQueue:
         with self._lock:
             if self._queue is None:
                 q = queue.SimpleQueue()
+                spins = max(1, int(SPIN_US * _spins_per_us()))
                 for i in range(self.num_threads - 1):
-                    t = threading.Thread(target=_worker_loop, args=(q,), name=f"graphflow-worker-{i}",
-                                         daemon=True)
+                    t = threading.Thread(target=_worker_loop, args=(q, self._slot, spins),
+                                         name=f"graphflow-worker-{i}", daemon=True)
                     t.start()
                     self._workers.append(t)
                 self._queue = q
@@ -251,6 +283,12 @@ class ThreadBudget:
         """Run fn() on a worker thread (fn must not raise; it reports its own errors)."""
         q = self._queue or self._start()
         q.put(fn)
+        self._poke()
+
+    def _poke(self) -> None:
+        """Get workers polling the slot back to the queue (after a put)."""
+        if self._slot is not None:
+            self._slot[pool.POKE] = next(self._pokes)
 
     def close(self) -> None:
         """Stop the workers (they finish what they are running first)."""
@@ -260,6 +298,7 @@ class ThreadBudget:
         if q is not None:
             for _ in workers:
                 q.put(None)
+            self._poke()
 
     @property
     def started(self) -> bool:
@@ -278,22 +317,47 @@ class ThreadBudget:
         q = self._queue or self._start()
         for _ in range(min(self.num_threads, len(bounds) - 1) - 1):
             q.put(job.work)
+        self._poke()
         job.work()
         job.done.wait()
         if job.error is not None:
             raise job.error
 
+    def parallel_calls(self, job: np.ndarray, chunks: int) -> None:
+        """Run a compiled job (`pool.job`: calls with a table of `chunks` ranges each) on this
+        budget's threads, every chunk claimed and run in machine code. While another job holds
+        the slot (a kernel of a concurrent run or inter-op step), the chunks run one after
+        another on the calling thread: its caller is then one of several threads at work."""
+        run, _ = pool.functions()
+        if self._slot is None or chunks < 2 or not self._slot_lock.acquire(blocking=False):
+            run(pool.new_slot().ctypes.data, job.ctypes.data, chunks)
+            return
+        try:
+            q = self._queue or self._start()
+            for _ in range(min(chunks - 1, len(self._workers)) - int(self._slot[pool.SPINNING])):
+                q.put(_WAKE)
+            run(self._slot.ctypes.data, job.ctypes.data, chunks)
+        finally:
+            self._slot_lock.release()
+
     def __repr__(self):
         return f"<ThreadBudget num_threads={self.num_threads}>"
 
 
-def _worker_loop(q: queue.SimpleQueue) -> None:
+def _worker_loop(q: queue.SimpleQueue, slot: np.ndarray, spins: int) -> None:
     np.seterr(all="ignore")  # this thread's own floating-point state: kernels never warn
+    _, serve = pool.functions()
+    address = slot.ctypes.data
     while True:
         fn = q.get()
         if fn is None:
             return
-        fn()
+        if fn is not _WAKE:
+            fn()
+        while True:   # poll the slot until idle for SPIN_US, or poked because the queue has work
+            poke = int(slot[pool.POKE])
+            if not q.empty() or not serve(address, spins, poke):
+                break
 
 
 SERIAL = ThreadBudget(1)

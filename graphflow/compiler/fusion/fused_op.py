@@ -17,7 +17,8 @@ import numpy as np
 from ...ops.registry import OpDef, OpKind, register
 from ...runtime.fpstate import IGNORE, quiet_fp, restore_fp
 from ...runtime.pointers import address as _address
-from ...runtime.threads import SERIAL
+from ...runtime.threads import SERIAL, chunk_bounds
+from ..codegen import chain, gemm, pool
 from . import epilogue
 from .direct import DirectCall, Operand, Scratch
 from .evaluate import numpy_function
@@ -52,6 +53,28 @@ class _Strided:
         self.shape, self.strides, self.itemsize = shape, strides, itemsize
 
 
+def _chunk_table(layout) -> tuple[np.ndarray, int]:
+    """(table, chunks): the (start, end) arguments of each parallel chunk of a rows, columns
+    or flat layout (pool.job's table), from `chunk_bounds`: independent of the thread count."""
+    bounds = chunk_bounds(layout.tasks, layout.grain)
+    if layout.mode == "rows":
+        pairs = [(s, e) for s, e in zip(bounds, bounds[1:])]
+    else:
+        pairs = [(s * FLAT_BLOCK, min(e * FLAT_BLOCK, layout.cols)) for s, e in zip(bounds, bounds[1:])]
+    return np.array(pairs, np.int64).reshape(-1), len(pairs)
+
+
+def _epilogue_chunk_tables(n: int, grain: int, block: int, unit: int, align: int):
+    """(product rows, epilogue rows, chunks): the tables of `_run_epilogue_compiled`'s job:
+    `chunk_bounds(n, grain)` with edges rounded up to multiples of the product's row tile
+    `align` (as `_run_epilogue`'s tasks round them), each cut into blocks of at most `block`
+    rows; the epilogue's ranges in its own rows (`unit` per row of the product)."""
+    bounds = [min(n, -(-b // align) * align) for b in chunk_bounds(n, grain)]
+    pairs = [(b0, min(b0 + block, e)) for s, e in zip(bounds, bounds[1:]) for b0 in range(s, e, block)]
+    rows = np.array(pairs, np.int64).reshape(-1)
+    return rows, rows * unit, len(pairs)
+
+
 class FusedKernel:
     """One fused kernel: the contract object of a `Fused` node (see CONTRACTS.md B)."""
 
@@ -63,6 +86,7 @@ class FusedKernel:
         self.vectorized: bool | None = None
         self.static_specs: tuple = ()      # TensorSpecs of the outputs, set by the fuse pass
         self._fn = None
+        self._address = None
         self._jit = None
         n = len(ir.inputs)
         self._ptr_inputs = [i for i, o in enumerate(ir.inputs) if o.form != LIB]
@@ -110,7 +134,8 @@ class FusedKernel:
         # than to int64 (negative ints wrap, as the two's complement i64 expects)
         nptr = len(self._forms)
         proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * (6 + nptr)))
-        self._fn = proto(jit.address(self.name))
+        self._address = jit.address(self.name)
+        self._fn = proto(self._address)
         self._jit = jit
         self._direct = None
         self.vectorized = vectorized
@@ -216,15 +241,20 @@ class FusedKernel:
             if mode != "empty":
                 # one call over the whole range: every element takes the code path it takes in any split
                 fn(0, rows, 0, cols, dims, strides, *addresses)
-        elif mode == "columns":
-            # column kernel: each task owns whole columns, so sums never split (deterministic)
-            budget.parallel_for(lambda s, e: fn(0, rows, s * FLAT_BLOCK, min(e * FLAT_BLOCK, cols), dims, strides,
-                                                 *addresses), layout.tasks, layout.grain)
-        elif mode == "flat":
-            budget.parallel_for(lambda s, e: fn(0, 1, s * FLAT_BLOCK, min(e * FLAT_BLOCK, cols), dims, strides,
-                                                 *addresses), layout.tasks, layout.grain)
-        elif mode == "rows":
-            budget.parallel_for(lambda s, e: fn(s, e, 0, cols, dims, strides, *addresses), rows, layout.grain)
+        elif mode != "empty":
+            # rows: whole rows per chunk; columns (a column kernel): whole columns, so sums never
+            # split (deterministic); flat: blocks of FLAT_BLOCK elements
+            table, n = layout.chunks
+            args = [0, 1 if mode == "flat" else rows, 0, cols]
+            at = 0 if mode == "rows" else 2   # the chunk's range replaces arguments at, at + 1
+            job = pool.job([(self._address, [*args, dims, strides, *addresses], at, at + 1, table)])
+            if job is not None:
+                budget.parallel_calls(job, n)
+            elif mode == "rows":
+                budget.parallel_for(lambda s, e: fn(s, e, 0, cols, dims, strides, *addresses), rows, layout.grain)
+            else:
+                budget.parallel_for(lambda s, e: fn(*args[:2], s * FLAT_BLOCK, min(e * FLAT_BLOCK, cols), dims,
+                                                     strides, *addresses), layout.tasks, layout.grain)
         return outputs
 
     def _new_layout(self, key, domain, arrays):
@@ -259,6 +289,8 @@ class FusedKernel:
                 layout.dims[-1] = 1
             if layout.mode != "epilogue" and layout.tasks <= layout.grain:
                 layout.mode = "whole"
+            if layout.mode in ("rows", "columns", "flat"):
+                layout.chunks = _chunk_table(layout)
             if layout.rows == 0 and not self.ir.lead:
                 # an empty domain: nothing to loop over (a column kernel still writes identities);
                 # a one-element output is still due, from the numpy evaluation
@@ -292,7 +324,9 @@ class FusedKernel:
             if bound is not None:   # (the binding made here: a concurrent run may publish its own meanwhile)
                 bound()
                 return
-        compute = self._lib_block(*lib_args)   # (after the binding, which needs none of its per-call setup)
+        if n >= 2 * grain and self._run_epilogue_compiled(lib_args, addresses, layout, static, domain, budget):
+            return
+        compute = self._lib_block(*lib_args)   # (after the compiled calls, which need none of its per-call setup)
         if into is not None and n <= block and n < 2 * grain:   # one block, in the output it becomes
             compute(0, n, outputs[into])
             if not self._lib_only:
@@ -329,6 +363,42 @@ class FusedKernel:
             task(0, n)
         else:   # chunks claimed dynamically: a core slowed by another process takes fewer
             budget.parallel_for(task, n, grain)
+
+    def _run_epilogue_compiled(self, lib_args, addresses, layout, static, domain, budget) -> bool:
+        """The chunks of `_run_epilogue` as one compiled job (threads.parallel_calls): each
+        chunk computes its rows of the product into the output it becomes (else into a
+        scratch result of the whole call) and runs the epilogue on them while in cache.
+        False when the product is not one compiled call on data pointers (numpy's route, a
+        B packed per call, a convolution)."""
+        direct = getattr(self._lib_block, "direct", None)
+        product = direct(*lib_args, budget) if direct is not None else None
+        if product is None:
+            return False
+        cols, unit, block, k, into, grain = static
+        n = domain[0]
+        if into is None:
+            scratch = np.empty(domain, self._lib_dtype)
+            pc = _address(scratch)
+        else:
+            pc = addresses[k + into]
+        f, args = product(_address(lib_args[0]), _address(lib_args[1]), pc)
+        fn_address = chain.address_of(f)
+        if fn_address is None:
+            return False
+        chunks = layout.epilogue_chunks
+        if chunks is None:
+            chunks = layout.epilogue_chunks = _epilogue_chunk_tables(n, grain, block, unit,
+                                                                     gemm.row_tile(self._lib_dtype))
+        rows, scaled, count = chunks
+        calls = [(fn_address, list(args), 0, 1, rows)]
+        if not (self._lib_only and into is not None):
+            calls.append((self._address, [0, 0, 0, cols, layout.dims_ptr, layout.strides_ptr, *addresses[:k], pc,
+                                          *addresses[k:]], 0, 1, scaled))
+        job = pool.job(calls)
+        if job is None:
+            return False
+        budget.parallel_calls(job, count)
+        return True
 
     def _bind_direct(self, lib, inputs, outputs, layout, static, domain, budget) -> DirectCall | None:
         """Keep the compiled calls of one block bound to these operands (see direct.py): the

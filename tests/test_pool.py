@@ -1,0 +1,159 @@
+"""The compiled hand-off of parallel jobs (codegen/pool.py, ThreadBudget.parallel_calls):
+every chunk runs exactly once whatever the thread count, concurrent jobs on one budget stay
+correct, workers stop polling when idle, and queued Python work still reaches them."""
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import graphflow as gf
+from graphflow.compiler.codegen import pool
+from graphflow.compiler.codegen.jit import compile_module
+from graphflow.runtime.threads import ThreadBudget
+
+RNG = np.random.default_rng(11)
+
+# add(s, e, buf, v): buf[s:e] += v, so a chunk run twice or skipped shows in the result
+_ADD_IR = """
+define void @add(i64 %s, i64 %e, ptr %buf, i64 %v) {
+entry:
+  %none = icmp sge i64 %s, %e
+  br i1 %none, label %exit, label %loop
+loop:
+  %i = phi i64 [%s, %entry], [%i1, %loop]
+  %p = getelementptr i64, ptr %buf, i64 %i
+  %x = load i64, ptr %p
+  %y = add i64 %x, %v
+  store i64 %y, ptr %p
+  %i1 = add i64 %i, 1
+  %more = icmp slt i64 %i1, %e
+  br i1 %more, label %loop, label %exit
+exit:
+  ret void
+}
+
+define void @add_at(ptr %buf, i64 %v, i64 %s, i64 %e) {
+entry:
+  call void @add(i64 %s, i64 %e, ptr %buf, i64 %v)
+  ret void
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def add():
+    jit = compile_module(_ADD_IR)
+    return jit, jit.address("add"), jit.address("add_at")
+
+
+def _table(edges):
+    return np.array([(s, e) for s, e in zip(edges, edges[1:])], np.int64).reshape(-1)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_every_chunk_runs_once(add, threads):
+    _, fn, _ = add
+    buf = np.zeros(10_000, np.int64)
+    edges = sorted({0, 10_000, *RNG.integers(0, 10_000, 40).tolist()})
+    table = _table(edges)
+    budget = ThreadBudget(threads)
+    try:
+        for v in range(1, 200):
+            job = pool.job([(fn, [0, 0, buf.ctypes.data, v], 0, 1, table)])
+            budget.parallel_calls(job, len(edges) - 1)
+    finally:
+        budget.close()
+    assert (buf == sum(range(1, 200))).all()
+
+
+def test_two_calls_per_chunk_and_empty_ranges_skipped(add):
+    _, fn, fn_at = add
+    a, b = np.zeros(100, np.int64), np.zeros(200, np.int64)
+    rows = np.array([0, 50, 50, 50, 50, 100], np.int64)     # the middle chunk is empty
+    job = pool.job([(fn, [0, 0, a.ctypes.data, 1], 0, 1, rows),
+                    (fn_at, [b.ctypes.data, 7, 0, 0], 2, 3, rows * 2)])   # its range at arguments 2, 3
+    budget = ThreadBudget(2)
+    try:
+        budget.parallel_calls(job, 3)
+    finally:
+        budget.close()
+    assert (a == 1).all() and (b == 7).all()
+
+
+def test_a_call_with_too_many_arguments_has_no_job(add):
+    _, fn, _ = add
+    assert pool.job([(fn, [0] * (pool.MAX_ARGS + 1), 0, 1, np.zeros(2, np.int64))]) is None
+
+
+def test_concurrent_jobs_on_one_budget(add):
+    """Runs from several threads share one slot: the jobs that find it taken run their own
+    chunks, and every chunk of every job still runs once."""
+    _, fn, _ = add
+    budget = ThreadBudget(2)
+    bufs = [np.zeros(4096, np.int64) for _ in range(6)]
+    table = _table(list(range(0, 4097, 256)))
+    errors = []
+
+    def worker(buf):
+        try:
+            for _ in range(300):
+                budget.parallel_calls(pool.job([(fn, [0, 0, buf.ctypes.data, 1], 0, 1, table)]), 16)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(b,)) for b in bufs]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        budget.close()
+    assert not errors
+    assert all((b == 300).all() for b in bufs)
+
+
+def test_idle_workers_stop_polling_and_queued_work_reaches_them(add):
+    _, fn, _ = add
+    budget = ThreadBudget(3)
+    buf = np.zeros(1000, np.int64)
+    try:
+        budget.parallel_calls(pool.job([(fn, [0, 0, buf.ctypes.data, 1], 0, 1, _table([0, 300, 600, 1000]))]), 3)
+        done = threading.Event()
+        budget.submit(done.set)          # a worker may be polling the slot: the poke sends it to the queue
+        assert done.wait(10)
+        deadline = time.monotonic() + 10
+        while budget._slot[pool.SPINNING] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert budget._slot[pool.SPINNING] == 0   # no busy-waiting once idle
+    finally:
+        budget.close()
+    assert (buf == 1).all()
+
+
+@pytest.mark.parametrize("head", ["relu", "softmax"])
+def test_matmul_epilogue_as_one_compiled_job_matches_one_thread(monkeypatch, head):
+    """A product split over threads runs as one compiled job of (product rows, epilogue rows)
+    chunks: into the output it becomes (relu) or a scratch result (a softmax row epilogue)."""
+    x = gf.placeholder(gf.float32, (None, 96), name="x")
+    w = gf.constant(RNG.standard_normal((96, 80)).astype(np.float32) / 8)
+    b = gf.constant(RNG.standard_normal(80).astype(np.float32))
+    z = gf.matmul(x, w) + b
+    out = gf.nn.relu(z) if head == "relu" else gf.nn.softmax(z)
+    feeds = {x: RNG.standard_normal((3001, 96)).astype(np.float32)}
+    jobs = []
+    real = ThreadBudget.parallel_calls
+
+    def spy(self, job, chunks):
+        jobs.append(int(job[0]))   # calls per chunk
+        real(self, job, chunks)
+
+    monkeypatch.setattr(ThreadBudget, "parallel_calls", spy)
+    serial = gf.Session(num_threads=1).run(out, feeds)
+    assert jobs == []
+    for threads in (2, 3):
+        with gf.Session(num_threads=threads) as sess:
+            np.testing.assert_array_equal(sess.run(out, feeds), serial)
+    assert jobs == [2, 2]   # the product and its epilogue
+    np.testing.assert_allclose(serial, gf.Session(opt_level=0).run(out, feeds), rtol=1e-4, atol=1e-5)
