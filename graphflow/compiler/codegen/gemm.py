@@ -55,13 +55,15 @@ class TileShape:
 _LLVM_TYPE = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
 
-def _tile_ir(t: str, w: int, mr: int, nv: int, masked: bool, name: str) -> str:
+def _tile_ir(t: str, w: int, mr: int, nv: int, masked: bool, name: str, update: bool = False) -> str:
     """One tile: C[0:mr, 0:nv*w] (+)= A[0:mr, 0:kc] @ B[0:kc, 0:nv*w]; the last vector masked
-    to `last` lanes when `masked`. Rows r >= rows read and write row rows-1."""
+    to `last` lanes when `masked`. Rows r >= rows read and write row rows-1. With `update`,
+    the K block that finishes the sums (`fin`) stores D - s*sum instead (see `update_function`)."""
     vt = f"<{w} x {t}>"
     lanes = ", ".join(f"i64 {i}" for i in range(w))
+    extra = f", ptr %d, i64 %drs, {t} %s, i1 %fin" if update else ""
     out = [f"define internal void @{name}(i64 %kc, ptr %a, i64 %ars, i64 %acs, ptr %b, i64 %brs, ptr %c, "
-           f"i64 %crs, i64 %rows, i64 %last, i1 %acc) noinline nounwind {{",
+           f"i64 %crs, i64 %rows, i64 %last, i1 %acc{extra}) noinline nounwind {{",
            "entry:", *_splat("%lasts", "i64", w, "%last"),
            f"  %mask = icmp ult <{w} x i64> <{lanes}>, %lasts"]
 
@@ -95,12 +97,24 @@ def _tile_ir(t: str, w: int, mr: int, nv: int, masked: bool, name: str) -> str:
             out.append(f"  %n{r}_{v} = call {vt} @llvm.fma.v{w}{_suffix(t)}({vt} %xs{r}, {vt} %b{v}, {vt} %s{r}_{v})")
     out += ["  %k1 = add i64 %k, 1", "  %more = icmp ult i64 %k1, %kc", "  br i1 %more, label %loop, label %done",
             "done:"]
+    if update:
+        out += _splat("%ss", t, w, "%s")
     for r in range(mr):
+        if update:
+            out += [f"  %do{r} = mul i64 %rc{r}, %drs", f"  %pd{r} = getelementptr {t}, ptr %d, i64 %do{r}"]
         for v in range(nv):
+            value = f"%n{r}_{v}"
+            if update:   # D - s*sum as two roundings, as the unfused Mul and Sub compute it
+                out += [f"  %pd{r}_{v} = getelementptr {t}, ptr %pd{r}, i64 {v * w}",
+                        vload(f"%pd{r}_{v}", v, f"%d{r}_{v}"),
+                        f"  %sn{r}_{v} = fmul {vt} %ss, %n{r}_{v}",
+                        f"  %u{r}_{v} = fsub {vt} %d{r}_{v}, %sn{r}_{v}",
+                        f"  %o{r}_{v} = select i1 %fin, {vt} %u{r}_{v}, {vt} %n{r}_{v}"]
+                value = f"%o{r}_{v}"
             if masked and v == nv - 1:
-                out.append(_masked_store(f"%n{r}_{v}", t, w, f"%pc{r}_{v}", "%mask"))
+                out.append(_masked_store(value, t, w, f"%pc{r}_{v}", "%mask"))
             else:
-                out.append(f"  store {vt} %n{r}_{v}, ptr %pc{r}_{v}, align 4")
+                out.append(f"  store {vt} {value}, ptr %pc{r}_{v}, align 4")
     out += ["  ret void", "}"]
     return "\n".join(out)
 
@@ -126,28 +140,31 @@ def _splat(dst: str, t: str, w: int, value: str) -> list:
             f"  {dst} = shufflevector <{w} x {t}> {dst}_i, <{w} x {t}> poison, <{w} x i32> zeroinitializer"]
 
 
-def _driver_ir(t: str, shape: TileShape, name: str) -> str:
+def _driver_ir(t: str, shape: TileShape, name: str, update: bool = False) -> str:
     """gemm(i0, i1, j0, j1, K, a, ars, acs, b, brs, c, crs): K blocks outermost, then blocks
     of MC rows, then column panels of NR (a KC x NR panel of B is reused by every row tile of
-    the block), then row tiles of MR."""
+    the block), then row tiles of MR. With `update`, three more arguments (d, drs, s_ptr):
+    the last K block's tiles store D - s*(A @ B) (see `update_function`)."""
     mr, nv, w, nr = shape.mr, shape.nv, shape.w, shape.nr
     # one row (a matrix-vector product) has its own tile: MR clamped rows would do MR times the work
     variants = [(r, v, m) for r in (0, 1) for v in range(1, nv + 1) for m in (0, 1)]
     cases = " ".join(f"i64 {r * 4 * nv + v * 2 + m}, label %v{r}_{v}_{m}" for r, v, m in variants)
     out = [f"define void @{name}(i64 %i0, i64 %i1, i64 %j0, i64 %j1, i64 %K, ptr %a, i64 %ars, i64 %acs, "
-           f"ptr %b, i64 %brs, ptr %c, i64 %crs) nounwind {{",
+           f"ptr %b, i64 %brs, ptr %c, i64 %crs{', ptr %d, i64 %drs, ptr %sp' if update else ''}) nounwind {{",
            "entry:",
            "  %empty = icmp sge i64 %i0, %i1", "  %empty2 = icmp sge i64 %j0, %j1", "  %empty3 = icmp sle i64 %K, 0",
            "  %e1 = or i1 %empty, %empty2", "  %e = or i1 %e1, %empty3",
            f"  %nkb0 = add i64 %K, {KC - 1}", f"  %nkb1 = udiv i64 %nkb0, {KC}",
            "  %nkb = call i64 @llvm.smax.i64(i64 %nkb1, i64 1)",   # K <= 0 exits below: no division by 0
            "  %kcb0 = add i64 %K, %nkb", "  %kcb1 = sub i64 %kcb0, 1", "  %kcb = udiv i64 %kcb1, %nkb",
+           *([f"  %sv = load {t}, ptr %sp, align 4"] if update else []),
            "  br i1 %e, label %exit, label %kloop",
            "kloop:",
            "  %kb = phi i64 [0, %entry], [%kb1, %knext]",
            "  %krem = sub i64 %K, %kb",
            "  %kc = call i64 @llvm.smin.i64(i64 %krem, i64 %kcb)",
            "  %acc = icmp sgt i64 %kb, 0",
+           *(["  %kend = add i64 %kb, %kcb", "  %fin = icmp sge i64 %kend, %K"] if update else []),
            "  %ako = mul i64 %kb, %acs", f"  %ak = getelementptr {t}, ptr %a, i64 %ako",
            "  %bko = mul i64 %kb, %brs", f"  %bk = getelementptr {t}, ptr %b, i64 %bko",
            "  br label %icloop",
@@ -174,11 +191,13 @@ def _driver_ir(t: str, shape: TileShape, name: str) -> str:
            "  %aio = mul i64 %ib, %ars", f"  %pa = getelementptr {t}, ptr %ak, i64 %aio",
            "  %cio = mul i64 %ib, %crs", f"  %pci = getelementptr {t}, ptr %c, i64 %cio",
            f"  %pc = getelementptr {t}, ptr %pci, i64 %jb",
+           *(["  %dio = mul i64 %ib, %drs", f"  %pdi = getelementptr {t}, ptr %d, i64 %dio",
+              f"  %pd = getelementptr {t}, ptr %pdi, i64 %jb"] if update else []),
            "  %many = icmp ugt i64 %rows, 1", "  %manyv = zext i1 %many to i64",
            f"  %rsel = mul i64 %manyv, {4 * nv}", "  %fsel = add i64 %sel, %rsel",
            f"  switch i64 %fsel, label %inext [{cases}]"]
     call_args = ("i64 %kc, ptr %pa, i64 %ars, i64 %acs, ptr %pbj, i64 %brs, ptr %pc, i64 %crs, i64 %rows, "
-                 "i64 %last, i1 %acc")
+                 "i64 %last, i1 %acc" + (f", ptr %pd, i64 %drs, {t} %sv, i1 %fin" if update else ""))
     for r, v, m in variants:
         out += [f"v{r}_{v}_{m}:", f"  call void @{name}_r{mr if r else 1}_t{v}{'m' if m else ''}({call_args})",
                 "  br label %inext"]
@@ -327,28 +346,40 @@ def _pack_ir(t: str, name: str) -> str:
         "exit:", "  ret void", "}"])
 
 
+def _declarations(t: str, w: int) -> list:
+    s, vt = _suffix(t), f"<{w} x {t}>"
+    return [f"declare {vt} @llvm.fma.v{w}{s}({vt}, {vt}, {vt})",
+            f"declare {vt} @llvm.masked.load.v{w}{s}.p0(ptr, i32, <{w} x i1>, {vt})",
+            f"declare void @llvm.masked.store.v{w}{s}.p0({vt}, ptr, i32, <{w} x i1>)",
+            "declare i64 @llvm.umin.i64(i64, i64)", "declare i64 @llvm.smin.i64(i64, i64)",
+            "declare i64 @llvm.smax.i64(i64, i64)"]
+
+
+def _gemm_ir(t: str, shape: TileShape, name: str, update: bool) -> list:
+    """The driver `name` and its tile variants."""
+    parts = [_tile_ir(t, shape.w, mr, v, masked, f"{name}_r{mr}_t{v}{'m' if masked else ''}", update)
+             for mr in (1, shape.mr) for v in range(1, shape.nv + 1) for masked in (False, True)]
+    return parts + [_driver_ir(t, shape, name, update)]
+
+
 def module_ir(dtype) -> str:
     """The LLVM module of the gemm for `dtype` (float32 or float64)."""
     dtype = np.dtype(dtype)
     t = _LLVM_TYPE[dtype]
     shape = TileShape(dtype)
-    name = f"gf_gemm_{dtype.name}"
-    w, s = shape.w, _suffix(t)
-    vt = f"<{w} x {t}>"
-    parts = [f"declare {vt} @llvm.fma.v{w}{s}({vt}, {vt}, {vt})",
-             f"declare {vt} @llvm.masked.load.v{w}{s}.p0(ptr, i32, <{w} x i1>, {vt})",
-             f"declare void @llvm.masked.store.v{w}{s}.p0({vt}, ptr, i32, <{w} x i1>)",
-             "declare i64 @llvm.umin.i64(i64, i64)", "declare i64 @llvm.smin.i64(i64, i64)",
-             "declare i64 @llvm.smax.i64(i64, i64)"]
-    for mr in (1, shape.mr):
-        for v in range(1, shape.nv + 1):
-            for masked in (False, True):
-                parts.append(_tile_ir(t, w, mr, v, masked, f"{name}_r{mr}_t{v}{'m' if masked else ''}"))
-    parts.append(_driver_ir(t, shape, name))
+    parts = _declarations(t, shape.w) + _gemm_ir(t, shape, f"gf_gemm_{dtype.name}", False)
     parts.append(_pack_ir(t, f"gf_pack_{dtype.name}"))
-    parts.append(_transpose_ir(t, w, f"gf_packt_{dtype.name}"))
-    parts.append(_gemv_ir(t, w, f"gf_gemv_{dtype.name}"))
+    parts.append(_transpose_ir(t, shape.w, f"gf_packt_{dtype.name}"))
+    parts.append(_gemv_ir(t, shape.w, f"gf_gemv_{dtype.name}"))
     return "\n\n".join(parts) + "\n"
+
+
+def update_module_ir(dtype) -> str:
+    """The module of `update_function` (its own: only training steps compile it)."""
+    dtype = np.dtype(dtype)
+    t = _LLVM_TYPE[dtype]
+    shape = TileShape(dtype)
+    return "\n\n".join(_declarations(t, shape.w) + _gemm_ir(t, shape, f"gf_gemm_update_{dtype.name}", True)) + "\n"
 
 
 def _proto(nargs: int):
@@ -368,6 +399,25 @@ def _compiled(dtype: np.dtype):
     jit = compile_module(module_ir(dtype))
     return (jit, _PROTO(jit.address(f"gf_gemm_{dtype.name}")), _PACK_PROTO(jit.address(f"gf_pack_{dtype.name}")),
             _GEMV_PROTO(jit.address(f"gf_gemv_{dtype.name}")), _PACKT_PROTO(jit.address(f"gf_packt_{dtype.name}")))
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_update(dtype: np.dtype):
+    from .jit import compile_module
+
+    jit = compile_module(update_module_ir(dtype))
+    return jit, _proto(15)(jit.address(f"gf_gemm_update_{dtype.name}"))
+
+
+def update_function(dtype):
+    """fn(i0, i1, j0, j1, K, a_ptr, ars, acs, b_ptr, brs, c_ptr, crs, d_ptr, d_row_stride,
+    s_ptr): the block of C = D - s * (A @ B), s the scalar at s_ptr; D must not overlap C
+    (partial sums of K blocks and the clamped rows of edge tiles are stored into C first).
+    Each element is the product's own FMA chain, then s*sum and D - that rounded as two
+    ops, so the bits are those of the product followed by an elementwise Mul and Sub (an
+    SGD update fused into its weight gradient: no pass over the gradient, which W5 paid
+    ~30-50 us per weight matrix for)."""
+    return _compiled_update(np.dtype(dtype))[1]
 
 
 def block_function(dtype):

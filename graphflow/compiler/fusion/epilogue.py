@@ -33,6 +33,7 @@ from ...ops.registry import get_op_def
 from ...runtime.fpstate import IGNORE, quiet_fp, restore_fp
 from ...runtime.pointers import address
 from ..codegen import gemm
+from .kernel_ir import FULL
 
 
 def _quiet(rows: Callable) -> Callable:
@@ -133,7 +134,86 @@ def _matmul_preparer(transpose_a: bool, transpose_b: bool) -> Callable:
         f = fn if parts == 1 else _column_split(fn, 2, n, step, parts, budget)
         return lambda pa, pb, pc: (f, (0, m, 0, n, k, pa, ars, acs, pb, brs, pc, n))
 
-    prepare.direct = direct
+    prepare.direct, prepare.route_of = direct, route_of
+    return prepare
+
+
+def absorbed(ir) -> tuple | None:
+    """(prepare, input slots) computing the whole result of the epilogue kernel `ir` in its
+    product's register-tile stores, when its epilogue is one the gemm applies there, else
+    None. That is the SGD update of a weight gradient, D - s*(A @ B) with s a constant (the
+    fused update of W5's training step: its separate pass over a 784 x 512 gradient cost
+    ~30-50 us of the ~1 ms product). `prepare(a, b, d)` -> rows(b0, b1, out) like a
+    product's; the kernel runs no epilogue after it."""
+    lib = ir.library
+    if ir.kind != "epilogue" or lib is None or ir.reductions or len(ir.outputs) != 1 or \
+            ir.instrs[lib].op != "MatMul" or len(ir.instrs) != 4:
+        return None
+    n = len(ir.inputs)
+    slot = {i + n: ins for i, ins in enumerate(ir.instrs)}
+    sub = slot.get(ir.outputs[0])
+    if sub is None or sub.op != "Sub" or slot.get(sub.args[1]) is None or slot[sub.args[1]].op != "Mul":
+        return None
+    d, mul = sub.args[0], slot[sub.args[1]]
+    scale = [a for a in mul.args if a != lib + n]
+    dtype = np.dtype(ir.instrs[lib].dtype)
+    if len(scale) != 1 or scale[0] not in slot or not slot[scale[0]].is_const or d >= n or \
+            ir.inputs[d].form != FULL or dtype not in gemm.SUPPORTED or \
+            any(np.dtype(ins.dtype) != dtype for ins in ir.instrs):
+        return None
+    value = np.asarray(slot[scale[0]].attrs["value"], dtype)
+    if value.size != 1:
+        return None
+    attrs = ir.instrs[lib].attrs
+    a, b = ir.instrs[lib].args
+    return _update_preparer(attrs.get("transpose_a", False), attrs.get("transpose_b", False), value), (a, b, d)
+
+
+def _update_preparer(transpose_a: bool, transpose_b: bool, scale: np.ndarray) -> Callable:
+    """prepare(a, b, d) -> rows(b0, b1, out): rows [b0, b1) of D - scale * (A @ B) into `out`,
+    in the gemm's stores (`gemm.update_function`) where the product takes the LLVM tiles
+    and D their layout, else the product's rows then the update as two numpy ops (the same
+    IEEE roundings either way)."""
+    product = _matmul_preparer(transpose_a, transpose_b)
+    s = scale.reshape(1)   # the kernel reads the scalar through a pointer
+
+    def in_two_passes(a: np.ndarray, b: np.ndarray, d: np.ndarray) -> Callable:
+        rows = product(a, b)
+
+        def update(b0: int, b1: int, out: np.ndarray) -> None:
+            p = np.empty_like(out) if np.may_share_memory(out, d) else out   # (D is read after the product)
+            rows(b0, b1, p)
+            tok = quiet_fp(IGNORE)
+            try:
+                np.subtract(d[b0:b1], np.multiply(s[0], p, out=p), out=out)
+            finally:
+                restore_fp(tok)
+        update.align = getattr(rows, "align", 1)
+        return update
+
+    def prepare(a: np.ndarray, b: np.ndarray, d: np.ndarray) -> Callable:
+        route = product.route_of(a, b)
+        item = a.dtype.itemsize
+        if route is None or route[2] == 1 or d.dtype != a.dtype or d.shape != route[2:4] or \
+                d.strides[1] != item or d.strides[0] % item:
+            return in_two_passes(a, b, d)
+        pack, _, m, n, k, ars, acs, brs, align = route
+        fn = gemm.update_function(a.dtype)
+        tiles_b = gemm.packed(b.T if transpose_b else b) if pack else b
+        pa, pb, pd, ps, drs = address(a), address(tiles_b), address(d), address(s), d.strides[0] // item
+        shared: list = []   # the two-pass function, made for an `out` overlapping D
+
+        def rows(b0: int, b1: int, out: np.ndarray) -> None:
+            if np.may_share_memory(out, d):   # the kernel stores partial sums in C before reading D
+                if not shared:
+                    shared.append(in_two_passes(a, b, d))
+                shared[0](b0, b1, out)
+                return
+            crs = out.strides[0] // item
+            fn(b0, b1, 0, n, k, pa, ars, acs, pb, brs, address(out) - b0 * crs * item, crs, pd, drs, ps)
+        rows.align = align
+        rows.keep = tiles_b, d
+        return rows
     return prepare
 
 

@@ -125,6 +125,12 @@ class FusedKernel:
             self._lib_into = next((j for j, s in enumerate(ir.outputs) if not ir.reductions and not ir.lead
                                    and self._out_forms[j] == FULL and self._out_dtypes[j] == self._lib_dtype),
                                   None)
+            # an epilogue the product applies in its own stores (an SGD update): no epilogue pass
+            absorbed = epilogue.absorbed(ir) if self._lib_into is not None else None
+            self._absorbed = absorbed is not None
+            if absorbed is not None:
+                self._lib_block, self._lib_args = absorbed
+                self._lib_only = True
 
     # ---- binding to compiled code ----
     def bind(self, jit, vectorized: bool | None) -> None:
@@ -297,6 +303,8 @@ class FusedKernel:
                 layout.mode = "empty"
                 if UNIFORM in self._out_forms:
                     layout = _NO_LAYOUT
+        if layout is not _NO_LAYOUT and layout.mode == "epilogue" and layout.into is None and self._absorbed:
+            layout = _NO_LAYOUT   # (an absorbed epilogue's product stores the final values: only into the output)
         if len(self._layout_cache) > _LAYOUT_CACHE:
             self._layout_cache.clear()
         self._layout_cache[key] = layout
