@@ -83,6 +83,15 @@ def _tile_ir(t: str, w: int, mr: int, nv: int, masked: bool, name: str, update: 
             out += [f"  %pc{r}_{v} = getelementptr {t}, ptr %pc{r}, i64 {v * w}",
                     vload(f"%pc{r}_{v}", v, f"%ci{r}_{v}"),
                     f"  %i{r}_{v} = select i1 %acc, {vt} %ci{r}_{v}, {vt} zeroinitializer"]
+    if update:   # D's lines come into L2 while the sums run (784 x 512 from 784 x 128^T @ 128 x 512, one
+        # Zen 4 core: 966 us without the prefetches, 944 with, the product alone 914, median of 200)
+        for r in range(mr):
+            out += [f"  %do{r} = mul i64 %rc{r}, %drs", f"  %pd{r} = getelementptr {t}, ptr %d, i64 %do{r}",
+                    f"  %pdend{r} = getelementptr i8, ptr %pd{r}, i64 {nv * w * (4 if t == 'float' else 8) - 1}",
+                    f"  call void @llvm.prefetch.p0(ptr %pdend{r}, i32 0, i32 2, i32 1)"]
+            for v in range(nv):
+                out += [f"  %pd{r}_{v} = getelementptr {t}, ptr %pd{r}, i64 {v * w}",
+                        f"  call void @llvm.prefetch.p0(ptr %pd{r}_{v}, i32 0, i32 2, i32 1)"]
     out += ["  br label %loop", "loop:", "  %k = phi i64 [0, %entry], [%k1, %loop]"]
     for r in range(mr):
         for v in range(nv):
@@ -100,13 +109,10 @@ def _tile_ir(t: str, w: int, mr: int, nv: int, masked: bool, name: str, update: 
     if update:
         out += _splat("%ss", t, w, "%s")
     for r in range(mr):
-        if update:
-            out += [f"  %do{r} = mul i64 %rc{r}, %drs", f"  %pd{r} = getelementptr {t}, ptr %d, i64 %do{r}"]
         for v in range(nv):
             value = f"%n{r}_{v}"
             if update:   # D - s*sum as two roundings, as the unfused Mul and Sub compute it
-                out += [f"  %pd{r}_{v} = getelementptr {t}, ptr %pd{r}, i64 {v * w}",
-                        vload(f"%pd{r}_{v}", v, f"%d{r}_{v}"),
+                out += [vload(f"%pd{r}_{v}", v, f"%d{r}_{v}"),
                         f"  %sn{r}_{v} = fmul {vt} %ss, %n{r}_{v}",
                         f"  %u{r}_{v} = fsub {vt} %d{r}_{v}, %sn{r}_{v}",
                         f"  %o{r}_{v} = select i1 %fin, {vt} %u{r}_{v}, {vt} %n{r}_{v}"]
@@ -379,7 +385,8 @@ def update_module_ir(dtype) -> str:
     dtype = np.dtype(dtype)
     t = _LLVM_TYPE[dtype]
     shape = TileShape(dtype)
-    return "\n\n".join(_declarations(t, shape.w) + _gemm_ir(t, shape, f"gf_gemm_update_{dtype.name}", True)) + "\n"
+    return "\n\n".join(_declarations(t, shape.w) + ["declare void @llvm.prefetch.p0(ptr, i32, i32, i32)"]
+                       + _gemm_ir(t, shape, f"gf_gemm_update_{dtype.name}", True)) + "\n"
 
 
 def _proto(nargs: int):
