@@ -330,7 +330,8 @@ class ThreadBudget:
         another on the calling thread: its caller is then one of several threads at work."""
         run, _ = pool.functions()
         if self._slot is None or chunks < 2 or not self._slot_lock.acquire(blocking=False):
-            run(pool.new_slot().ctypes.data, job.ctypes.data, chunks)
+            own = pool.new_slot()   # (held by name: the call must not outlive it)
+            run(own.ctypes.data, job.ctypes.data, chunks)
             return
         try:
             q = self._queue or self._start()
