@@ -122,6 +122,24 @@ def test_matmul_blocks_all_transposes(ta, tb):
         np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4, err_msg=f"{m}x{k}@{k}x{n}")
 
 
+@pytest.mark.parametrize("ta", [False, True])
+def test_swapped_route_gives_the_packed_route_bits(ta):
+    """A @ B^T with the smaller A computed as (B @ A^T)^T: every element is the same FMA chain
+    as through a packed B^T, so the bits match; blocks of rows of any alignment, and rows of
+    `out` with a stride of their own."""
+    for m, n, k in ((16, 200, 40), (100, 257, 300), (37, 300, 1100), (128, 512, 512)):
+        a = RNG.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+        b = RNG.standard_normal((n, k)).astype(np.float32)
+        prepare = epilogue.block_function("MatMul", {"transpose_a": ta, "transpose_b": True})
+        assert prepare.route_of(a, b).swapped, (m, n, k)
+        ref = _llvm(a.T if ta else a, gemm.packed(b.T))
+        out = np.full((m, n + 5), np.nan, np.float32)[:, :n]
+        rows = prepare(a, b)
+        for b0, b1 in ((0, 16), (16, min(m, 21)), (min(m, 21), m)):
+            rows(b0, b1, out[b0:b1])
+        assert np.array_equal(out.view(np.uint32), ref.view(np.uint32)), (m, n, k)
+
+
 def _dense(ta, tb, m, n, k, strided):
     x = gf.placeholder(gf.float32, (None, None), name="x")
     wv = RNG.standard_normal((n, k) if tb else (k, n)).astype(np.float32)

@@ -52,10 +52,24 @@ def _numpy_rows(A: np.ndarray, B: np.ndarray) -> Callable:
     return _quiet(lambda b0, b1, out: np.matmul(A[b0:b1], B, out=out))
 
 
+class Route(NamedTuple):
+    """How the LLVM kernels compute a product C = op(A) @ op(B) (strides in elements)."""
+
+    pack: bool       # the kernel's B is copied first (its rows loaded as vectors need unit stride)
+    fn: Callable     # gemm.block_function or gemm.gemv_function
+    m: int
+    n: int
+    k: int
+    ars: int         # the kernel's A: row and k strides
+    acs: int
+    brs: int         # the kernel's B: k stride (as packed)
+    align: int       # rows of C a chunk of rows starts on, wasting no work
+    swapped: bool    # the kernel computes C^T = op(B)^T @ op(A)^T (A and B above are those)
+
+
 def _matmul_route(dtype, a_shape, a_strides, b_shape, b_strides, transpose_a: bool, transpose_b: bool):
     """How a product of operands with these shapes and strides is computed: None (numpy), or
-    (pack B first, LLVM function, m, n, k, A's row and k strides, B's k stride, rows per register
-    tile) with strides in elements (B's as packed). Static per shapes and strides, so `_matmul_preparer` caches it."""
+    a Route. Static per shapes and strides, so `_matmul_preparer` caches it."""
     if dtype not in gemm.SUPPORTED:
         return None
     item = dtype.itemsize
@@ -69,9 +83,18 @@ def _matmul_route(dtype, a_shape, a_strides, b_shape, b_strides, transpose_a: bo
         # /tmp/smallb.py in one process); from 3 rows on the tile wins (116 vs 180 us).
         return None
     pack = n > 1 and b_st[1] != item or b_st[0] % item != 0   # the kernel loads rows of B as vectors
-    brs = n if pack else b_st[0] // item
     fn = gemm.gemv_function(dtype) if m == 1 else gemm.block_function(dtype)
-    return pack, fn, m, n, k, a_st[0] // item, a_st[1] // item, brs, gemm.row_tile(dtype)
+    if pack and m >= gemm.lanes(dtype) and not any(s % item for s in b_st):
+        # C^T = op(B)^T @ op(A)^T reads op(B)'s rows by broadcasts (any strides) and packs op(A)^T
+        # unless its rows are contiguous, then C^T is transposed into C: cheaper than packing
+        # op(B) when A is the smaller (W5's dX = dZ @ W^T, 128x512 @ (512x512)^T: 647 -> 613 us,
+        # one Zen 4 core; the bits are the same, each element the same FMA chain)
+        pack_a = a_st[0] != item
+        if (m * k if pack_a else 0) + m * n < n * k:
+            return Route(pack_a, fn, m, n, k, b_st[1] // item, b_st[0] // item, m if pack_a else a_st[1] // item,
+                         gemm.lanes(dtype), True)
+    return Route(pack, fn, m, n, k, a_st[0] // item, a_st[1] // item, n if pack else b_st[0] // item,
+                 gemm.row_tile(dtype), False)
 
 
 ROUTES_MAX = 64   # shapes/strides remembered per kernel
@@ -98,8 +121,10 @@ def _matmul_preparer(transpose_a: bool, transpose_b: bool) -> Callable:
         route = route_of(a, b)
         if route is None:
             return _numpy_rows(a.T if transpose_a else a, b.T if transpose_b else b)
-        pack, fn, m, n, k, ars, acs, brs, align = route
-        if pack:
+        if route.swapped:
+            return _swapped_rows(route, a.T if transpose_a else a, b.T if transpose_b else b)
+        fn, m, n, k, ars, acs, brs = route.fn, route.m, route.n, route.k, route.ars, route.acs, route.brs
+        if route.pack:
             b = gemm.packed(b.T if transpose_b else b)
         pa, pb = address(a), address(b)   # a transposed view starts where its base does
         if m == 1:
@@ -112,7 +137,7 @@ def _matmul_preparer(transpose_a: bool, transpose_b: bool) -> Callable:
                 crs = out.strides[0] // item
                 # the kernel indexes C by absolute row: shift the block's pointer back to "row 0"
                 fn(b0, b1, 0, n, k, pa, ars, acs, pb, brs, address(out) - b0 * crs * item, crs)
-            rows.align = align   # blocks starting on a tile edge waste no rows
+            rows.align = route.align   # blocks starting on a tile edge waste no rows
         rows.keep = b   # a packed copy of B lives as long as the function
         return rows
 
@@ -123,9 +148,9 @@ def _matmul_preparer(transpose_a: bool, transpose_b: bool) -> Callable:
         (`column_parts`); None where a call needs more than pointers (numpy's route, a B
         packed per call), so a caller may keep the arguments while the pointers hold."""
         route = route_of(a, b)
-        if route is None or route[0]:
+        if route is None or route.pack or route.swapped:
             return None
-        _, fn, m, n, k, ars, acs, brs, _ = route
+        fn, m, n, k, ars, acs, brs = route.fn, route.m, route.n, route.k, route.ars, route.acs, route.brs
         step = gemm.lanes(a.dtype) if m == 1 else gemm.panel_width(a.dtype)
         parts = column_parts(budget, m, n, k, a.dtype.itemsize, step)
         if m == 1:
@@ -194,10 +219,10 @@ def _update_preparer(transpose_a: bool, transpose_b: bool, scale: np.ndarray) ->
     def prepare(a: np.ndarray, b: np.ndarray, d: np.ndarray) -> Callable:
         route = product.route_of(a, b)
         item = a.dtype.itemsize
-        if route is None or route[2] == 1 or d.dtype != a.dtype or d.shape != route[2:4] or \
-                d.strides[1] != item or d.strides[0] % item:
+        if route is None or route.m == 1 or route.swapped or d.dtype != a.dtype or d.shape != (route.m, route.n) \
+                or d.strides[1] != item or d.strides[0] % item:
             return in_two_passes(a, b, d)
-        pack, _, m, n, k, ars, acs, brs, align = route
+        pack, n, k, ars, acs, brs, align = route.pack, route.n, route.k, route.ars, route.acs, route.brs, route.align
         fn = gemm.update_function(a.dtype)
         tiles_b = gemm.packed(b.T if transpose_b else b) if pack else b
         pa, pb, pd, ps, drs = address(a), address(tiles_b), address(d), address(s), d.strides[0] // item
@@ -215,6 +240,24 @@ def _update_preparer(transpose_a: bool, transpose_b: bool, scale: np.ndarray) ->
         rows.keep = tiles_b, d
         return rows
     return prepare
+
+
+def _swapped_rows(route: Route, op_a: np.ndarray, op_b: np.ndarray) -> Callable:
+    """rows(b0, b1, out) of C = op_a @ op_b by a swapped route: C^T's columns [b0, b1) into
+    a scratch block, then transposed into `out`."""
+    fn, n, k, item = route.fn, route.n, route.k, op_a.dtype.itemsize
+    kernel_b = gemm.packed(op_a.T) if route.pack else op_a.T
+    pa, pb = address(op_b), address(kernel_b)   # (a transposed view starts where its base does)
+
+    def rows(b0: int, b1: int, out: np.ndarray) -> None:
+        if b1 <= b0:
+            return
+        scratch = np.empty((n, b1 - b0), op_a.dtype)   # C^T[:, b0:b1]; the kernel indexes its columns from 0
+        fn(0, n, b0, b1, k, pa, route.ars, route.acs, pb, route.brs, address(scratch) - b0 * item, b1 - b0)
+        gemm.copy_into(out, scratch.T)
+    rows.align = route.align   # columns of C^T on whole vectors
+    rows.keep = kernel_b
+    return rows
 
 
 # A product's columns are split over threads when B is at least this big (a 512 x 256 float32
