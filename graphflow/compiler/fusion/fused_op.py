@@ -399,7 +399,7 @@ class FusedKernel:
             pc = _address(scratch)
         else:
             pc = addresses[k + into]
-        f, args = product(_address(lib_args[0]), _address(lib_args[1]), pc)
+        f, args = product(*[_address(a) for a in lib_args], pc)
         fn_address = chain.address_of(f)
         if fn_address is None:
             return False
@@ -420,13 +420,13 @@ class FusedKernel:
 
     def _bind_direct(self, lib, inputs, outputs, layout, static, domain, budget) -> DirectCall | None:
         """Keep the compiled calls of one block bound to these operands (see direct.py): the
-        library product `lib(pa, pb, pc) -> (function, arguments)` into the output it becomes
+        library product `lib(*operand pointers, pc) -> (function, arguments)` into the output it becomes
         (else into a scratch block of the binding's own), then the epilogue over its rows."""
         cols, unit, _, _, into, _ = static
-        n_in, (la, lb) = len(inputs), self._lib_args
+        n_in = len(inputs)
         pc = Operand(n_in + into) if into is not None else Scratch(domain, self._lib_dtype)
         ops = [*inputs, *outputs]
-        calls = [lib(Operand(la), Operand(lb), pc)]
+        calls = [lib(*[Operand(i) for i in self._lib_args], pc)]
         if not (self._lib_only and into is not None):
             calls.append((self._fn, (0, domain[0] * unit, 0, cols, layout.dims_ptr, layout.strides_ptr,
                                      *[Operand(i) for i in self._ptr_inputs], pc,
