@@ -1,0 +1,175 @@
+"""The one-row product in LLVM IR: y[j0:j1] = x @ B[:, j0:j1] for one row x (a layer at batch 1).
+
+Why its own kernel: at batch 1 the product streams B (W4's 784x512 and 512x512 float32
+weights, 2.6 MB, from L3) once per call and does one FMA per element of B, so its speed is
+how close it gets to one core's streaming rate: on this project's Zen 4 a bare read loop
+streams 1.6 MB in 16.7 us and W4's three weights in 27.3 us (~98 GB/s, /tmp/s3/V/bw.py).
+gemm.py's gemv, which sweeps y in memory once per 4 rows of B with masked loads and stores,
+took 36.3 us for W4's three products in a row; this kernel 29.8 (one compiled call, median
+of 21 alternating rounds, /tmp/s3/V/bench2.py). What made the difference, measured there:
+
+- Vector loads of B that straddle two cache lines: numpy places a large array 16 bytes past
+  a line, so every 64-byte load of such a B is split (aligned copies of the same weights:
+  784x512 21.1 -> 18.8 us, 512x512 12.8 -> 10.6, its streaming bound). So the vectors start
+  `lo` lanes before column j0, where B's rows have a vector-aligned address (when the row
+  stride keeps every row on the same alignment), the first vector masked below `lo` and the
+  last one above the end.
+- Each row of B read in one pass, its lines in order: a block keeps up to NV_MAX vectors of
+  y in registers for all K rows and stores them once, the blocks balanced so that none is
+  narrow (one FMA chain per vector would wait on the FMA's latency). No load and store of y
+  per row (W4's 512x10 head: 0.75 us, 1.6 through gemm.py's gemv).
+- Not done: software prefetching 2 rows ahead (one prefetch per line) cost 3 us on the three
+  products (the hardware prefetchers keep up with one pass in order).
+
+Determinism: y[j] is one chain of fused multiply-adds over k = 0, 1, ..., K-1 in order
+from +0.0, as in gemm.py's register tiles, so a row gives the same bits through either
+kernel, and whatever column range [j0, j1) a thread is given.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import numpy as np
+
+from .target import vector_bytes
+
+_LLVM_TYPE = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+
+# Most vectors of y one block accumulates (in registers, LLVM spilling the few that do not
+# fit): a row of B is best read in one pass, its lines in order. W4's 512 float32 columns
+# starting 16 bytes past a line are 33 vectors; measured there (784x512, 512x512, 512x10 in a
+# row, one compiled call, numpy's misaligned weights): at most 16 or 28 vectors a block (two or
+# three passes over each row) 34.8 us, 33 or 40 (one pass) 29.8-30.2. Every width up to it is
+# a function of the module: 34 of them compile in ~0.4 s (once, then the disk cache).
+NV_MAX = 34 if vector_bytes() >= 64 else 16
+
+
+def _suffix(t: str) -> str:
+    return "f32" if t == "float" else "f64"
+
+
+def _splat(dst: str, t: str, w: int, value: str) -> list:
+    return [f"  {dst}_i = insertelement <{w} x {t}> poison, {t} {value}, i64 0",
+            f"  {dst} = shufflevector <{w} x {t}> {dst}_i, <{w} x {t}> poison, <{w} x i32> zeroinitializer"]
+
+
+def _block_ir(t: str, w: int, item: int, nv: int, name: str) -> str:
+    """block(K, x, xs, b, brs, y, lo, hi): for the nv vectors of columns starting at b and
+    y, y = x @ B over K rows, lanes below `lo` of the first vector and from `hi` on of the
+    last left alone (neither loaded nor stored)."""
+    vt, s = f"<{w} x {t}>", _suffix(t)
+    lanes = ", ".join(f"i64 {i}" for i in range(w))
+    first_mask = "%mlo" if nv > 1 else "%mboth"
+    out = [f"define internal void @{name}(i64 %K, ptr %x, i64 %xs, ptr %b, i64 %brs, ptr %y, i64 %lo, i64 %hi) "
+           "noinline nounwind {",
+           "entry:", *_splat("%los", "i64", w, "%lo"), *_splat("%his", "i64", w, "%hi"),
+           f"  %mlo = icmp uge <{w} x i64> <{lanes}>, %los", f"  %mhi = icmp ult <{w} x i64> <{lanes}>, %his",
+           f"  %mboth = and <{w} x i1> %mlo, %mhi",
+           "  %none = icmp sle i64 %K, 0", "  br i1 %none, label %done, label %loop",
+           "loop:", "  %k = phi i64 [0, %entry], [%k1, %loop]"]
+    out += [f"  %a{v} = phi {vt} [zeroinitializer, %entry], [%n{v}, %loop]" for v in range(nv)]
+    out += ["  %xo = mul i64 %k, %xs", f"  %px = getelementptr {t}, ptr %x, i64 %xo", f"  %xk = load {t}, ptr %px",
+            *_splat("%xb", t, w, "%xk"),
+            "  %bo = mul i64 %k, %brs", f"  %pb = getelementptr {t}, ptr %b, i64 %bo"]
+    for v in range(nv):
+        out.append(f"  %pb{v} = getelementptr {t}, ptr %pb, i64 {v * w}")
+        mask = first_mask if v == 0 else "%mhi" if v == nv - 1 else None
+        if mask:
+            out.append(f"  %b{v} = call {vt} @llvm.masked.load.v{w}{s}.p0(ptr %pb{v}, i32 {item}, <{w} x i1> {mask}, "
+                       f"{vt} zeroinitializer)")
+        else:
+            out.append(f"  %b{v} = load {vt}, ptr %pb{v}, align {item}")
+        out.append(f"  %n{v} = call {vt} @llvm.fma.v{w}{s}({vt} %xb, {vt} %b{v}, {vt} %a{v})")
+    out += ["  %k1 = add i64 %k, 1", "  %more = icmp slt i64 %k1, %K", "  br i1 %more, label %loop, label %done",
+            "done:"]
+    out += [f"  %r{v} = phi {vt} [zeroinitializer, %entry], [%n{v}, %loop]" for v in range(nv)]
+    for v in range(nv):
+        out.append(f"  %py{v} = getelementptr {t}, ptr %y, i64 {v * w}")
+        mask = first_mask if v == 0 else "%mhi" if v == nv - 1 else None
+        if mask:
+            out.append(f"  call void @llvm.masked.store.v{w}{s}.p0({vt} %r{v}, ptr %py{v}, i32 {item}, "
+                       f"<{w} x i1> {mask})")
+        else:
+            out.append(f"  store {vt} %r{v}, ptr %py{v}, align {item}")
+    out += ["  ret void", "}"]
+    return "\n".join(out)
+
+
+def _driver_ir(t: str, w: int, item: int, name: str) -> str:
+    """gemv(j0, j1, K, x, xs, b, brs, y): the vectors covering columns [j0, j1), starting
+    `lo` lanes before j0 when that aligns B's loads, cut into balanced blocks of at most
+    NV_MAX vectors (a block's variant picked by a switch on its width)."""
+    vb = w * item
+    cases = " ".join(f"i64 {nv}, label %v{nv}" for nv in range(1, NV_MAX + 1))
+    out = [f"define void @{name}(i64 %j0, i64 %j1, i64 %K, ptr %x, i64 %xs, ptr %b, i64 %brs, ptr %y) nounwind {{",
+           "entry:", "  %n = sub i64 %j1, %j0", "  %empty = icmp sle i64 %n, 0",
+           "  br i1 %empty, label %exit, label %start",
+           "start:",
+           # lo: the lanes between the vector-aligned address at or below B[0, j0] and it, when
+           # every row of B has that alignment (row stride a multiple of the vector bytes)
+           f"  %bj = getelementptr {t}, ptr %b, i64 %j0", "  %addr = ptrtoint ptr %bj to i64",
+           f"  %mis = and i64 %addr, {vb - 1}", f"  %odd = and i64 %addr, {item - 1}",
+           f"  %rowb = mul i64 %brs, {item}", f"  %rowmis = and i64 %rowb, {vb - 1}",
+           "  %bad0 = or i64 %odd, %rowmis", "  %aligned = icmp eq i64 %bad0, 0",
+           f"  %lo0 = udiv i64 %mis, {item}", "  %lo = select i1 %aligned, i64 %lo0, i64 0",
+           "  %c0 = sub i64 %j0, %lo",                     # column of the first vector's lane 0
+           "  %lanes = add i64 %n, %lo",
+           f"  %nv0 = add i64 %lanes, {w - 1}", f"  %nvec = udiv i64 %nv0, {w}",
+           f"  %lastfull = mul i64 %nvec, {w}", f"  %hi0 = sub i64 %lanes, %lastfull", f"  %hi = add i64 %hi0, {w}",
+           f"  %nb0 = add i64 %nvec, {NV_MAX - 1}", f"  %nblocks = udiv i64 %nb0, {NV_MAX}",
+           "  %per = udiv i64 %nvec, %nblocks", "  %extra = urem i64 %nvec, %nblocks",
+           "  br label %block",
+           "block:",
+           "  %bi = phi i64 [0, %start], [%bi1, %next]",
+           "  %col = phi i64 [%c0, %start], [%col1, %next]",
+           "  %wide = icmp ult i64 %bi, %extra", "  %widev = zext i1 %wide to i64", "  %nv = add i64 %per, %widev",
+           "  %isfirst = icmp eq i64 %bi, 0", "  %blo = select i1 %isfirst, i64 %lo, i64 0",
+           "  %bi1 = add i64 %bi, 1", "  %islast = icmp eq i64 %bi1, %nblocks",
+           f"  %bhi = select i1 %islast, i64 %hi, i64 {w}",
+           f"  %pbb = getelementptr {t}, ptr %b, i64 %col", f"  %pyb = getelementptr {t}, ptr %y, i64 %col",
+           f"  switch i64 %nv, label %next [{cases}]"]
+    args = "i64 %K, ptr %x, i64 %xs, ptr %pbb, i64 %brs, ptr %pyb, i64 %blo, i64 %bhi"
+    for nv in range(1, NV_MAX + 1):
+        out += [f"v{nv}:", f"  call void @{name}_b{nv}({args})", "  br label %next"]
+    out += ["next:", f"  %span = mul i64 %nv, {w}", "  %col1 = add i64 %col, %span",
+            "  %more = icmp ult i64 %bi1, %nblocks", "  br i1 %more, label %block, label %exit",
+            "exit:", "  ret void", "}"]
+    return "\n".join(out)
+
+
+def module_ir(dtype) -> str:
+    """The LLVM module of the one-row product for `dtype` (float32 or float64)."""
+    dtype = np.dtype(dtype)
+    t, item = _LLVM_TYPE[dtype], dtype.itemsize
+    w = max(1, vector_bytes() // item)
+    vt, s = f"<{w} x {t}>", _suffix(t)
+    name = f"gf_gemv_{dtype.name}"
+    parts = [f"declare {vt} @llvm.fma.v{w}{s}({vt}, {vt}, {vt})",
+             f"declare {vt} @llvm.masked.load.v{w}{s}.p0(ptr, i32, <{w} x i1>, {vt})",
+             f"declare void @llvm.masked.store.v{w}{s}.p0({vt}, ptr, i32, <{w} x i1>)"]
+    parts += [_block_ir(t, w, item, nv, f"{name}_b{nv}") for nv in range(1, NV_MAX + 1)]
+    parts.append(_driver_ir(t, w, item, name))
+    return "\n\n".join(parts) + "\n"
+
+
+# every argument declared void*, as gemm.py's: one 64-bit register or stack slot each, and
+# ctypes converts an int to void* faster than to int64
+_PROTO = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 8))
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(dtype: np.dtype):
+    from .jit import compile_module
+
+    jit = compile_module(module_ir(dtype))
+    return jit, _PROTO(jit.address(f"gf_gemv_{dtype.name}"))
+
+
+def gemv_function(dtype):
+    """fn(j0, j1, K, x_ptr, x_stride, b_ptr, b_k_stride, y_ptr): y[j0:j1] = x @ B[:, j0:j1]
+    for one row x (B with unit column stride; strides in elements; K <= 0 gives zeros)."""
+    return _compiled(np.dtype(dtype))[1]
+
+
+SUPPORTED = frozenset(_LLVM_TYPE)
