@@ -157,3 +157,47 @@ def test_matmul_epilogue_as_one_compiled_job_matches_one_thread(monkeypatch, hea
             np.testing.assert_array_equal(sess.run(out, feeds), serial)
     assert jobs == [2, 2]   # the product and its epilogue
     np.testing.assert_allclose(serial, gf.Session(opt_level=0).run(out, feeds), rtol=1e-4, atol=1e-5)
+
+
+def test_training_step_products_and_updates_as_compiled_jobs_match_one_thread(monkeypatch):
+    """W5's shape of work at a small size: forward products with epilogues, a product with B
+    transposed (packed first) and the SGD update applied in the product's stores, each split
+    over threads as one compiled job: the variables come out with the same bits as at one
+    thread."""
+    rng = np.random.default_rng(3)
+    w0 = (rng.standard_normal((256, 384)) / 16).astype(np.float32)
+    w1 = (rng.standard_normal((384, 256)) / 16).astype(np.float32)
+    xv = rng.standard_normal((320, 256)).astype(np.float32)
+    yv = rng.standard_normal((320, 256)).astype(np.float32)
+    jobs = []
+    real = ThreadBudget.parallel_calls
+
+    def spy(self, job, chunks):
+        jobs.append(int(job[0]))
+        real(self, job, chunks)
+
+    monkeypatch.setattr(ThreadBudget, "parallel_calls", spy)
+    results = []
+    for threads in (1, 2, 3):
+        g = gf.Graph()
+        with g.as_default():
+            x = gf.placeholder(gf.float32, (None, 256), name="x")
+            y = gf.placeholder(gf.float32, (None, 256), name="y")
+            v0, v1 = gf.Variable(w0, name="w0"), gf.Variable(w1, name="w1")
+            out = gf.matmul(gf.nn.relu(gf.matmul(x, v0)), v1)
+            loss = gf.reduce_mean(gf.square(out - y))
+            train = gf.train.GradientDescentOptimizer(0.05).minimize(loss)
+            init = gf.global_variables_initializer()
+        with gf.Session(graph=g, num_threads=threads) as sess:
+            sess.run(init)
+            for _ in range(3):
+                sess.run(train, {x: xv, y: yv})
+            results.append(sess.run([v0, v1]))
+        if threads == 1:
+            assert jobs == []
+    # per thread count and step: the two updates (one call per chunk), the forward products
+    # with their epilogues (two calls per chunk)
+    assert jobs.count(1) >= 2 * 3 * 2 and jobs.count(2) >= 2 * 3 * 2
+    for split in results[1:]:
+        for a, b in zip(split, results[0]):
+            np.testing.assert_array_equal(a, b)

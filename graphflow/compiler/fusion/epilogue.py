@@ -6,7 +6,11 @@ Backends dispatch on op type here, outside the op definitions: each entry makes,
 kernel, a `prepare(*inputs)` that runs once per call (checks, packing) and returns
 fn(b0, b1, out) computing the result's block [b0, b1) along axis 0 into `out`. A matmul's
 `prepare.direct(a, b, budget)` instead gives the whole product as one compiled call's
-arguments from data pointers, which a kernel keeps bound between runs (direct.py).
+arguments from data pointers, which a kernel keeps bound between runs (direct.py). A block
+function that is one compiled call per block also has `fn.compiled(out)`: (function,
+arguments) computing the whole result into the C-contiguous `out`, its row range at
+arguments 0 and 1 (a row-0-based C), or None; a kernel split over threads runs its blocks
+from a compiled job (fused_op, codegen/pool.py).
 
 A float matmul runs on graphflow's own LLVM kernel (codegen/gemm.py) rather than numpy's
 BLAS, chosen by measurement on this project's machine (AMD EPYC Zen 4, one thread, median
@@ -138,6 +142,7 @@ def _matmul_preparer(transpose_a: bool, transpose_b: bool) -> Callable:
                 # the kernel indexes C by absolute row: shift the block's pointer back to "row 0"
                 fn(b0, b1, 0, n, k, pa, ars, acs, pb, brs, address(out) - b0 * crs * item, crs)
             rows.align = route.align   # blocks starting on a tile edge waste no rows
+            rows.compiled = lambda out: (fn, (0, m, 0, n, k, pa, ars, acs, pb, brs, address(out), n))
         rows.keep = b   # a packed copy of B lives as long as the function
         return rows
 
@@ -236,7 +241,12 @@ def _update_preparer(transpose_a: bool, transpose_b: bool, scale: np.ndarray) ->
                 return
             crs = out.strides[0] // item
             fn(b0, b1, 0, n, k, pa, ars, acs, pb, brs, address(out) - b0 * crs * item, crs, pd, drs, ps)
-        rows.align = align
+
+        def compiled(out: np.ndarray):
+            if np.may_share_memory(out, d):
+                return None
+            return fn, (0, route.m, 0, n, k, pa, ars, acs, pb, brs, address(out), n, pd, drs, ps)
+        rows.align, rows.compiled = align, compiled
         rows.keep = tiles_b, d
         return rows
     return prepare

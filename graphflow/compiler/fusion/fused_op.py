@@ -18,7 +18,7 @@ from ...ops.registry import OpDef, OpKind, register
 from ...runtime.fpstate import IGNORE, quiet_fp, restore_fp
 from ...runtime.pointers import address as _address
 from ...runtime.threads import MAX_CHUNKS, SERIAL, chunk_bounds
-from ..codegen import chain, gemm, pool
+from ..codegen import chain, pool
 from . import epilogue
 from .direct import DirectCall, Operand, Scratch
 from .evaluate import numpy_function
@@ -342,9 +342,10 @@ class FusedKernel:
             if bound is not None:   # (the binding made here: a concurrent run may publish its own meanwhile)
                 bound()
                 return
-        if n >= 2 * grain and self._run_epilogue_compiled(lib_args, addresses, layout, static, domain, budget):
+        compute = self._lib_block(*lib_args)   # (after the binding, which needs none of its per-call setup)
+        if n >= 2 * grain and self._run_epilogue_compiled(compute, outputs, addresses, layout, static, domain,
+                                                          budget):
             return
-        compute = self._lib_block(*lib_args)   # (after the compiled calls, which need none of its per-call setup)
         if into is not None and n <= block and n < 2 * grain:   # one block, in the output it becomes
             compute(0, n, outputs[into])
             if not self._lib_only:
@@ -382,36 +383,31 @@ class FusedKernel:
         else:   # chunks claimed dynamically: a core slowed by another process takes fewer
             budget.parallel_for(task, n, grain)
 
-    def _run_epilogue_compiled(self, lib_args, addresses, layout, static, domain, budget) -> bool:
+    def _run_epilogue_compiled(self, compute, outputs, addresses, layout, static, domain, budget) -> bool:
         """The chunks of `_run_epilogue` as one compiled job (threads.parallel_calls): each
         chunk computes its rows of the product into the output it becomes (else into a
         scratch result of the whole call) and runs the epilogue on them while in cache.
-        False when the product is not one compiled call on data pointers (numpy's route, a
-        B packed per call, a convolution)."""
-        direct = getattr(self._lib_block, "direct", None)
-        product = direct(*lib_args, budget) if direct is not None else None
-        if product is None:
+        False when the block function `compute` is not one compiled call per block
+        (`compiled`, see epilogue.py: numpy's route, a product transposed after, a
+        convolution)."""
+        compiled = getattr(compute, "compiled", None)
+        if compiled is None:
             return False
         cols, unit, block, k, into, grain = static
-        n = domain[0]
-        if into is None:
-            scratch = np.empty(domain, self._lib_dtype)
-            pc = _address(scratch)
-        else:
-            pc = addresses[k + into]
-        f, args = product(*[_address(a) for a in lib_args], pc)
-        fn_address = chain.address_of(f)
+        result = np.empty(domain, self._lib_dtype) if into is None else outputs[into]
+        call = compiled(result)
+        fn_address = chain.address_of(call[0]) if call is not None else None
         if fn_address is None:
             return False
         chunks = layout.epilogue_chunks
         if chunks is None:
-            chunks = layout.epilogue_chunks = _epilogue_chunk_tables(n, grain, block, unit,
-                                                                     gemm.row_tile(self._lib_dtype))
+            chunks = layout.epilogue_chunks = _epilogue_chunk_tables(domain[0], grain, block, unit,
+                                                                     getattr(compute, "align", 1))
         rows, scaled, count = chunks
-        calls = [(fn_address, list(args), 0, 1, rows)]
+        calls = [(fn_address, list(call[1]), 0, 1, rows)]
         if not (self._lib_only and into is not None):
-            calls.append((self._address, [0, 0, 0, cols, layout.dims_ptr, layout.strides_ptr, *addresses[:k], pc,
-                                          *addresses[k:]], 0, 1, scaled))
+            calls.append((self._address, [0, 0, 0, cols, layout.dims_ptr, layout.strides_ptr, *addresses[:k],
+                                          _address(result), *addresses[k:]], 0, 1, scaled))
         job = pool.job(calls)
         if job is None:
             return False
