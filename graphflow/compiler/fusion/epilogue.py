@@ -17,9 +17,10 @@ BLAS, chosen by measurement on this project's machine (AMD EPYC Zen 4, one threa
 of 15-25 alternating calls, `OPENBLAS_NUM_THREADS=1`, float32): 256x784 @ 784x512 113
 GFLOP/s vs 104 for numpy; 128x512 @ 512x512 115 vs 104; 784x128 @ 128x512 (a weight
 gradient, A transposed) 110 vs 103; 4x784 @ 784x512 49 us vs 113 us; 128x512 @ (512x512)^T
-703 us vs 795 (B transposed: packed first, 51 us). A single row runs on the kernel's gemv,
-which streams B row after row as BLAS does (1x784 @ 784x512: 22.4 us, numpy 22.4; the
-register tiles took 34). Results narrower than one vector still gain (W4's softmax head,
+703 us vs 795 (B transposed: packed first, 51 us). A single row runs on codegen/gemv.py
+(B's loads aligned, each row read in one pass: W4's three products at batch 1 in 29.8 us,
+36.3 through gemm.py's gemv, which streamed B as BLAS does; 1x784 @ 784x512 22.4 us like
+numpy, the register tiles 34). Results narrower than one vector still gain (W4's softmax head,
 256x512 @ 512x10 with its epilogue: 66 us vs 99; W5's, 128 rows: 50 vs 54; A transposed,
 512x128 @ 128x10: 41 vs 41), down to half a vector; numpy wins when K is below one vector
 (128x10 @ 10x512 inside W5's backward: 53 us vs 74), so those stay on numpy. The LLVM
@@ -36,7 +37,7 @@ import numpy as np
 from ...ops.registry import get_op_def
 from ...runtime.fpstate import IGNORE, quiet_fp, restore_fp
 from ...runtime.pointers import address
-from ..codegen import gemm
+from ..codegen import gemm, gemv
 from .kernel_ir import FULL
 
 
@@ -60,7 +61,7 @@ class Route(NamedTuple):
     """How the LLVM kernels compute a product C = op(A) @ op(B) (strides in elements)."""
 
     pack: bool       # the kernel's B is copied first (its rows loaded as vectors need unit stride)
-    fn: Callable     # gemm.block_function or gemm.gemv_function
+    fn: Callable     # gemm.block_function or gemv.gemv_function
     m: int
     n: int
     k: int
@@ -87,7 +88,7 @@ def _matmul_route(dtype, a_shape, a_strides, b_shape, b_strides, transpose_a: bo
         # /tmp/smallb.py in one process); from 3 rows on the tile wins (116 vs 180 us).
         return None
     pack = n > 1 and b_st[1] != item or b_st[0] % item != 0   # the kernel loads rows of B as vectors
-    fn = gemm.gemv_function(dtype) if m == 1 else gemm.block_function(dtype)
+    fn = gemv.gemv_function(dtype) if m == 1 else gemm.block_function(dtype)
     if pack and m >= gemm.lanes(dtype) and not any(s % item for s in b_st):
         # C^T = op(B)^T @ op(A)^T reads op(B)'s rows by broadcasts (any strides) and packs op(A)^T
         # unless its rows are contiguous, then C^T is transposed into C: cheaper than packing
@@ -306,7 +307,7 @@ def _probe_split(budget) -> bool:
 
     k, n = 512, 512
     b, x, y = np.ones((k, n), np.float32), np.ones(k, np.float32), np.empty(n, np.float32)
-    fn = gemm.gemv_function(np.float32)
+    fn = gemv.gemv_function(np.float32)
     whole = (0, n, k, address(x), 1, address(b), n, address(y))
     split = _column_split(fn, 0, n, gemm.lanes(np.float32), budget.num_threads, budget)
     times: tuple = ([], [])
