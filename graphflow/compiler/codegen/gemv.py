@@ -5,7 +5,7 @@ weights, 2.6 MB, from L3) once per call and does one FMA per element of B, so it
 how close it gets to one core's streaming rate: on this project's Zen 4 a bare read loop
 streams 1.6 MB in 16.7 us and W4's three weights in 27.3 us (~98 GB/s, /tmp/s3/V/bw.py).
 gemm.py's gemv, which sweeps y in memory once per 4 rows of B with masked loads and stores,
-took 36.3 us for W4's three products in a row; this kernel 29.8 (one compiled call, median
+took 36.3 us for W4's three products in a row; this kernel 28.8 (one compiled call, median
 of 21 alternating rounds, /tmp/s3/V/bench2.py). What made the difference, measured there:
 
 - Vector loads of B that straddle two cache lines: numpy places a large array 16 bytes past
@@ -44,6 +44,13 @@ _LLVM_TYPE = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 # a function of the module: 34 of them compile in ~0.4 s (once, then the disk cache).
 NV_MAX = 34 if vector_bytes() >= 64 else 16
 
+# Accumulators a block keeps in registers (all but the broadcast row element and one loaded
+# vector); the rest live in stack slots, loaded and stored around their FMA each row. Left to
+# LLVM, 33 accumulators made its allocator rotate ~30 register moves and a few spills through
+# every iteration: W4's 784x512 took 17.7-18.3 us that way, 17.3 with explicit slots (three
+# products in a row 30.3 -> 28.8 us; /tmp/s3/V/spill2.py, bench2.py).
+REGISTER_VECTORS = 30 if vector_bytes() >= 64 else 14
+
 
 def _suffix(t: str) -> str:
     return "f32" if t == "float" else "f64"
@@ -61,14 +68,18 @@ def _block_ir(t: str, w: int, item: int, nv: int, name: str) -> str:
     vt, s = f"<{w} x {t}>", _suffix(t)
     lanes = ", ".join(f"i64 {i}" for i in range(w))
     first_mask = "%mlo" if nv > 1 else "%mboth"
+    held, slots = range(min(nv, REGISTER_VECTORS)), range(REGISTER_VECTORS, nv)
     out = [f"define internal void @{name}(i64 %K, ptr %x, i64 %xs, ptr %b, i64 %brs, ptr %y, i64 %lo, i64 %hi) "
            "noinline nounwind {",
            "entry:", *_splat("%los", "i64", w, "%lo"), *_splat("%his", "i64", w, "%hi"),
            f"  %mlo = icmp uge <{w} x i64> <{lanes}>, %los", f"  %mhi = icmp ult <{w} x i64> <{lanes}>, %his",
            f"  %mboth = and <{w} x i1> %mlo, %mhi",
+           # volatile: the slots stay memory (LLVM would promote them back to spilled registers)
+           *[f"  %slot{v} = alloca {vt}, align 64" for v in slots],
+           *[f"  store volatile {vt} zeroinitializer, ptr %slot{v}" for v in slots],
            "  %none = icmp sle i64 %K, 0", "  br i1 %none, label %done, label %loop",
            "loop:", "  %k = phi i64 [0, %entry], [%k1, %loop]"]
-    out += [f"  %a{v} = phi {vt} [zeroinitializer, %entry], [%n{v}, %loop]" for v in range(nv)]
+    out += [f"  %a{v} = phi {vt} [zeroinitializer, %entry], [%n{v}, %loop]" for v in held]
     out += ["  %xo = mul i64 %k, %xs", f"  %px = getelementptr {t}, ptr %x, i64 %xo", f"  %xk = load {t}, ptr %px",
             *_splat("%xb", t, w, "%xk"),
             "  %bo = mul i64 %k, %brs", f"  %pb = getelementptr {t}, ptr %b, i64 %bo"]
@@ -80,10 +91,15 @@ def _block_ir(t: str, w: int, item: int, nv: int, name: str) -> str:
                        f"{vt} zeroinitializer)")
         else:
             out.append(f"  %b{v} = load {vt}, ptr %pb{v}, align {item}")
+        if v in slots:
+            out.append(f"  %a{v} = load volatile {vt}, ptr %slot{v}")
         out.append(f"  %n{v} = call {vt} @llvm.fma.v{w}{s}({vt} %xb, {vt} %b{v}, {vt} %a{v})")
+        if v in slots:
+            out.append(f"  store volatile {vt} %n{v}, ptr %slot{v}")
     out += ["  %k1 = add i64 %k, 1", "  %more = icmp slt i64 %k1, %K", "  br i1 %more, label %loop, label %done",
             "done:"]
-    out += [f"  %r{v} = phi {vt} [zeroinitializer, %entry], [%n{v}, %loop]" for v in range(nv)]
+    out += [f"  %r{v} = phi {vt} [zeroinitializer, %entry], [%n{v}, %loop]" for v in held]
+    out += [f"  %r{v} = load volatile {vt}, ptr %slot{v}" for v in slots]
     for v in range(nv):
         out.append(f"  %py{v} = getelementptr {t}, ptr %y, i64 {v * w}")
         mask = first_mask if v == 0 else "%mhi" if v == nv - 1 else None
