@@ -1,4 +1,4 @@
-"""The SGD update applied in the gemm's stores (gemm.update_function, epilogue.absorbed):
+"""The SGD update applied in the gemm's stores (gemm.store_function, epilogue.absorbed):
 D - s * (A @ B) with the bits of the product followed by the unfused Mul and Sub, over odd
 shapes, K blocks, transposes, an output overlapping D and non-finite values; and a training
 step whose fused updates give the same weights as the two-pass kernels, at 1 and 2 threads."""
@@ -20,7 +20,7 @@ def _product(A, B):
     m, k = A.shape
     n = B.shape[1]
     item = A.dtype.itemsize
-    out = np.empty((m, n), A.dtype)
+    out = np.zeros((m, n), A.dtype)   # (k == 0 stores nothing)
     gemm.block_function(A.dtype)(0, m, 0, n, k, address(A), A.strides[0] // item, A.strides[1] // item,
                                  address(B), B.strides[0] // item, address(out), n)
     return out
@@ -33,7 +33,7 @@ def _bits(x):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_update_kernel_gives_the_two_pass_bits(dtype):
     s = np.array([0.01], dtype)
-    fn = gemm.update_function(dtype)
+    fn = gemm.store_function(dtype, "update")
     item = np.dtype(dtype).itemsize
     for m, n, k, ta in itertools.product((1, 5, 8, 17, 130), (1, 10, 16, 53, 100), (1, 17, 1100), (False, True)):
         A = RNG.standard_normal((k, m) if ta else (m, k)).astype(dtype)
@@ -57,23 +57,22 @@ def test_update_kernel_propagates_non_finite_values():
     with np.errstate(invalid="ignore"):
         expect = D - s[0] * _product(A, B)
     out = np.empty_like(D)
-    gemm.update_function(np.float32)(0, 17, 0, 40, 33, address(A), 33, 1, address(B), 40, address(out), 40,
+    gemm.store_function(np.float32, "update")(0, 17, 0, 40, 33, address(A), 33, 1, address(B), 40, address(out), 40,
                                      address(D), 40, address(s))
     assert np.array_equal(_bits(out), _bits(expect))
 
 
 @pytest.mark.parametrize("ta,tb", list(itertools.product((False, True), repeat=2)))
 def test_update_preparer_all_routes(ta, tb):
-    """The LLVM tiles (B packed when transposed), the gemv row and numpy's routes (tiny K),
-    D of another layout, and an output that is D itself: the two-pass bits every time."""
+    """The register tiles for every shape (B packed when transposed; one row, two rows and a
+    K below one vector too, which plain products leave to the gemv or numpy), D of another
+    layout, and an output that is D itself: the bits of the tiles' product then the update."""
     scale = np.array(0.03, np.float32)
-    prepare = epilogue._update_preparer(ta, tb, scale)
-    product = epilogue.block_function("MatMul", {"transpose_a": ta, "transpose_b": tb})
-    for m, n, k in ((1, 64, 17), (2, 17, 40), (100, 257, 64), (64, 10, 100), (33, 64, 5), (9, 20, 3)):
+    prepare = epilogue._store_preparer("update", ta, tb, scale.reshape(1))
+    for m, n, k in ((1, 64, 17), (2, 17, 40), (100, 257, 64), (64, 10, 100), (33, 64, 5), (9, 20, 3), (7, 9, 0)):
         a = RNG.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
         b = RNG.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
-        p = np.empty((m, n), np.float32)
-        product(a, b)(0, m, p)
+        p = _product(a.T if ta else a, np.ascontiguousarray(b.T if tb else b))
         for d in (RNG.standard_normal((m, n)).astype(np.float32), RNG.standard_normal((n, m)).astype(np.float32).T):
             expect = d - scale * p
             out = np.full((m, n), np.nan, np.float32)
@@ -113,7 +112,9 @@ def _weights_after_steps(graph, loss, train, feed, threads, steps=3):
 @pytest.mark.parametrize("sizes,batch", [((30, 40, 10), 33), ((17, 64, 5), 1), ((70, 20, 3), 2)])
 def test_training_step_absorbs_sgd_updates_with_the_same_bits(sizes, batch, monkeypatch):
     """Each weight's update runs in its gradient's product (the kernels say so) and the
-    weights after a few steps are those of the two-pass kernels, at 1 and 2 threads."""
+    weights after a few steps are those of the two-pass kernels, at 1 and 2 threads (to the
+    bit where both take the register tiles; below 16 rows of batch the two-pass products are
+    numpy's, whose sums may round otherwise)."""
     monkeypatch.setattr(fused_op, "TASK_NS", 1)   # split even these small products over 2 threads
     graph = gf.Graph()
     with graph.as_default():
@@ -125,7 +126,10 @@ def test_training_step_absorbs_sgd_updates_with_the_same_bits(sizes, batch, monk
     monkeypatch.setattr(epilogue, "absorbed", lambda ir: None)
     two_pass = _weights_after_steps(graph, loss, train, feed, 1)
     for a, b, c in zip(got[1], got[2], two_pass):
-        assert np.array_equal(_bits(a), _bits(c)) and np.array_equal(_bits(b), _bits(c))
+        assert np.array_equal(_bits(a), _bits(b))
+        if batch >= 16:
+            assert np.array_equal(_bits(a), _bits(c))
+        np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)
 
 
 def test_absorbed_kernel_with_a_strided_output_runs_its_numpy_evaluation():
@@ -143,3 +147,4 @@ def test_absorbed_kernel_with_a_strided_output_runs_its_numpy_evaluation():
     strided = np.full((contiguous.shape[1], contiguous.shape[0]), np.nan, np.float32).T
     kernel.run(inputs, [strided])
     np.testing.assert_allclose(strided, contiguous, rtol=1e-6, atol=1e-6)
+

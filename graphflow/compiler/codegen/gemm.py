@@ -55,12 +55,23 @@ class TileShape:
 _LLVM_TYPE = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
 
-def _tile_ir(t: str, w: int, mr: int, nv: int, masked: bool, name: str, update: bool = False) -> str:
+# Epilogues the tiles apply in their stores (`store_function`): name -> IR lines computing
+# %{o} from the sum %{n}, D's vector %{d} and the splat scalar %ss, each op rounded as the
+# unfused elementwise op computes it (operands in the fused kernel's order). (A dense layer's
+# bias and relu here saved ~0.5% of W4 at batch 256, but a kernel that absorbs its epilogue
+# must take every product the kernel sees, and one row runs faster on codegen/gemv.py.)
+STORES = {
+    "update": lambda vt, n, d, o: [f"  {o}_m = fmul {vt} %ss, {n}", f"  {o} = fsub {vt} {d}, {o}_m"],
+}
+
+
+def _tile_ir(t: str, w: int, mr: int, nv: int, masked: bool, name: str, store: str | None = None) -> str:
     """One tile: C[0:mr, 0:nv*w] (+)= A[0:mr, 0:kc] @ B[0:kc, 0:nv*w]; the last vector masked
-    to `last` lanes when `masked`. Rows r >= rows read and write row rows-1. With `update`,
-    the K block that finishes the sums (`fin`) stores D - s*sum instead (see `update_function`)."""
+    to `last` lanes when `masked`. Rows r >= rows read and write row rows-1. With a `store`
+    (STORES), the K block that finishes the sums (`fin`) stores that epilogue of them."""
     vt = f"<{w} x {t}>"
     lanes = ", ".join(f"i64 {i}" for i in range(w))
+    update = store is not None
     extra = f", ptr %d, i64 %drs, {t} %s, i1 %fin" if update else ""
     out = [f"define internal void @{name}(i64 %kc, ptr %a, i64 %ars, i64 %acs, ptr %b, i64 %brs, ptr %c, "
            f"i64 %crs, i64 %rows, i64 %last, i1 %acc{extra}) noinline nounwind {{",
@@ -83,15 +94,15 @@ def _tile_ir(t: str, w: int, mr: int, nv: int, masked: bool, name: str, update: 
             out += [f"  %pc{r}_{v} = getelementptr {t}, ptr %pc{r}, i64 {v * w}",
                     vload(f"%pc{r}_{v}", v, f"%ci{r}_{v}"),
                     f"  %i{r}_{v} = select i1 %acc, {vt} %ci{r}_{v}, {vt} zeroinitializer"]
-    if update:   # D's lines come into L2 while the sums run (784 x 512 from 784 x 128^T @ 128 x 512, one
-        # Zen 4 core: 966 us without the prefetches, 944 with, the product alone 914, median of 200)
-        for r in range(mr):
-            out += [f"  %do{r} = mul i64 %rc{r}, %drs", f"  %pd{r} = getelementptr {t}, ptr %d, i64 %do{r}",
-                    f"  %pdend{r} = getelementptr i8, ptr %pd{r}, i64 {nv * w * (4 if t == 'float' else 8) - 1}",
-                    f"  call void @llvm.prefetch.p0(ptr %pdend{r}, i32 0, i32 2, i32 1)"]
-            for v in range(nv):
-                out += [f"  %pd{r}_{v} = getelementptr {t}, ptr %pd{r}, i64 {v * w}",
-                        f"  call void @llvm.prefetch.p0(ptr %pd{r}_{v}, i32 0, i32 2, i32 1)"]
+    # D's lines come into L2 while the sums run (784 x 512 from 784 x 128^T @ 128 x 512, one Zen 4
+    # core: 966 us without the prefetches, 944 with, the product alone 914, median of 200)
+    for r in range(mr if update else 0):
+        out += [f"  %do{r} = mul i64 %rc{r}, %drs", f"  %pd{r} = getelementptr {t}, ptr %d, i64 %do{r}",
+                f"  %pdend{r} = getelementptr i8, ptr %pd{r}, i64 {nv * w * (4 if t == 'float' else 8) - 1}",
+                f"  call void @llvm.prefetch.p0(ptr %pdend{r}, i32 0, i32 2, i32 1)"]
+        for v in range(nv):
+            out += [f"  %pd{r}_{v} = getelementptr {t}, ptr %pd{r}, i64 {v * w}",
+                    f"  call void @llvm.prefetch.p0(ptr %pd{r}_{v}, i32 0, i32 2, i32 1)"]
     out += ["  br label %loop", "loop:", "  %k = phi i64 [0, %entry], [%k1, %loop]"]
     for r in range(mr):
         for v in range(nv):
@@ -111,10 +122,9 @@ def _tile_ir(t: str, w: int, mr: int, nv: int, masked: bool, name: str, update: 
     for r in range(mr):
         for v in range(nv):
             value = f"%n{r}_{v}"
-            if update:   # D - s*sum as two roundings, as the unfused Mul and Sub compute it
+            if update:
                 out += [vload(f"%pd{r}_{v}", v, f"%d{r}_{v}"),
-                        f"  %sn{r}_{v} = fmul {vt} %ss, %n{r}_{v}",
-                        f"  %u{r}_{v} = fsub {vt} %d{r}_{v}, %sn{r}_{v}",
+                        *STORES[store](vt, f"%n{r}_{v}", f"%d{r}_{v}", f"%u{r}_{v}"),
                         f"  %o{r}_{v} = select i1 %fin, {vt} %u{r}_{v}, {vt} %n{r}_{v}"]
                 value = f"%o{r}_{v}"
             if masked and v == nv - 1:
@@ -146,11 +156,12 @@ def _splat(dst: str, t: str, w: int, value: str) -> list:
             f"  {dst} = shufflevector <{w} x {t}> {dst}_i, <{w} x {t}> poison, <{w} x i32> zeroinitializer"]
 
 
-def _driver_ir(t: str, shape: TileShape, name: str, update: bool = False) -> str:
+def _driver_ir(t: str, shape: TileShape, name: str, store: str | None = None) -> str:
     """gemm(i0, i1, j0, j1, K, a, ars, acs, b, brs, c, crs): K blocks outermost, then blocks
     of MC rows, then column panels of NR (a KC x NR panel of B is reused by every row tile of
-    the block), then row tiles of MR. With `update`, three more arguments (d, drs, s_ptr):
-    the last K block's tiles store D - s*(A @ B) (see `update_function`)."""
+    the block), then row tiles of MR. With a `store`, three more arguments (d, drs, s_ptr):
+    the last K block's tiles store that epilogue (see `store_function`)."""
+    update = store is not None
     mr, nv, w, nr = shape.mr, shape.nv, shape.w, shape.nr
     # one row (a matrix-vector product) has its own tile: MR clamped rows would do MR times the work
     variants = [(r, v, m) for r in (0, 1) for v in range(1, nv + 1) for m in (0, 1)]
@@ -361,11 +372,11 @@ def _declarations(t: str, w: int) -> list:
             "declare i64 @llvm.smax.i64(i64, i64)"]
 
 
-def _gemm_ir(t: str, shape: TileShape, name: str, update: bool) -> list:
+def _gemm_ir(t: str, shape: TileShape, name: str, store: str | None) -> list:
     """The driver `name` and its tile variants."""
-    parts = [_tile_ir(t, shape.w, mr, v, masked, f"{name}_r{mr}_t{v}{'m' if masked else ''}", update)
+    parts = [_tile_ir(t, shape.w, mr, v, masked, f"{name}_r{mr}_t{v}{'m' if masked else ''}", store)
              for mr in (1, shape.mr) for v in range(1, shape.nv + 1) for masked in (False, True)]
-    return parts + [_driver_ir(t, shape, name, update)]
+    return parts + [_driver_ir(t, shape, name, store)]
 
 
 def module_ir(dtype) -> str:
@@ -373,20 +384,20 @@ def module_ir(dtype) -> str:
     dtype = np.dtype(dtype)
     t = _LLVM_TYPE[dtype]
     shape = TileShape(dtype)
-    parts = _declarations(t, shape.w) + _gemm_ir(t, shape, f"gf_gemm_{dtype.name}", False)
+    parts = _declarations(t, shape.w) + _gemm_ir(t, shape, f"gf_gemm_{dtype.name}", None)
     parts.append(_pack_ir(t, f"gf_pack_{dtype.name}"))
     parts.append(_transpose_ir(t, shape.w, f"gf_packt_{dtype.name}"))
     parts.append(_gemv_ir(t, shape.w, f"gf_gemv_{dtype.name}"))
     return "\n\n".join(parts) + "\n"
 
 
-def update_module_ir(dtype) -> str:
-    """The module of `update_function` (its own: only training steps compile it)."""
+def store_module_ir(dtype, store: str) -> str:
+    """The module of `store_function(dtype, store)` (its own: compiled when a kernel uses it)."""
     dtype = np.dtype(dtype)
     t = _LLVM_TYPE[dtype]
     shape = TileShape(dtype)
     return "\n\n".join(_declarations(t, shape.w) + ["declare void @llvm.prefetch.p0(ptr, i32, i32, i32)"]
-                       + _gemm_ir(t, shape, f"gf_gemm_update_{dtype.name}", True)) + "\n"
+                       + _gemm_ir(t, shape, f"gf_gemm_{store}_{dtype.name}", store)) + "\n"
 
 
 def _proto(nargs: int):
@@ -409,22 +420,23 @@ def _compiled(dtype: np.dtype):
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_update(dtype: np.dtype):
+def _compiled_store(dtype: np.dtype, store: str):
     from .jit import compile_module
 
-    jit = compile_module(update_module_ir(dtype))
-    return jit, _proto(15)(jit.address(f"gf_gemm_update_{dtype.name}"))
+    jit = compile_module(store_module_ir(dtype, store))
+    return jit, _proto(15)(jit.address(f"gf_gemm_{store}_{dtype.name}"))
 
 
-def update_function(dtype):
+def store_function(dtype, store: str):
     """fn(i0, i1, j0, j1, K, a_ptr, ars, acs, b_ptr, brs, c_ptr, crs, d_ptr, d_row_stride,
-    s_ptr): the block of C = D - s * (A @ B), s the scalar at s_ptr; D must not overlap C
-    (partial sums of K blocks and the clamped rows of edge tiles are stored into C first).
-    Each element is the product's own FMA chain, then s*sum and D - that rounded as two
-    ops, so the bits are those of the product followed by an elementwise Mul and Sub (an
-    SGD update fused into its weight gradient: no pass over the gradient, which W5 paid
-    ~30-50 us per weight matrix for)."""
-    return _compiled_update(np.dtype(dtype))[1]
+    s_ptr): the block of C = the epilogue `store` (STORES) of A @ B applied in the tiles'
+    stores: "update", D - s*(A @ B) with s the scalar at s_ptr (an SGD update fused into its
+    weight gradient: no pass over the gradient, which W5 paid ~30-50 us per weight matrix
+    for). D must not overlap C (partial sums of K blocks and the clamped rows of edge tiles
+    are stored into C first). Each element is the product's own FMA chain and then the
+    epilogue's ops rounded one by one, so the bits are those of the product followed by
+    the unfused elementwise ops."""
+    return _compiled_store(np.dtype(dtype), store)[1]
 
 
 def block_function(dtype):

@@ -70,26 +70,32 @@ class Route(NamedTuple):
     brs: int         # the kernel's B: k stride (as packed)
     align: int       # rows of C a chunk of rows starts on, wasting no work
     swapped: bool    # the kernel computes C^T = op(B)^T @ op(A)^T (A and B above are those)
+    one_row: bool    # fn is the one-row kernel (gemv's arguments)
 
 
-def _matmul_route(dtype, a_shape, a_strides, b_shape, b_strides, transpose_a: bool, transpose_b: bool):
+def _matmul_route(dtype, a_shape, a_strides, b_shape, b_strides, transpose_a: bool, transpose_b: bool,
+                  tiles: bool = False):
     """How a product of operands with these shapes and strides is computed: None (numpy), or
-    a Route. Static per shapes and strides, so `_matmul_preparer` caches it."""
+    a Route; with `tiles`, the register tiles wherever they can take the operands (a store
+    epilogue needs them). Static per shapes and strides, so `_matmul_preparer` caches it."""
     if dtype not in gemm.SUPPORTED:
         return None
     item = dtype.itemsize
     (m, k), a_st = (a_shape[::-1], a_strides[::-1]) if transpose_a else (a_shape, a_strides)
     (_, n), b_st = (b_shape[::-1], b_strides[::-1]) if transpose_b else (b_shape, b_strides)
-    if k < gemm.lanes(dtype) or 2 * n < gemm.lanes(dtype) or any(s % item for s in a_st):
+    if any(s % item for s in a_st) or k == 0:   # (the tiles store nothing for k == 0: numpy's zeros)
         return None
-    if m == 2:
+    if not tiles and (k < gemm.lanes(dtype) or 2 * n < gemm.lanes(dtype)):
+        return None
+    if m == 2 and not tiles:
         # Two rows fill a quarter of a register tile and numpy's BLAS streams B once for both:
         # W4's MLP at batch 2 took 114 us through the tile vs 75 us through numpy (1 thread,
         # /tmp/smallb.py in one process); from 3 rows on the tile wins (116 vs 180 us).
         return None
     pack = n > 1 and b_st[1] != item or b_st[0] % item != 0   # the kernel loads rows of B as vectors
-    fn = gemv.gemv_function(dtype) if m == 1 else gemm.block_function(dtype)
-    if pack and m >= gemm.lanes(dtype) and not any(s % item for s in b_st):
+    one_row = m == 1 and not tiles
+    fn = gemv.gemv_function(dtype) if one_row else gemm.block_function(dtype)
+    if pack and m >= gemm.lanes(dtype) and not tiles and not any(s % item for s in b_st):
         # C^T = op(B)^T @ op(A)^T reads op(B)'s rows by broadcasts (any strides) and packs op(A)^T
         # unless its rows are contiguous, then C^T is transposed into C: cheaper than packing
         # op(B) when A is the smaller (W5's dX = dZ @ W^T, 128x512 @ (512x512)^T: 647 -> 613 us,
@@ -97,18 +103,19 @@ def _matmul_route(dtype, a_shape, a_strides, b_shape, b_strides, transpose_a: bo
         pack_a = a_st[0] != item
         if (m * k if pack_a else 0) + m * n < n * k:
             return Route(pack_a, fn, m, n, k, b_st[1] // item, b_st[0] // item, m if pack_a else a_st[1] // item,
-                         gemm.lanes(dtype), True)
+                         gemm.lanes(dtype), True, False)
     return Route(pack, fn, m, n, k, a_st[0] // item, a_st[1] // item, n if pack else b_st[0] // item,
-                 gemm.row_tile(dtype), False)
+                 gemm.row_tile(dtype), False, one_row)
 
 
 ROUTES_MAX = 64   # shapes/strides remembered per kernel
 
 
-def _matmul_preparer(transpose_a: bool, transpose_b: bool) -> Callable:
+def _matmul_preparer(transpose_a: bool, transpose_b: bool, tiles: bool = False) -> Callable:
     """prepare(a, b) for one kernel's matmul: the route of each new shape/stride combination
     is worked out once (a dict hit afterwards), then bound to this call's data pointers.
-    `prepare.direct(a, b, budget)` gives the whole product as one call's arguments instead."""
+    `prepare.direct(a, b, budget)` gives the whole product as one call's arguments instead.
+    `tiles`: as `_matmul_route`'s."""
     routes: dict = {}
 
     def route_of(a: np.ndarray, b: np.ndarray):
@@ -116,7 +123,7 @@ def _matmul_preparer(transpose_a: bool, transpose_b: bool) -> Callable:
         route = routes.get(key, False)
         if route is False:
             route = None if a.dtype != b.dtype else _matmul_route(a.dtype, a.shape, a.strides, b.shape, b.strides,
-                                                                   transpose_a, transpose_b)
+                                                                   transpose_a, transpose_b, tiles)
             if len(routes) >= ROUTES_MAX:
                 routes.clear()
             routes[key] = route
@@ -132,7 +139,7 @@ def _matmul_preparer(transpose_a: bool, transpose_b: bool) -> Callable:
         if route.pack:
             b = gemm.packed(b.T if transpose_b else b)
         pa, pb = address(a), address(b)   # a transposed view starts where its base does
-        if m == 1:
+        if route.one_row:
             def rows(b0: int, b1: int, out: np.ndarray) -> None:
                 fn(0, n, k, pa, acs, pb, brs, address(out))
         else:
@@ -156,82 +163,113 @@ def _matmul_preparer(transpose_a: bool, transpose_b: bool) -> Callable:
         route = route_of(a, b)
         if route is None or route.pack or route.swapped:
             return None
-        fn, m, n, k, ars, acs, brs = route.fn, route.m, route.n, route.k, route.ars, route.acs, route.brs
-        step = gemm.lanes(a.dtype) if m == 1 else gemm.panel_width(a.dtype)
-        parts = column_parts(budget, m, n, k, a.dtype.itemsize, step)
-        if m == 1:
-            f = fn if parts == 1 else _column_split(fn, 0, n, step, parts, budget)
+        m, n, k, ars, acs, brs = route.m, route.n, route.k, route.ars, route.acs, route.brs
+        f = _columns_over(budget, route, route.fn, a.dtype)
+        if route.one_row:
             return lambda pa, pb, pc: (f, (0, n, k, pa, acs, pb, brs, pc))
-        f = fn if parts == 1 else _column_split(fn, 2, n, step, parts, budget)
         return lambda pa, pb, pc: (f, (0, m, 0, n, k, pa, ars, acs, pb, brs, pc, n))
 
     prepare.direct, prepare.route_of = direct, route_of
     return prepare
 
 
+def _columns_over(budget, route: Route, fn: Callable, dtype) -> Callable:
+    """`fn` (a kernel of `route`'s argument layout), or fn split over column ranges on the
+    budget's threads when that pays (`column_parts`)."""
+    step = gemm.lanes(dtype) if route.one_row else gemm.panel_width(dtype)
+    parts = column_parts(budget, route.m, route.n, route.k, dtype.itemsize, step)
+    return fn if parts == 1 else _column_split(fn, 0 if route.one_row else 2, route.n, step, parts, budget)
+
+
 def absorbed(ir) -> tuple | None:
     """(prepare, input slots) computing the whole result of the epilogue kernel `ir` in its
-    product's register-tile stores, when its epilogue is one the gemm applies there, else
-    None. That is the SGD update of a weight gradient, D - s*(A @ B) with s a constant (the
-    fused update of W5's training step: its separate pass over a 784 x 512 gradient cost
-    ~30-50 us of the ~1 ms product). `prepare(a, b, d)` -> rows(b0, b1, out) like a
-    product's; the kernel runs no epilogue after it."""
+    product's register-tile stores, when its epilogue is one the gemm applies there
+    (gemm.STORES), else None: the SGD update of a weight gradient, D - s*(A @ B) with s a
+    constant (W5's training step: its separate pass over a 784 x 512 gradient cost ~30-50 us
+    of the ~1 ms product). `prepare(a, b, d)` -> rows(b0, b1, out) like a product's, with
+    `direct(a, b, d, budget)`; the kernel runs no epilogue after it, so the product always
+    takes the register tiles (any K, any rows: a small batch makes a small K). A dense
+    layer's bias and relu in the stores saved ~0.5% of W4 at batch 256 but would cost batch
+    1 its one-row kernel (46 -> 80 us, the epilogue then by numpy): not absorbed."""
     lib = ir.library
     if ir.kind != "epilogue" or lib is None or ir.reductions or len(ir.outputs) != 1 or \
-            ir.instrs[lib].op != "MatMul" or len(ir.instrs) != 4:
+            ir.instrs[lib].op != "MatMul":
         return None
     n = len(ir.inputs)
     slot = {i + n: ins for i, ins in enumerate(ir.instrs)}
-    sub = slot.get(ir.outputs[0])
-    if sub is None or sub.op != "Sub" or slot.get(sub.args[1]) is None or slot[sub.args[1]].op != "Mul":
+    product, dtype = lib + n, np.dtype(ir.instrs[lib].dtype)
+    if dtype not in gemm.SUPPORTED or any(np.dtype(ins.dtype) != dtype for ins in ir.instrs):
         return None
-    d, mul = sub.args[0], slot[sub.args[1]]
-    scale = [a for a in mul.args if a != lib + n]
-    dtype = np.dtype(ir.instrs[lib].dtype)
-    if len(scale) != 1 or scale[0] not in slot or not slot[scale[0]].is_const or d >= n or \
-            ir.inputs[d].form != FULL or dtype not in gemm.SUPPORTED or \
-            any(np.dtype(ins.dtype) != dtype for ins in ir.instrs):
+    match = _update_of(ir, slot, product)
+    if match is None:
         return None
-    value = np.asarray(slot[scale[0]].attrs["value"], dtype)
-    if value.size != 1:
-        return None
+    store, d, scale = match
     attrs = ir.instrs[lib].attrs
     a, b = ir.instrs[lib].args
-    return _update_preparer(attrs.get("transpose_a", False), attrs.get("transpose_b", False), value), (a, b, d)
+    return _store_preparer(store, attrs.get("transpose_a", False), attrs.get("transpose_b", False),
+                           np.asarray(scale, dtype).reshape(1)), (a, b, d)
 
 
-def _update_preparer(transpose_a: bool, transpose_b: bool, scale: np.ndarray) -> Callable:
-    """prepare(a, b, d) -> rows(b0, b1, out): rows [b0, b1) of D - scale * (A @ B) into `out`,
-    in the gemm's stores (`gemm.update_function`) where the product takes the LLVM tiles
-    and D their layout, else the product's rows then the update as two numpy ops (the same
-    IEEE roundings either way)."""
-    product = _matmul_preparer(transpose_a, transpose_b)
-    s = scale.reshape(1)   # the kernel reads the scalar through a pointer
+def _input(ir, slot: int, shape: tuple) -> bool:
+    """Whether `slot` is an input of the kernel read whole, of static shape `shape`."""
+    return slot < len(ir.inputs) and ir.inputs[slot].form == FULL and tuple(ir.inputs[slot].shape) == shape
+
+
+def _update_of(ir, slot: dict, product: int) -> tuple | None:
+    """("update", D's slot, s) for an epilogue Sub(D, Mul(s, product)), s a constant."""
+    if len(ir.instrs) != 4:
+        return None
+    sub = slot[ir.outputs[0]]
+    mul = slot.get(sub.args[1]) if sub.op == "Sub" else None
+    if mul is None or mul.op != "Mul" or product not in mul.args:
+        return None
+    const = slot.get(mul.args[0] if mul.args[1] == product else mul.args[1])
+    if const is None or not const.is_const or np.size(const.attrs["value"]) != 1 or \
+            not _input(ir, sub.args[0], tuple(slot[product].shape)):
+        return None
+    return "update", sub.args[0], const.attrs["value"]
+
+
+def _two_pass(store: str, d: np.ndarray, s: np.ndarray) -> Callable:
+    """epilogue(b0, b1, p, out): rows [b0, b1) of the store `store` of the product rows `p`
+    into `out` by numpy (the gemm's ops, rounded as it rounds them)."""
+    return {"update": lambda b0, b1, p, out: np.subtract(d[b0:b1], np.multiply(s[0], p, out=p), out=out)}[store]
+
+
+def _store_preparer(store: str, transpose_a: bool, transpose_b: bool, s: np.ndarray) -> Callable:
+    """prepare(a, b, d) -> rows(b0, b1, out): rows [b0, b1) of the epilogue `store` of A @ B
+    (gemm.STORES, scalar s) into `out`, in the gemm's stores (`gemm.store_function`) where
+    the product takes the LLVM tiles and D their layout, else the product's rows then the
+    epilogue by numpy (the same IEEE roundings either way)."""
+    product = _matmul_preparer(transpose_a, transpose_b, tiles=True)
+
+    def d_fits(route: Route, d: np.ndarray, item: int) -> bool:
+        return d.shape == (route.m, route.n) and d.strides[1] == item and d.strides[0] % item == 0
 
     def in_two_passes(a: np.ndarray, b: np.ndarray, d: np.ndarray) -> Callable:
-        rows = product(a, b)
+        rows, epilogue = product(a, b), _two_pass(store, d, s)
 
-        def update(b0: int, b1: int, out: np.ndarray) -> None:
+        def two_pass(b0: int, b1: int, out: np.ndarray) -> None:
             p = np.empty_like(out) if np.may_share_memory(out, d) else out   # (D is read after the product)
             rows(b0, b1, p)
             tok = quiet_fp(IGNORE)
             try:
-                np.subtract(d[b0:b1], np.multiply(s[0], p, out=p), out=out)
+                epilogue(b0, b1, p, out)
             finally:
                 restore_fp(tok)
-        update.align = getattr(rows, "align", 1)
-        return update
+        two_pass.align = getattr(rows, "align", 1)
+        return two_pass
 
     def prepare(a: np.ndarray, b: np.ndarray, d: np.ndarray) -> Callable:
         route = product.route_of(a, b)
         item = a.dtype.itemsize
-        if route is None or route.m == 1 or route.swapped or d.dtype != a.dtype or d.shape != (route.m, route.n) \
-                or d.strides[1] != item or d.strides[0] % item:
+        if route is None or d.dtype != a.dtype or not d_fits(route, d, item):
             return in_two_passes(a, b, d)
-        pack, n, k, ars, acs, brs, align = route.pack, route.n, route.k, route.ars, route.acs, route.brs, route.align
-        fn = gemm.update_function(a.dtype)
-        tiles_b = gemm.packed(b.T if transpose_b else b) if pack else b
-        pa, pb, pd, ps, drs = address(a), address(tiles_b), address(d), address(s), d.strides[0] // item
+        m, n, k, ars, acs, brs = route.m, route.n, route.k, route.ars, route.acs, route.brs
+        fn = gemm.store_function(a.dtype, store)
+        tiles_b = gemm.packed(b.T if transpose_b else b) if route.pack else b
+        pa, pb, pd, ps = address(a), address(tiles_b), address(d), address(s)
+        drs = d.strides[0] // item
         shared: list = []   # the two-pass function, made for an `out` overlapping D
 
         def rows(b0: int, b1: int, out: np.ndarray) -> None:
@@ -246,10 +284,25 @@ def _update_preparer(transpose_a: bool, transpose_b: bool, scale: np.ndarray) ->
         def compiled(out: np.ndarray):
             if np.may_share_memory(out, d):
                 return None
-            return fn, (0, route.m, 0, n, k, pa, ars, acs, pb, brs, address(out), n, pd, drs, ps)
-        rows.align, rows.compiled = align, compiled
+            return fn, (0, m, 0, n, k, pa, ars, acs, pb, brs, address(out), n, pd, drs, ps)
+        rows.align, rows.compiled = route.align, compiled
         rows.keep = tiles_b, d
         return rows
+
+    def direct(a: np.ndarray, b: np.ndarray, d: np.ndarray, budget) -> Callable | None:
+        """args(pa, pb, pd, pc) -> (function, its arguments) computing the whole result from
+        these data pointers into a C-contiguous result that does not overlap D (a kernel's
+        outputs never alias its inputs), as the product's `direct`; None where a call needs
+        more than pointers."""
+        route = product.route_of(a, b)
+        if route is None or route.pack or d.dtype != a.dtype or not d_fits(route, d, a.dtype.itemsize):
+            return None
+        m, n, k, ars, acs, brs = route.m, route.n, route.k, route.ars, route.acs, route.brs
+        f = _columns_over(budget, route, gemm.store_function(a.dtype, store), a.dtype)
+        drs, ps = d.strides[0] // a.dtype.itemsize, address(s)   # (s lives with `prepare`)
+        return lambda pa, pb, pd, pc: (f, (0, m, 0, n, k, pa, ars, acs, pb, brs, pc, n, pd, drs, ps))
+
+    prepare.direct, prepare.route_of = direct, product.route_of
     return prepare
 
 
