@@ -21,6 +21,15 @@ of 21 alternating rounds, /tmp/s3/V/bench2.py). What made the difference, measur
 - Not done: software prefetching 2 rows ahead (one prefetch per line) cost 3 us on the three
   products (the hardware prefetchers keep up with one pass in order).
 
+A column range wider than one block (NV_MAX vectors, from B's alignment: decided per call)
+would be read in several passes, each over part of every row, which streams worse than
+gemm.py's gemv (y swept in memory, rows read whole): float32 3000x1000 201 vs 174 us, float64
+784x512 44 vs 37; taking the rows in chunks that stay in L2 for the other blocks was worse
+still (190-236 us: the sums stored and reloaded per chunk; /tmp/s3/V/shapes.py). So such a
+range runs gemm.py's gemv, compiled into this module (`_sweep`). Then against gemm.py's gemv
+alone (same script): float32 784x512 0.86x, 512x512 0.97x, 512x10 0.45x, 1024x100 0.54x,
+64x64 0.79x, wider rows and float64 784x512 1.00-1.02x.
+
 Determinism: y[j] is one chain of fused multiply-adds over k = 0, 1, ..., K-1 in order
 from +0.0, as in gemm.py's register tiles, so a row gives the same bits through either
 kernel, and whatever column range [j0, j1) a thread is given.
@@ -32,6 +41,7 @@ import functools
 
 import numpy as np
 
+from . import gemm
 from .target import vector_bytes
 
 _LLVM_TYPE = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
@@ -115,7 +125,8 @@ def _block_ir(t: str, w: int, item: int, nv: int, name: str) -> str:
 def _driver_ir(t: str, w: int, item: int, name: str) -> str:
     """gemv(j0, j1, K, x, xs, b, brs, y): the vectors covering columns [j0, j1), starting
     `lo` lanes before j0 when that aligns B's loads, cut into balanced blocks of at most
-    NV_MAX vectors (a block's variant picked by a switch on its width)."""
+    NV_MAX vectors (a block's variant picked by a switch on its width); more than one block
+    runs gemm.py's gemv (`_sweep`) instead."""
     vb = w * item
     cases = " ".join(f"i64 {nv}, label %v{nv}" for nv in range(1, NV_MAX + 1))
     out = [f"define void @{name}(i64 %j0, i64 %j1, i64 %K, ptr %x, i64 %xs, ptr %b, i64 %brs, ptr %y) nounwind {{",
@@ -135,7 +146,10 @@ def _driver_ir(t: str, w: int, item: int, name: str) -> str:
            f"  %lastfull = mul i64 %nvec, {w}", f"  %hi0 = sub i64 %lanes, %lastfull", f"  %hi = add i64 %hi0, {w}",
            f"  %nb0 = add i64 %nvec, {NV_MAX - 1}", f"  %nblocks = udiv i64 %nb0, {NV_MAX}",
            "  %per = udiv i64 %nvec, %nblocks", "  %extra = urem i64 %nvec, %nblocks",
-           "  br label %block",
+           "  %passes = icmp ugt i64 %nblocks, 1", "  br i1 %passes, label %sweep, label %block",
+           "sweep:",
+           f"  call void @{name}_sweep(i64 %j0, i64 %j1, i64 %K, ptr %x, i64 %xs, ptr %b, i64 %brs, ptr %y)",
+           "  br label %exit",
            "block:",
            "  %bi = phi i64 [0, %start], [%bi1, %next]",
            "  %col = phi i64 [%c0, %start], [%col1, %next]",
@@ -165,6 +179,7 @@ def module_ir(dtype) -> str:
              f"declare {vt} @llvm.masked.load.v{w}{s}.p0(ptr, i32, <{w} x i1>, {vt})",
              f"declare void @llvm.masked.store.v{w}{s}.p0({vt}, ptr, i32, <{w} x i1>)"]
     parts += [_block_ir(t, w, item, nv, f"{name}_b{nv}") for nv in range(1, NV_MAX + 1)]
+    parts.append(gemm._gemv_ir(t, w, f"{name}_sweep"))   # rows wider than one block (see above)
     parts.append(_driver_ir(t, w, item, name))
     return "\n\n".join(parts) + "\n"
 
