@@ -444,7 +444,10 @@ class FusedKernel:
         item_bytes = unit * cols * self._lib_dtype.itemsize
         row_ns = self._elem_ns * max(unit * cols, 1) + epilogue.library_ns(self.ir.instrs[self._lib].op, lib_args,
                                                                              self._lib_attrs)
-        return (cols, unit, epilogue.block_size(item_bytes), len(self._ptr_inputs), layout.into,
+        # a product stored straight into the output with nothing run after it needs no L2 blocks
+        # (one block is one bound call: W5's 784-row absorbed update paid ~20 us of Python for two)
+        block = max(n, 1) if self._lib_only and layout.into is not None else epilogue.block_size(item_bytes)
+        return (cols, unit, block, len(self._ptr_inputs), layout.into,
                 _balanced_rows(n, epilogue.task_rows(n, row_ns, TASK_NS)))
 
     def static_call(self, input_shapes):
