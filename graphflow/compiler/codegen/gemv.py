@@ -14,15 +14,14 @@ of 21 alternating rounds, /tmp/s3/V/bench2.py). What made the difference, measur
   `lo` lanes before column j0, where B's rows have a vector-aligned address (when the row
   stride keeps every row on the same alignment), the first vector masked below `lo` and the
   last one above the end.
-- Each row of B read in one pass, its lines in order: a block keeps up to NV_MAX vectors of
-  y in registers for all K rows and stores them once, the blocks balanced so that none is
-  narrow (one FMA chain per vector would wait on the FMA's latency). No load and store of y
+- Each row of B read in one pass, its lines in order: one block keeps all the vectors of y
+  (up to NV_MAX) in registers for all K rows and stores them once; no load and store of y
   per row (W4's 512x10 head: 0.75 us, 1.6 through gemm.py's gemv).
 - Not done: software prefetching 2 rows ahead (one prefetch per line) cost 3 us on the three
   products (the hardware prefetchers keep up with one pass in order).
 
 A column range wider than one block (NV_MAX vectors, from B's alignment: decided per call)
-would be read in several passes, each over part of every row, which streams worse than
+would be read in several passes (blocks of at most NV_MAX vectors, balanced), each over part of every row, which streams worse than
 gemm.py's gemv (y swept in memory, rows read whole): float32 3000x1000 201 vs 174 us, float64
 784x512 44 vs 37; taking the rows in chunks that stay in L2 for the other blocks was worse
 still (190-236 us: the sums stored and reloaded per chunk; /tmp/s3/V/shapes.py). So such a
@@ -46,12 +45,12 @@ from .target import vector_bytes
 
 _LLVM_TYPE = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
-# Most vectors of y one block accumulates (in registers, LLVM spilling the few that do not
-# fit): a row of B is best read in one pass, its lines in order. W4's 512 float32 columns
-# starting 16 bytes past a line are 33 vectors; measured there (784x512, 512x512, 512x10 in a
-# row, one compiled call, numpy's misaligned weights): at most 16 or 28 vectors a block (two or
-# three passes over each row) 34.8 us, 33 or 40 (one pass) 29.8-30.2. Every width up to it is
-# a function of the module: 34 of them compile in ~0.4 s (once, then the disk cache).
+# Most vectors of y the block accumulates (REGISTER_VECTORS of them in registers): a row of B
+# is best read in one pass, its lines in order. W4's 512 float32 columns starting 16 bytes
+# past a line are 33 vectors; measured there (784x512, 512x512, 512x10 in a row, one compiled
+# call, numpy's misaligned weights): blocks of at most 16 or 28 vectors (two or three passes
+# over each row) 34.8 us, 33 or 40 (one pass) 29.8-30.2. Every width up to it is a function of
+# the module: the float32 module compiles in ~0.5 s (once, then the disk cache).
 NV_MAX = 34 if vector_bytes() >= 64 else 16
 
 # Accumulators a block keeps in registers (all but the broadcast row element and one loaded
@@ -124,9 +123,8 @@ def _block_ir(t: str, w: int, item: int, nv: int, name: str) -> str:
 
 def _driver_ir(t: str, w: int, item: int, name: str) -> str:
     """gemv(j0, j1, K, x, xs, b, brs, y): the vectors covering columns [j0, j1), starting
-    `lo` lanes before j0 when that aligns B's loads, cut into balanced blocks of at most
-    NV_MAX vectors (a block's variant picked by a switch on its width); more than one block
-    runs gemm.py's gemv (`_sweep`) instead."""
+    `lo` lanes before j0 when that aligns B's loads, as one block (its variant picked by a
+    switch on its width), or gemm.py's gemv (`_sweep`) when they are more than NV_MAX."""
     vb = w * item
     cases = " ".join(f"i64 {nv}, label %v{nv}" for nv in range(1, NV_MAX + 1))
     out = [f"define void @{name}(i64 %j0, i64 %j1, i64 %K, ptr %x, i64 %xs, ptr %b, i64 %brs, ptr %y) nounwind {{",
@@ -144,27 +142,15 @@ def _driver_ir(t: str, w: int, item: int, name: str) -> str:
            "  %lanes = add i64 %n, %lo",
            f"  %nv0 = add i64 %lanes, {w - 1}", f"  %nvec = udiv i64 %nv0, {w}",
            f"  %lastfull = mul i64 %nvec, {w}", f"  %hi0 = sub i64 %lanes, %lastfull", f"  %hi = add i64 %hi0, {w}",
-           f"  %nb0 = add i64 %nvec, {NV_MAX - 1}", f"  %nblocks = udiv i64 %nb0, {NV_MAX}",
-           "  %per = udiv i64 %nvec, %nblocks", "  %extra = urem i64 %nvec, %nblocks",
-           "  %passes = icmp ugt i64 %nblocks, 1", "  br i1 %passes, label %sweep, label %block",
+           f"  %pb0 = getelementptr {t}, ptr %b, i64 %c0", f"  %py0 = getelementptr {t}, ptr %y, i64 %c0",
+           f"  switch i64 %nvec, label %sweep [{cases}]",
            "sweep:",
            f"  call void @{name}_sweep(i64 %j0, i64 %j1, i64 %K, ptr %x, i64 %xs, ptr %b, i64 %brs, ptr %y)",
-           "  br label %exit",
-           "block:",
-           "  %bi = phi i64 [0, %start], [%bi1, %next]",
-           "  %col = phi i64 [%c0, %start], [%col1, %next]",
-           "  %wide = icmp ult i64 %bi, %extra", "  %widev = zext i1 %wide to i64", "  %nv = add i64 %per, %widev",
-           "  %isfirst = icmp eq i64 %bi, 0", "  %blo = select i1 %isfirst, i64 %lo, i64 0",
-           "  %bi1 = add i64 %bi, 1", "  %islast = icmp eq i64 %bi1, %nblocks",
-           f"  %bhi = select i1 %islast, i64 %hi, i64 {w}",
-           f"  %pbb = getelementptr {t}, ptr %b, i64 %col", f"  %pyb = getelementptr {t}, ptr %y, i64 %col",
-           f"  switch i64 %nv, label %next [{cases}]"]
-    args = "i64 %K, ptr %x, i64 %xs, ptr %pbb, i64 %brs, ptr %pyb, i64 %blo, i64 %bhi"
+           "  br label %exit"]
+    args = "i64 %K, ptr %x, i64 %xs, ptr %pb0, i64 %brs, ptr %py0, i64 %lo, i64 %hi"
     for nv in range(1, NV_MAX + 1):
-        out += [f"v{nv}:", f"  call void @{name}_b{nv}({args})", "  br label %next"]
-    out += ["next:", f"  %span = mul i64 %nv, {w}", "  %col1 = add i64 %col, %span",
-            "  %more = icmp ult i64 %bi1, %nblocks", "  br i1 %more, label %block, label %exit",
-            "exit:", "  ret void", "}"]
+        out += [f"v{nv}:", f"  call void @{name}_b{nv}({args})", "  br label %exit"]
+    out += ["exit:", "  ret void", "}"]
     return "\n".join(out)
 
 
