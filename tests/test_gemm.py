@@ -140,6 +140,22 @@ def test_swapped_route_gives_the_packed_route_bits(ta):
         assert np.array_equal(out.view(np.uint32), ref.view(np.uint32)), (m, n, k)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transposed_kernel_stores_the_tiles_product_transposed(dtype):
+    """gemm.transposed_function writes (A @ B)^T: the bits of the plain tiles' product, for
+    any block of C's rows, odd shapes and one-row tiles, nothing outside the block touched."""
+    fn = gemm.transposed_function(dtype)
+    for rows, cols, k in ((128, 512, 512), (53, 37, 100), (3, 5, 17), (16, 1, 4), (1, 9, 3), (257, 100, 1100)):
+        A = RNG.standard_normal((cols, k)).astype(dtype)     # C's columns are A's rows
+        B = RNG.standard_normal((k, rows)).astype(dtype)
+        expect = _llvm(A, B).T
+        C = np.full((rows, cols + 3), np.nan, dtype)
+        for r0 in range(0, rows, 16):
+            r1 = min(rows, r0 + 16)
+            fn(r0, r1, 0, cols, k, A.ctypes.data, k, 1, B.ctypes.data, rows, C.ctypes.data, (cols + 3))
+        assert np.array_equal(C[:, :cols], expect) and np.isnan(C[:, cols:]).all(), (rows, cols, k)
+
+
 def _dense(ta, tb, m, n, k, strided):
     x = gf.placeholder(gf.float32, (None, None), name="x")
     wv = RNG.standard_normal((n, k) if tb else (k, n)).astype(np.float32)

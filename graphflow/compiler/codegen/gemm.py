@@ -65,10 +65,12 @@ STORES = {
 }
 
 
-def _tile_ir(t: str, w: int, mr: int, nv: int, masked: bool, name: str, store: str | None = None) -> str:
+def _tile_ir(t: str, w: int, mr: int, nv: int, masked: bool, name: str, store: str | None = None,
+             transposed: bool = False) -> str:
     """One tile: C[0:mr, 0:nv*w] (+)= A[0:mr, 0:kc] @ B[0:kc, 0:nv*w]; the last vector masked
     to `last` lanes when `masked`. Rows r >= rows read and write row rows-1. With a `store`
-    (STORES), the K block that finishes the sums (`fin`) stores that epilogue of them."""
+    (STORES), the K block that finishes the sums (`fin`) stores that epilogue of them.
+    `transposed`: the sums, from zero (one K block), are stored as C^T (`_transposed_stores`)."""
     vt = f"<{w} x {t}>"
     lanes = ", ".join(f"i64 {i}" for i in range(w))
     update = store is not None
@@ -87,8 +89,10 @@ def _tile_ir(t: str, w: int, mr: int, nv: int, masked: bool, name: str, store: s
         out += [f"  %rl{r} = sub i64 %rows, 1",
                 f"  %rc{r} = call i64 @llvm.umin.i64(i64 {r}, i64 %rl{r})",
                 f"  %ao{r} = mul i64 %rc{r}, %ars",
-                f"  %pa{r} = getelementptr {t}, ptr %a, i64 %ao{r}",
-                f"  %co{r} = mul i64 %rc{r}, %crs",
+                f"  %pa{r} = getelementptr {t}, ptr %a, i64 %ao{r}"]
+        if transposed:
+            continue
+        out += [f"  %co{r} = mul i64 %rc{r}, %crs",
                 f"  %pc{r} = getelementptr {t}, ptr %c, i64 %co{r}"]
         for v in range(nv):
             out += [f"  %pc{r}_{v} = getelementptr {t}, ptr %pc{r}, i64 {v * w}",
@@ -106,7 +110,8 @@ def _tile_ir(t: str, w: int, mr: int, nv: int, masked: bool, name: str, store: s
     out += ["  br label %loop", "loop:", "  %k = phi i64 [0, %entry], [%k1, %loop]"]
     for r in range(mr):
         for v in range(nv):
-            out.append(f"  %s{r}_{v} = phi {vt} [%i{r}_{v}, %entry], [%n{r}_{v}, %loop]")
+            out.append(f"  %s{r}_{v} = phi {vt} [{'zeroinitializer' if transposed else f'%i{r}_{v}'}, %entry], "
+                       f"[%n{r}_{v}, %loop]")
     out += ["  %bo = mul i64 %k, %brs", f"  %pb = getelementptr {t}, ptr %b, i64 %bo", "  %ak = mul i64 %k, %acs"]
     for v in range(nv):
         out += [f"  %pb{v} = getelementptr {t}, ptr %pb, i64 {v * w}", vload(f"%pb{v}", v, f"%b{v}")]
@@ -119,6 +124,8 @@ def _tile_ir(t: str, w: int, mr: int, nv: int, masked: bool, name: str, store: s
             "done:"]
     if update:
         out += _splat("%ss", t, w, "%s")
+    if transposed:
+        return "\n".join(out + _transposed_stores(t, w, mr, nv, masked) + ["  ret void", "}"])
     for r in range(mr):
         for v in range(nv):
             value = f"%n{r}_{v}"
@@ -133,6 +140,46 @@ def _tile_ir(t: str, w: int, mr: int, nv: int, masked: bool, name: str, store: s
                 out.append(f"  store {vt} {value}, ptr %pc{r}_{v}, align 4")
     out += ["  ret void", "}"]
     return "\n".join(out)
+
+
+def _transposed_stores(t: str, w: int, mr: int, nv: int, masked: bool) -> list:
+    """The tile's sums %n{r}_{v} (mr rows of nv vectors) stored as C^T: lane l of vector v of
+    row r at c + (v*w + l)*crs + r, lanes of rows >= `rows` and, in the masked last vector,
+    lanes >= `last` left alone. Each block of mr lanes of the mr row vectors is transposed
+    in registers (`_transposed`, when mr is a power of two dividing w) into mr vectors of mr
+    lanes, one masked store per row of C."""
+    rt = f"<{mr} x {t}>"
+    out = [*_splat("%rowsv", "i64", mr, "%rows"),
+           f"  %rowmask = icmp ult <{mr} x i64> <{', '.join(f'i64 {i}' for i in range(mr))}>, %rowsv"]
+    square = mr > 1 and not mr & (mr - 1) and w % mr == 0
+    for v in range(nv):
+        for h in range(w // mr if square else 1):
+            lanes = range(h * mr, (h + 1) * mr) if square else range(w)
+            if square:   # the mr x mr block of lanes h*mr.. of every row, transposed
+                block = ", ".join(f"i32 {lane}" for lane in lanes)
+                out += [f"  %h{v}_{h}_{r} = shufflevector <{w} x {t}> %n{r}_{v}, <{w} x {t}> poison, "
+                        f"<{mr} x i32> <{block}>" for r in range(mr)]
+                rounds, cols = _transposed(t, mr, f"%x{v}_{h}_", [f"%h{v}_{h}_{r}" for r in range(mr)])
+                out += rounds
+            else:        # element by element (a one-row tile, a tile shape that is no power of two)
+                cols = []
+                for lane in lanes:
+                    prev = "poison"
+                    for r in range(mr):
+                        out += [f"  %e{v}_{lane}_{r} = extractelement <{w} x {t}> %n{r}_{v}, i64 {lane}",
+                                f"  %g{v}_{lane}_{r} = insertelement {rt} {prev}, {t} %e{v}_{lane}_{r}, i64 {r}"]
+                        prev = f"%g{v}_{lane}_{r}"
+                    cols.append(prev)
+            for lane, col in zip(lanes, cols):
+                j = v * w + lane
+                mask = "%rowmask"
+                if masked and v == nv - 1:
+                    out += [f"  %in{j} = icmp ult i64 {lane}, %last",
+                            f"  %m{j} = select i1 %in{j}, <{mr} x i1> %rowmask, <{mr} x i1> zeroinitializer"]
+                    mask = f"%m{j}"
+                out += [f"  %to{j} = mul i64 {j}, %crs", f"  %pt{j} = getelementptr {t}, ptr %c, i64 %to{j}",
+                        _masked_store(col, t, mr, f"%pt{j}", mask)]
+    return out
 
 
 def _suffix(t: str) -> str:
@@ -156,22 +203,25 @@ def _splat(dst: str, t: str, w: int, value: str) -> list:
             f"  {dst} = shufflevector <{w} x {t}> {dst}_i, <{w} x {t}> poison, <{w} x i32> zeroinitializer"]
 
 
-def _driver_ir(t: str, shape: TileShape, name: str, store: str | None = None) -> str:
+def _driver_ir(t: str, shape: TileShape, name: str, store: str | None = None, transposed: bool = False) -> str:
     """gemm(i0, i1, j0, j1, K, a, ars, acs, b, brs, c, crs): K blocks outermost, then blocks
     of MC rows, then column panels of NR (a KC x NR panel of B is reused by every row tile of
     the block), then row tiles of MR. With a `store`, three more arguments (d, drs, s_ptr):
-    the last K block's tiles store that epilogue (see `store_function`)."""
+    the last K block's tiles store that epilogue (see `store_function`). `transposed`: the
+    arguments start j0, j1, i0, i1, K is one block and C^T is stored (`transposed_function`)."""
     update = store is not None
     mr, nv, w, nr = shape.mr, shape.nv, shape.w, shape.nr
     # one row (a matrix-vector product) has its own tile: MR clamped rows would do MR times the work
     variants = [(r, v, m) for r in (0, 1) for v in range(1, nv + 1) for m in (0, 1)]
     cases = " ".join(f"i64 {r * 4 * nv + v * 2 + m}, label %v{r}_{v}_{m}" for r, v, m in variants)
-    out = [f"define void @{name}(i64 %i0, i64 %i1, i64 %j0, i64 %j1, i64 %K, ptr %a, i64 %ars, i64 %acs, "
+    ranges = "i64 %j0, i64 %j1, i64 %i0, i64 %i1" if transposed else "i64 %i0, i64 %i1, i64 %j0, i64 %j1"
+    out = [f"define void @{name}({ranges}, i64 %K, ptr %a, i64 %ars, i64 %acs, "
            f"ptr %b, i64 %brs, ptr %c, i64 %crs{', ptr %d, i64 %drs, ptr %sp' if update else ''}) nounwind {{",
            "entry:",
            "  %empty = icmp sge i64 %i0, %i1", "  %empty2 = icmp sge i64 %j0, %j1", "  %empty3 = icmp sle i64 %K, 0",
            "  %e1 = or i1 %empty, %empty2", "  %e = or i1 %e1, %empty3",
-           f"  %nkb0 = add i64 %K, {KC - 1}", f"  %nkb1 = udiv i64 %nkb0, {KC}",
+           f"  %nkb0 = add i64 %K, {KC - 1}",
+           "  %nkb1 = add i64 1, 0" if transposed else f"  %nkb1 = udiv i64 %nkb0, {KC}",
            "  %nkb = call i64 @llvm.smax.i64(i64 %nkb1, i64 1)",   # K <= 0 exits below: no division by 0
            "  %kcb0 = add i64 %K, %nkb", "  %kcb1 = sub i64 %kcb0, 1", "  %kcb = udiv i64 %kcb1, %nkb",
            *([f"  %sv = load {t}, ptr %sp, align 4"] if update else []),
@@ -206,8 +256,8 @@ def _driver_ir(t: str, shape: TileShape, name: str, store: str | None = None) ->
            "  %irem = sub i64 %icend, %ib",
            f"  %rows = call i64 @llvm.smin.i64(i64 %irem, i64 {mr})",
            "  %aio = mul i64 %ib, %ars", f"  %pa = getelementptr {t}, ptr %ak, i64 %aio",
-           "  %cio = mul i64 %ib, %crs", f"  %pci = getelementptr {t}, ptr %c, i64 %cio",
-           f"  %pc = getelementptr {t}, ptr %pci, i64 %jb",
+           f"  %cio = mul i64 {'%jb' if transposed else '%ib'}, %crs", f"  %pci = getelementptr {t}, ptr %c, i64 %cio",
+           f"  %pc = getelementptr {t}, ptr %pci, i64 {'%ib' if transposed else '%jb'}",
            *(["  %dio = mul i64 %ib, %drs", f"  %pdi = getelementptr {t}, ptr %d, i64 %dio",
               f"  %pd = getelementptr {t}, ptr %pdi, i64 %jb"] if update else []),
            "  %many = icmp ugt i64 %rows, 1", "  %manyv = zext i1 %many to i64",
@@ -295,6 +345,26 @@ def _gemv_ir(t: str, w: int, name: str) -> str:
 PACK_TILE = 16   # a 16 x 16 tile of the source is read and written while in L1
 
 
+def _transposed(t: str, w: int, prefix: str, vectors: list) -> tuple:
+    """(IR lines, names): the w vectors of w lanes `vectors` transposed (lane r of result i
+    is lane i of vector r) in log2(w) rounds of w two-source shuffles, each round swapping
+    the off-diagonal blocks of one size; results named {prefix}{round}_{index}."""
+    vt, out, cur, step, size = f"<{w} x {t}>", [], list(vectors), 0, 1
+    while size < w:
+        nxt = list(cur)
+        for r in range(w):
+            if r & size:
+                continue
+            p = r + size
+            keep = ", ".join(f"i32 {lane if not lane & size else w + lane - size}" for lane in range(w))
+            swap = ", ".join(f"i32 {lane + size if not lane & size else w + lane}" for lane in range(w))
+            nxt[r], nxt[p] = f"{prefix}{step + 1}_{r}", f"{prefix}{step + 1}_{p}"
+            out += [f"  {nxt[r]} = shufflevector {vt} {cur[r]}, {vt} {cur[p]}, <{w} x i32> <{keep}>",
+                    f"  {nxt[p]} = shufflevector {vt} {cur[r]}, {vt} {cur[p]}, <{w} x i32> <{swap}>"]
+        cur, step, size = nxt, step + 1, size * 2
+    return out, cur
+
+
 def _transpose_ir(t: str, w: int, name: str) -> str:
     """packt(rows, cols, src, scs, dst, drs) for rows and cols multiples of w and a source
     contiguous along its rows (a transposed view, element stride scs between columns):
@@ -309,21 +379,12 @@ def _transpose_ir(t: str, w: int, name: str) -> str:
     for j in range(w):
         out += [f"  %jj{j} = add i64 %j0, {j}", f"  %so{j} = mul i64 %jj{j}, %scs", f"  %sp{j} = add i64 %so{j}, %i0",
                 f"  %ps{j} = getelementptr {t}, ptr %src, i64 %sp{j}", f"  %v0_{j} = load {vt}, ptr %ps{j}, align 4"]
-    step, size = 0, 1
-    while size < w:
-        for r in range(w):
-            if r & size:
-                continue
-            p = r + size
-            keep = ", ".join(f"i32 {lane if not lane & size else w + lane - size}" for lane in range(w))
-            swap = ", ".join(f"i32 {lane + size if not lane & size else w + lane}" for lane in range(w))
-            out += [f"  %v{step + 1}_{r} = shufflevector {vt} %v{step}_{r}, {vt} %v{step}_{p}, <{w} x i32> <{keep}>",
-                    f"  %v{step + 1}_{p} = shufflevector {vt} %v{step}_{r}, {vt} %v{step}_{p}, <{w} x i32> <{swap}>"]
-        step, size = step + 1, size * 2
+    rounds, rows = _transposed(t, w, "%v", [f"%v0_{j}" for j in range(w)])
+    out += rounds
     for i in range(w):
         out += [f"  %ii{i} = add i64 %i0, {i}", f"  %do{i} = mul i64 %ii{i}, %drs", f"  %dp{i} = add i64 %do{i}, %j0",
                 f"  %pd{i} = getelementptr {t}, ptr %dst, i64 %dp{i}",
-                f"  store {vt} %v{step}_{i}, ptr %pd{i}, align 4"]
+                f"  store {vt} {rows[i]}, ptr %pd{i}, align 4"]
     out += [f"  %j0n = add i64 %j0, {w}", "  %jm = icmp slt i64 %j0n, %cols", "  br i1 %jm, label %jb, label %ibn",
             "ibn:", f"  %i0n = add i64 %i0, {w}", "  %im = icmp slt i64 %i0n, %rows",
             "  br i1 %im, label %ib, label %exit",
@@ -372,11 +433,11 @@ def _declarations(t: str, w: int) -> list:
             "declare i64 @llvm.smax.i64(i64, i64)"]
 
 
-def _gemm_ir(t: str, shape: TileShape, name: str, store: str | None) -> list:
+def _gemm_ir(t: str, shape: TileShape, name: str, store: str | None, transposed: bool = False) -> list:
     """The driver `name` and its tile variants."""
-    parts = [_tile_ir(t, shape.w, mr, v, masked, f"{name}_r{mr}_t{v}{'m' if masked else ''}", store)
+    parts = [_tile_ir(t, shape.w, mr, v, masked, f"{name}_r{mr}_t{v}{'m' if masked else ''}", store, transposed)
              for mr in (1, shape.mr) for v in range(1, shape.nv + 1) for masked in (False, True)]
-    return parts + [_driver_ir(t, shape, name, store)]
+    return parts + [_driver_ir(t, shape, name, store, transposed)]
 
 
 def module_ir(dtype) -> str:
@@ -417,6 +478,37 @@ def _compiled(dtype: np.dtype):
     jit = compile_module(module_ir(dtype))
     return (jit, _PROTO(jit.address(f"gf_gemm_{dtype.name}")), _PACK_PROTO(jit.address(f"gf_pack_{dtype.name}")),
             _GEMV_PROTO(jit.address(f"gf_gemv_{dtype.name}")), _PACKT_PROTO(jit.address(f"gf_packt_{dtype.name}")))
+
+
+def transposed_module_ir(dtype) -> str:
+    """The module of `transposed_function(dtype)`."""
+    dtype = np.dtype(dtype)
+    t = _LLVM_TYPE[dtype]
+    shape = TileShape(dtype)
+    s = _suffix(t)
+    stores = [f"declare void @llvm.masked.store.v{n}{s}.p0(<{n} x {t}>, ptr, i32, <{n} x i1>)"
+              for n in sorted({1, shape.mr} - {shape.w})]
+    return "\n\n".join(_declarations(t, shape.w) + stores
+                       + _gemm_ir(t, shape, f"gf_gemm_t_{dtype.name}", None, transposed=True)) + "\n"
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_transposed(dtype: np.dtype):
+    from .jit import compile_module
+
+    jit = compile_module(transposed_module_ir(dtype))
+    return jit, _PROTO(jit.address(f"gf_gemm_t_{dtype.name}"))
+
+
+def transposed_function(dtype):
+    """fn(r0, r1, c0, c1, K, a_ptr, ars, acs, b_ptr, brs, c_ptr, crs): C[r0:r1, c0:c1] =
+    (A @ B)^T, i.e. C[r, c] = sum_k A[c, k] B[k, r] (A any strides, B unit column stride, C
+    rows of stride crs): the register tiles of A @ B transposed in registers as they are
+    stored, K in one block. Why: A' @ B'^T with the smaller A' is computed as (B' @ A'^T)^T
+    (fusion/epilogue.py's swapped route), B' read by broadcasts instead of packed, and this
+    writes C itself: one compiled call per block of C's rows, no scratch, no transposing
+    pass. Bits: each element the same FMA chain as A' @ B'^T through the plain tiles."""
+    return _compiled_transposed(np.dtype(dtype))[1]
 
 
 @functools.lru_cache(maxsize=None)
