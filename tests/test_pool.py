@@ -159,16 +159,18 @@ def test_matmul_epilogue_as_one_compiled_job_matches_one_thread(monkeypatch, hea
     np.testing.assert_allclose(serial, gf.Session(opt_level=0).run(out, feeds), rtol=1e-4, atol=1e-5)
 
 
-def test_training_step_products_and_updates_as_compiled_jobs_match_one_thread(monkeypatch):
+@pytest.mark.parametrize("batch", [320, 64])
+def test_training_step_products_and_updates_as_compiled_jobs_match_one_thread(monkeypatch, batch):
     """W5's shape of work at a small size: forward products with epilogues, a product with B
-    transposed (packed first) and the SGD update applied in the product's stores, each split
-    over threads as one compiled job: the variables come out with the same bits as at one
-    thread."""
+    transposed (packed first at batch 320; at batch 64 computed transposed, then each chunk's
+    rows copied back, epilogue.Route.swapped) and the SGD update applied in the product's
+    stores, each split over threads as one compiled job: the variables come out with the same
+    bits as at one thread."""
     rng = np.random.default_rng(3)
     w0 = (rng.standard_normal((256, 384)) / 16).astype(np.float32)
     w1 = (rng.standard_normal((384, 256)) / 16).astype(np.float32)
-    xv = rng.standard_normal((320, 256)).astype(np.float32)
-    yv = rng.standard_normal((320, 256)).astype(np.float32)
+    xv = rng.standard_normal((batch, 256)).astype(np.float32)
+    yv = rng.standard_normal((batch, 256)).astype(np.float32)
     jobs = []
     real = ThreadBudget.parallel_calls
 
@@ -198,6 +200,7 @@ def test_training_step_products_and_updates_as_compiled_jobs_match_one_thread(mo
     # per thread count and step: the two updates (one call per chunk), the forward products
     # with their epilogues (two calls per chunk)
     assert jobs.count(1) >= 2 * 3 * 2 and jobs.count(2) >= 2 * 3 * 2
+    assert (3 in jobs) == (batch == 64)   # the swapped product: its columns, the copy, the epilogue
     for split in results[1:]:
         for a, b in zip(split, results[0]):
             np.testing.assert_array_equal(a, b)

@@ -7,10 +7,11 @@ kernel, a `prepare(*inputs)` that runs once per call (checks, packing) and retur
 fn(b0, b1, out) computing the result's block [b0, b1) along axis 0 into `out`. A matmul's
 `prepare.direct(a, b, budget)` instead gives the whole product as one compiled call's
 arguments from data pointers, which a kernel keeps bound between runs (direct.py). A block
-function that is one compiled call per block also has `fn.compiled(out)`: (function,
-arguments) computing the whole result into the C-contiguous `out`, its row range at
-arguments 0 and 1 (a row-0-based C), or None; a kernel split over threads runs its blocks
-from a compiled job (fused_op, codegen/pool.py).
+function whose blocks are compiled calls only also has `fn.compiled(out)`: (calls, keep)
+computing the whole result into the C-contiguous `out`, each call (function, arguments,
+positions of the block's first and end row), `keep` what their pointers need alive; or
+None. A kernel split over threads runs its blocks from one compiled job (fused_op,
+codegen/pool.py).
 
 A float matmul runs on graphflow's own LLVM kernel (codegen/gemm.py) rather than numpy's
 BLAS, chosen by measurement on this project's machine (AMD EPYC Zen 4, one thread, median
@@ -37,7 +38,7 @@ import numpy as np
 from ...ops.registry import get_op_def
 from ...runtime.fpstate import IGNORE, quiet_fp, restore_fp
 from ...runtime.pointers import address
-from ..codegen import gemm, gemv
+from ..codegen import gemm, gemv, transpose_rows
 from .kernel_ir import FULL
 
 
@@ -150,7 +151,7 @@ def _matmul_preparer(transpose_a: bool, transpose_b: bool, tiles: bool = False) 
                 # the kernel indexes C by absolute row: shift the block's pointer back to "row 0"
                 fn(b0, b1, 0, n, k, pa, ars, acs, pb, brs, address(out) - b0 * crs * item, crs)
             rows.align = route.align   # blocks starting on a tile edge waste no rows
-            rows.compiled = lambda out: (fn, (0, m, 0, n, k, pa, ars, acs, pb, brs, address(out), n))
+            rows.compiled = lambda out: ([(fn, (0, m, 0, n, k, pa, ars, acs, pb, brs, address(out), n), 0, 1)], None)
         rows.keep = b   # a packed copy of B lives as long as the function
         return rows
 
@@ -284,7 +285,7 @@ def _store_preparer(store: str, transpose_a: bool, transpose_b: bool, s: np.ndar
         def compiled(out: np.ndarray):
             if np.may_share_memory(out, d):
                 return None
-            return fn, (0, m, 0, n, k, pa, ars, acs, pb, brs, address(out), n, pd, drs, ps)
+            return [(fn, (0, m, 0, n, k, pa, ars, acs, pb, brs, address(out), n, pd, drs, ps), 0, 1)], None
         rows.align, rows.compiled = route.align, compiled
         rows.keep = tiles_b, d
         return rows
@@ -319,7 +320,15 @@ def _swapped_rows(route: Route, op_a: np.ndarray, op_b: np.ndarray) -> Callable:
         scratch = np.empty((n, b1 - b0), op_a.dtype)   # C^T[:, b0:b1]; the kernel indexes its columns from 0
         fn(0, n, b0, b1, k, pa, route.ars, route.acs, pb, route.brs, address(scratch) - b0 * item, b1 - b0)
         gemm.copy_into(out, scratch.T)
-    rows.align = route.align   # columns of C^T on whole vectors
+
+    def compiled(out: np.ndarray):
+        """C^T whole in a scratch buffer: per block its columns, then those transposed into `out`."""
+        m = out.shape[0]
+        whole = np.empty((n, m), op_a.dtype)
+        product = (fn, (0, n, 0, 0, k, pa, route.ars, route.acs, pb, route.brs, address(whole), m), 2, 3)
+        copy = (transpose_rows.function(op_a.dtype), (0, 0, n, address(whole), m, address(out)), 0, 1)
+        return [product, copy], whole
+    rows.align, rows.compiled = route.align, compiled   # (columns of C^T on whole vectors)
     rows.keep = kernel_b
     return rows
 

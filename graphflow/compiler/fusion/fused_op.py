@@ -392,24 +392,25 @@ class FusedKernel:
         """The chunks of `_run_epilogue` as one compiled job (threads.parallel_calls): each
         chunk computes its rows of the product into the output it becomes (else into a
         scratch result of the whole call) and runs the epilogue on them while in cache.
-        False when the block function `compute` is not one compiled call per block
-        (`compiled`, see epilogue.py: numpy's route, a product transposed after, a
-        convolution)."""
+        False when the blocks of the block function `compute` are not compiled calls only
+        (`compiled`, see epilogue.py: numpy's route, a convolution)."""
         compiled = getattr(compute, "compiled", None)
         if compiled is None:
             return False
         cols, unit, block, k, into, grain = static
         result = np.empty(domain, self._lib_dtype) if into is None else outputs[into]
-        call = compiled(result)
-        fn_address = chain.address_of(call[0]) if call is not None else None
-        if fn_address is None:
+        made = compiled(result)
+        if made is None:
             return False
+        product, keep = made   # (keep: held by name while the job runs)
         chunks = layout.epilogue_chunks
         if chunks is None:
             chunks = layout.epilogue_chunks = _epilogue_chunk_tables(domain[0], grain, block, unit,
                                                                      getattr(compute, "align", 1))
         rows, scaled, count = chunks
-        calls = [(fn_address, list(call[1]), 0, 1, rows)]
+        calls = [(chain.address_of(f), list(args), at, end, rows) for f, args, at, end in product]
+        if any(c[0] is None for c in calls):
+            return False
         if not (self._lib_only and into is not None):
             calls.append((self._address, [0, 0, 0, cols, layout.dims_ptr, layout.strides_ptr, *addresses[:k],
                                           _address(result), *addresses[k:]], 0, 1, scaled))
