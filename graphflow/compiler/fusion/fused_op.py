@@ -1,11 +1,13 @@
 """The `Fused` op that replaces each group of fused nodes, and its kernel object.
 
 `FusedKernel.run(inputs, outputs, budget)` works out the rows x cols layout of the call,
-then runs the compiled function over ranges through `budget.parallel_for`: elementwise
-kernels over blocks of `FLAT_BLOCK` elements (block boundaries are multiples of the vector
-step, so every element takes the same code path whatever the thread count: results are
-bitwise independent of it), row kernels over whole rows (a reduction is never split, so it
-is deterministic too), epilogues over blocks of rows of the library result.
+then runs the compiled function over ranges, as one compiled job over the budget's threads
+(`budget.parallel_calls`, codegen/pool.py): elementwise kernels over blocks of `FLAT_BLOCK`
+elements (block boundaries are multiples of the vector step, so every element takes the
+same code path whatever the thread count: results are bitwise independent of it), row
+kernels over whole rows (a reduction is never split, so it is deterministic too), epilogues
+over blocks of rows of the library result, each block's product then its epilogue. The
+chunks depend on the sizes only, never on the thread count.
 """
 from __future__ import annotations
 
