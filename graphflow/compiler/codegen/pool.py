@@ -48,17 +48,19 @@ def _pause() -> tuple[list, str]:
 
 
 def _run_chunk_ir() -> list:
-    """@run_chunk(job, i): every call of the job over chunk i's ranges."""
-    out = ["define internal void @run_chunk(ptr %job, i64 %i) nounwind {",
+    """@run_chunk(job, i): every call of the job over chunk i's ranges. A call's arguments are
+    copied to a local buffer, the chunk's start and end stored over theirs, and the call made
+    through a switch on the argument count (as chain.py does)."""
+    out = ["declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)",
+           "define internal void @run_chunk(ptr %job, i64 %i) nounwind {",
            "entry:",
+           f"  %buf = alloca [{MAX_ARGS} x i64], align 8",
            "  %ncalls = load i64, ptr %job, align 8",
            "  %first = getelementptr i64, ptr %job, i64 1",
            "  br label %loop",
            "loop:",
-           "  %c = phi i64 [0, %entry], " + ", ".join(f"[%c1, %n{k}]" for k in range(MAX_ARGS + 1))
-           + ", [%c1, %skip]",
-           "  %p = phi ptr [%first, %entry], " + ", ".join(f"[%next, %n{k}]" for k in range(MAX_ARGS + 1))
-           + ", [%next, %skip]",
+           "  %c = phi i64 [0, %entry], [%c1, %next_call], [%c1, %skip]",
+           "  %p = phi ptr [%first, %entry], [%next, %next_call], [%next, %skip]",
            "  %more = icmp slt i64 %c, %ncalls",
            "  br i1 %more, label %call, label %exit",
            "call:",
@@ -74,23 +76,24 @@ def _run_chunk_ir() -> list:
            "  %ts = getelementptr i64, ptr %tab, i64 %i2", "  %s = load i64, ptr %ts, align 8",
            "  %te = getelementptr i64, ptr %ts, i64 1", "  %e = load i64, ptr %te, align 8",
            "  %empty = icmp sge i64 %s, %e",
-           "  br i1 %empty, label %skip, label %dispatch",
+           "  br i1 %empty, label %skip, label %fill",
            "skip:",
            "  br label %loop",
-           "dispatch:",
+           "fill:",
+           "  %bytes = shl i64 %nargs, 3",
+           "  call void @llvm.memcpy.p0.p0.i64(ptr %buf, ptr %args, i64 %bytes, i1 false)",
+           "  %bs = getelementptr i64, ptr %buf, i64 %ps", "  store i64 %s, ptr %bs, align 8",
+           "  %be = getelementptr i64, ptr %buf, i64 %pe", "  store i64 %e, ptr %be, align 8",
            "  switch i64 %nargs, label %exit [" + " ".join(f"i64 {k}, label %a{k}" for k in range(MAX_ARGS + 1)) + "]"]
     for k in range(MAX_ARGS + 1):
         out.append(f"a{k}:")
         for j in range(k):
-            out += [f"  %q{k}_{j} = getelementptr i64, ptr %args, i64 {j}",
-                    f"  %v{k}_{j} = load i64, ptr %q{k}_{j}, align 8",
-                    f"  %is{k}_{j} = icmp eq i64 %ps, {j}",
-                    f"  %ie{k}_{j} = icmp eq i64 %pe, {j}",
-                    f"  %w{k}_{j} = select i1 %ie{k}_{j}, i64 %e, i64 %v{k}_{j}",
-                    f"  %x{k}_{j} = select i1 %is{k}_{j}, i64 %s, i64 %w{k}_{j}"]
-        params = ", ".join(f"i64 %x{k}_{j}" for j in range(k))
-        out += [f"  call void %fn({params})", f"  br label %n{k}", f"n{k}:", "  br label %loop"]
-    out += ["exit:", "  ret void", "}"]
+            out += [f"  %q{k}_{j} = getelementptr i64, ptr %buf, i64 {j}",
+                    f"  %v{k}_{j} = load i64, ptr %q{k}_{j}, align 8"]
+        params = ", ".join(f"i64 %v{k}_{j}" for j in range(k))
+        out += [f"  call void %fn({params})", "  br label %next_call"]
+    out += ["next_call:", "  br label %loop",
+            "exit:", "  ret void", "}"]
     return out
 
 
@@ -212,5 +215,7 @@ def job(calls) -> np.ndarray | None:
     for fn, args, ps, pe, table in calls:
         if len(args) > MAX_ARGS:
             return None
+        if not (0 <= ps < len(args) and 0 <= pe < len(args)):
+            raise ValueError(f"pool.job: range positions {ps}, {pe} outside the call's {len(args)} arguments")
         flat += [fn, len(args), ps, pe, table.ctypes.data, *args]
     return np.array(flat, np.int64)
