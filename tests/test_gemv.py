@@ -119,3 +119,14 @@ def test_masked_lanes_never_touch_memory_past_the_operands(dtype):
             np.testing.assert_array_equal(y, _tiles(x, b))
         finally:
             libc.mprotect(base + page, page, 3)   # readable and writable again (unmapped when collected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [17, 512, 1023])
+def test_reversed_rows_and_x(dtype, n):
+    """Negative strides (B[::-1], x[::-1] views): the alignment test holds for every row."""
+    rng = np.random.default_rng(n)
+    x, b = _operands(rng, dtype, 33, n, offset=5)
+    xr, br = x[::-1], b[::-1]
+    y = _gemv(xr, br)
+    np.testing.assert_array_equal(y, _tiles(np.ascontiguousarray(xr), np.ascontiguousarray(br)))
