@@ -38,7 +38,7 @@ import numpy as np
 from ...ops.registry import get_op_def
 from ...runtime.fpstate import IGNORE, quiet_fp, restore_fp
 from ...runtime.pointers import address
-from ..codegen import gemm, gemv, transpose_rows
+from ..codegen import gemm, gemv
 from .kernel_ir import FULL
 
 
@@ -70,7 +70,7 @@ class Route(NamedTuple):
     acs: int
     brs: int         # the kernel's B: k stride (as packed)
     align: int       # rows of C a chunk of rows starts on, wasting no work
-    swapped: bool    # the kernel computes C^T = op(B)^T @ op(A)^T (A and B above are those)
+    swapped: bool    # fn (gemm.transposed_function) computes C^T = op(B)^T @ op(A)^T (A, B above)
     one_row: bool    # fn is the one-row kernel (gemv's arguments)
 
 
@@ -96,15 +96,16 @@ def _matmul_route(dtype, a_shape, a_strides, b_shape, b_strides, transpose_a: bo
     pack = n > 1 and b_st[1] != item or b_st[0] % item != 0   # the kernel loads rows of B as vectors
     one_row = m == 1 and not tiles
     fn = gemv.gemv_function(dtype) if one_row else gemm.block_function(dtype)
-    if pack and m >= gemm.lanes(dtype) and not tiles and not any(s % item for s in b_st):
+    if pack and m >= gemm.lanes(dtype) and k <= gemm.KC and not tiles and not any(s % item for s in b_st):
         # C^T = op(B)^T @ op(A)^T reads op(B)'s rows by broadcasts (any strides) and packs op(A)^T
-        # unless its rows are contiguous, then C^T is transposed into C: cheaper than packing
-        # op(B) when A is the smaller (W5's dX = dZ @ W^T, 128x512 @ (512x512)^T: 647 -> 613 us,
-        # one Zen 4 core; the bits are the same, each element the same FMA chain)
+        # unless its rows are contiguous, its tiles stored transposed into C (K in one block):
+        # cheaper than packing op(B) when A is the smaller (W5's dX = dZ @ W^T, 128x512 @
+        # (512x512)^T: 648 -> 610 us, one Zen 4 core; the bits are the same, each element the
+        # same FMA chain)
         pack_a = a_st[0] != item
-        if (m * k if pack_a else 0) + m * n < n * k:
-            return Route(pack_a, fn, m, n, k, b_st[1] // item, b_st[0] // item, m if pack_a else a_st[1] // item,
-                         gemm.lanes(dtype), True, False)
+        if not pack_a or m < n:
+            return Route(pack_a, gemm.transposed_function(dtype), m, n, k, b_st[1] // item, b_st[0] // item,
+                         m if pack_a else a_st[1] // item, gemm.lanes(dtype), True, False)
     return Route(pack, fn, m, n, k, a_st[0] // item, a_st[1] // item, n if pack else b_st[0] // item,
                  gemm.row_tile(dtype), False, one_row)
 
@@ -308,27 +309,19 @@ def _store_preparer(store: str, transpose_a: bool, transpose_b: bool, s: np.ndar
 
 
 def _swapped_rows(route: Route, op_a: np.ndarray, op_b: np.ndarray) -> Callable:
-    """rows(b0, b1, out) of C = op_a @ op_b by a swapped route: C^T's columns [b0, b1) into
-    a scratch block, then transposed into `out`."""
+    """rows(b0, b1, out) of C = op_a @ op_b by a swapped route: the register tiles of
+    C^T = op_b^T @ op_a^T stored transposed into C's rows [b0, b1), one compiled call per
+    block (gemm.transposed_function)."""
     fn, n, k, item = route.fn, route.n, route.k, op_a.dtype.itemsize
     kernel_b = gemm.packed(op_a.T) if route.pack else op_a.T
     pa, pb = address(op_b), address(kernel_b)   # (a transposed view starts where its base does)
+    args = (k, pa, route.ars, route.acs, pb, route.brs)
 
     def rows(b0: int, b1: int, out: np.ndarray) -> None:
-        if b1 <= b0:
-            return
-        scratch = np.empty((n, b1 - b0), op_a.dtype)   # C^T[:, b0:b1]; the kernel indexes its columns from 0
-        fn(0, n, b0, b1, k, pa, route.ars, route.acs, pb, route.brs, address(scratch) - b0 * item, b1 - b0)
-        gemm.copy_into(out, scratch.T)
-
-    def compiled(out: np.ndarray):
-        """C^T whole in a scratch buffer: per block its columns, then those transposed into `out`."""
-        m = out.shape[0]
-        whole = np.empty((n, m), op_a.dtype)
-        product = (fn, (0, n, 0, 0, k, pa, route.ars, route.acs, pb, route.brs, address(whole), m), 2, 3)
-        copy = (transpose_rows.function(op_a.dtype), (0, 0, n, address(whole), m, address(out)), 0, 1)
-        return [product, copy], whole
-    rows.align, rows.compiled = route.align, compiled   # (columns of C^T on whole vectors)
+        crs = out.strides[0] // item   # (the kernel indexes C by absolute row, as the plain route's)
+        fn(b0, b1, 0, n, *args, address(out) - b0 * crs * item, crs)
+    rows.align = route.align   # (columns of C^T on whole vectors)
+    rows.compiled = lambda out: ([(fn, (0, out.shape[0], 0, n, *args, address(out), n), 0, 1)], None)
     rows.keep = kernel_b
     return rows
 
