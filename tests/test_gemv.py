@@ -130,3 +130,13 @@ def test_reversed_rows_and_x(dtype, n):
     xr, br = x[::-1], b[::-1]
     y = _gemv(xr, br)
     np.testing.assert_array_equal(y, _tiles(np.ascontiguousarray(xr), np.ascontiguousarray(br)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_one_row_products_route_here(dtype):
+    """A matmul of one row (a layer at batch 1) runs this kernel (fusion/epilogue.py's route)."""
+    from graphflow.compiler.fusion import epilogue
+
+    a, b = np.ones((1, 784), dtype), np.ones((784, 512), dtype)
+    route = epilogue._matmul_route(a.dtype, a.shape, a.strides, b.shape, b.strides, False, False)
+    assert route.fn is gemv.gemv_function(dtype)
