@@ -264,13 +264,14 @@ class ThreadBudget:
         self._slot = pool.new_slot() if num_threads > 1 else None
         self._slot_lock = threading.Lock()   # one compiled job in the slot at a time
         self._pokes = itertools.count(1)
+        self._spins = 0   # polls of the slot in SPIN_US (set when the workers start)
 
     # -- workers --
     def _start(self) -> queue.SimpleQueue:
         with self._lock:
             if self._queue is None:
                 q = queue.SimpleQueue()
-                spins = max(1, int(SPIN_US * _spins_per_us()))
+                self._spins = spins = max(1, int(SPIN_US * _spins_per_us()))
                 for i in range(self.num_threads - 1):
                     t = threading.Thread(target=_worker_loop, args=(q, self._slot, spins),
                                          name=f"graphflow-worker-{i}", daemon=True)
@@ -331,13 +332,13 @@ class ThreadBudget:
         run, _ = pool.functions()
         if self._slot is None or chunks < 2 or not self._slot_lock.acquire(blocking=False):
             own = pool.new_slot()   # (held by name: the call must not outlive it)
-            run(own.ctypes.data, job.ctypes.data, chunks)
+            run(own.ctypes.data, job.ctypes.data, chunks, 0, None)
             return
         try:
             q = self._queue or self._start()
             for _ in range(min(chunks - 1, len(self._workers)) - int(self._slot[pool.SPINNING])):
                 q.put(_WAKE)
-            run(self._slot.ctypes.data, job.ctypes.data, chunks)
+            run(self._slot.ctypes.data, job.ctypes.data, chunks, self._spins, pool.nap_address())
         finally:
             self._slot_lock.release()
 

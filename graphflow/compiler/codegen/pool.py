@@ -11,8 +11,8 @@ compiled calls that every thread runs straight from machine code:
   word: generation (high 32 bits), chunk count (bits 16-31) and next unclaimed chunk (bits
   0-15). A thread claims chunk i by a compare-and-swap of that word, so a thread still
   looking at the previous generation can never claim a chunk of the next one;
-- `gf_pool_run(slot, job, n)` (the caller's thread) publishes, runs chunks until none is
-  left, then waits for the chunks others claimed;
+- `gf_pool_run(slot, job, n, spins, nap)` (the caller's thread) publishes, runs chunks until
+  none is left, then waits for the chunks others claimed (polling, then napping: NAP_US);
 - `gf_pool_serve(slot, spins, poke)` (a worker, GIL released) runs chunks as they are
   published, and returns after `spins` empty polls (the worker then blocks in Python: no
   busy-waiting when idle) or as soon as the slot's poke counter differs from `poke`
@@ -34,6 +34,10 @@ import numpy as np
 
 MAX_ARGS = 24     # calls of more arguments go through Python's pool instead
 MAX_CHUNKS = 0xFFFF
+# The caller's wait for chunks other threads claimed polls for as long as a worker polls for
+# work, then naps this long between polls: a worker that lost its core to another process
+# (a shared machine) gets the caller's core instead of the caller spinning on it.
+NAP_US = 20
 
 # slot layout, in int64 words (the claim word and the done counter on their own cache lines)
 WORD, DONE, JOB, POKE, SPINNING = 0, 8, 16, 17, 18
@@ -131,8 +135,9 @@ def module_ir() -> str:
         "  ret i64 %ran",
         "}",
         "",
-        # the caller's thread: publish `job` as n chunks, run chunks, wait for the others' chunks
-        "define void @gf_pool_run(ptr %slot, ptr %jobp, i64 %n) nounwind {",
+        # the caller's thread: publish `job` as n chunks, run chunks, wait for the others' chunks:
+        # `spins` polls, then `nap(NAP_US)` between polls (when a null pointer, polls only)
+        "define void @gf_pool_run(ptr %slot, ptr %jobp, i64 %n, i64 %spins, ptr %nap) nounwind {",
         "entry:",
         f"  %pw = {word}", f"  %pd = {done}", f"  %pj = {job}",
         "  store ptr %jobp, ptr %pj, align 8",
@@ -144,11 +149,21 @@ def module_ir() -> str:
         "  %r = call i64 @gf_pool_work(ptr %slot)",
         "  br label %wait",
         "wait:",
+        "  %polls = phi i64 [0, %entry], [%polls1, %spin], [%polls1, %sleep]",
         "  %dn = load atomic i64, ptr %pd acquire, align 8",
         "  %all = icmp uge i64 %dn, %n",
-        "  br i1 %all, label %exit, label %spin",
+        "  br i1 %all, label %exit, label %poll",
+        "poll:",
+        "  %polls1 = add i64 %polls, 1",
+        "  %long = icmp uge i64 %polls, %spins",
+        "  %can = icmp ne ptr %nap, null",
+        "  %tired = and i1 %long, %can",
+        "  br i1 %tired, label %sleep, label %spin",
         "spin:",
         pause,
+        "  br label %wait",
+        "sleep:",
+        f"  %slept = call i32 %nap(i32 {NAP_US})",
         "  br label %wait",
         "exit:",
         "  ret void",
@@ -190,14 +205,24 @@ def _compiled():
 
     jit = compile_module(module_ir())
     p = ctypes.c_void_p
-    run = ctypes.CFUNCTYPE(None, p, p, p)(jit.address("gf_pool_run"))
+    run = ctypes.CFUNCTYPE(None, p, p, p, p, p)(jit.address("gf_pool_run"))
     serve = ctypes.CFUNCTYPE(ctypes.c_int64, p, p, p)(jit.address("gf_pool_serve"))
     return jit, run, serve
 
 
 def functions():
-    """(run(slot, job, n), serve(slot, spins, poke) -> 1 if poked else 0): see the module docstring."""
+    """(run(slot, job, n, spins, nap), serve(slot, spins, poke) -> 1 if poked else 0): see the
+    module docstring; `nap` is `nap_address()`."""
     return _compiled()[1:]
+
+
+@functools.lru_cache(maxsize=None)
+def nap_address() -> int | None:
+    """Address of the C library's usleep, or None (the caller then polls only)."""
+    try:
+        return ctypes.cast(ctypes.CDLL(None).usleep, ctypes.c_void_p).value
+    except (OSError, AttributeError):
+        return None
 
 
 def new_slot() -> np.ndarray:
