@@ -43,8 +43,6 @@ import numpy as np
 from . import gemm
 from .target import vector_bytes
 
-_LLVM_TYPE = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
-
 # Most vectors of y the block accumulates (REGISTER_VECTORS of them in registers): a row of B
 # is best read in one pass, its lines in order. W4's 512 float32 columns starting 16 bytes
 # past a line are 33 vectors; measured there (784x512, 512x512, 512x10 in a row, one compiled
@@ -61,18 +59,12 @@ NV_MAX = 34 if vector_bytes() >= 64 else 16
 REGISTER_VECTORS = 30 if vector_bytes() >= 64 else 14
 
 
-def _suffix(t: str) -> str:
-    return "f32" if t == "float" else "f64"
-
-
-def _splat(dst: str, t: str, w: int, value: str) -> list:
-    return [f"  {dst}_i = insertelement <{w} x {t}> poison, {t} {value}, i64 0",
-            f"  {dst} = shufflevector <{w} x {t}> {dst}_i, <{w} x {t}> poison, <{w} x i32> zeroinitializer"]
+_suffix, _splat = gemm._suffix, gemm._splat   # (the IR helpers the tiles use)
 
 
 def _block_ir(t: str, w: int, item: int, nv: int, name: str) -> str:
     """block(K, x, xs, b, brs, y, lo, hi): for the nv vectors of columns starting at b and
-    y, y = x @ B over K rows, lanes below `lo` of the first vector and from `hi` on of the
+    y, y = x @ B over K >= 1 rows, lanes below `lo` of the first vector and from `hi` on of the
     last left alone (neither loaded nor stored)."""
     vt, s = f"<{w} x {t}>", _suffix(t)
     lanes = ", ".join(f"i64 {i}" for i in range(w))
@@ -86,7 +78,7 @@ def _block_ir(t: str, w: int, item: int, nv: int, name: str) -> str:
            # volatile: the slots stay memory (LLVM would promote them back to spilled registers)
            *[f"  %slot{v} = alloca {vt}, align 64" for v in slots],
            *[f"  store volatile {vt} zeroinitializer, ptr %slot{v}" for v in slots],
-           "  %none = icmp sle i64 %K, 0", "  br i1 %none, label %done, label %loop",
+           "  br label %loop",
            "loop:", "  %k = phi i64 [0, %entry], [%k1, %loop]"]
     out += [f"  %a{v} = phi {vt} [zeroinitializer, %entry], [%n{v}, %loop]" for v in held]
     out += ["  %xo = mul i64 %k, %xs", f"  %px = getelementptr {t}, ptr %x, i64 %xo", f"  %xk = load {t}, ptr %px",
@@ -107,7 +99,7 @@ def _block_ir(t: str, w: int, item: int, nv: int, name: str) -> str:
             out.append(f"  store volatile {vt} %n{v}, ptr %slot{v}")
     out += ["  %k1 = add i64 %k, 1", "  %more = icmp slt i64 %k1, %K", "  br i1 %more, label %loop, label %done",
             "done:"]
-    out += [f"  %r{v} = phi {vt} [zeroinitializer, %entry], [%n{v}, %loop]" for v in held]
+    out += [f"  %r{v} = phi {vt} [%n{v}, %loop]" for v in held]
     out += [f"  %r{v} = load volatile {vt}, ptr %slot{v}" for v in slots]
     for v in range(nv):
         out.append(f"  %py{v} = getelementptr {t}, ptr %y, i64 {v * w}")
@@ -128,8 +120,8 @@ def _driver_ir(t: str, w: int, item: int, name: str) -> str:
     vb = w * item
     cases = " ".join(f"i64 {nv}, label %v{nv}" for nv in range(1, NV_MAX + 1))
     out = [f"define void @{name}(i64 %j0, i64 %j1, i64 %K, ptr %x, i64 %xs, ptr %b, i64 %brs, ptr %y) nounwind {{",
-           "entry:", "  %n = sub i64 %j1, %j0", "  %empty = icmp sle i64 %n, 0",
-           "  br i1 %empty, label %exit, label %start",
+           "entry:", "  %n = sub i64 %j1, %j0", "  %e1 = icmp sle i64 %n, 0", "  %e2 = icmp sle i64 %K, 0",
+           "  %empty = or i1 %e1, %e2", "  br i1 %empty, label %exit, label %start",
            "start:",
            # lo: the lanes between the vector-aligned address at or below B[0, j0] and it, when
            # every row of B has that alignment (row stride a multiple of the vector bytes)
@@ -157,7 +149,7 @@ def _driver_ir(t: str, w: int, item: int, name: str) -> str:
 def module_ir(dtype) -> str:
     """The LLVM module of the one-row product for `dtype` (float32 or float64)."""
     dtype = np.dtype(dtype)
-    t, item = _LLVM_TYPE[dtype], dtype.itemsize
+    t, item = gemm._LLVM_TYPE[dtype], dtype.itemsize
     w = max(1, vector_bytes() // item)
     vt, s = f"<{w} x {t}>", _suffix(t)
     name = f"gf_gemv_{dtype.name}"
@@ -185,8 +177,7 @@ def _compiled(dtype: np.dtype):
 
 def gemv_function(dtype):
     """fn(j0, j1, K, x_ptr, x_stride, b_ptr, b_k_stride, y_ptr): y[j0:j1] = x @ B[:, j0:j1]
-    for one row x (B with unit column stride; strides in elements; K <= 0 gives zeros)."""
+    for one row x (B with unit column stride; strides in elements; K >= 1: with K <= 0 y is
+    left as it is, as gemm.py's kernels leave C)."""
     return _compiled(np.dtype(dtype))[1]
 
-
-SUPPORTED = frozenset(_LLVM_TYPE)
