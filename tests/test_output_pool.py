@@ -1,13 +1,15 @@
-"""Fetched kernel results of 1 MB and more come from a per-plan pool: the previous array is
-reused once the caller has dropped it (no fresh mmap and page faults per run), and never
-while anything still refers to it."""
+"""Fetched kernel results (of a shape not known small) come from a per-plan pool: the
+previous array is reused once the caller has dropped it (no fresh mmap and page faults per
+run for a large one, no new binding of the kernel for a small one), and never while anything
+still refers to it."""
 import weakref
 
 import numpy as np
+import pytest
 
 import graphflow as gf
 
-N = 1 << 19   # 2 MB of float32: above the pool's threshold
+SIZES = [1 << 19, 5000]   # 2 MB of float32; 20 KB
 
 
 def _callable(threads=1):
@@ -17,7 +19,8 @@ def _callable(threads=1):
     return sess.make_callable(y, feed_list=[x]), lambda v: np.tanh(v * np.float32(0.5)) + np.float32(1.0)
 
 
-def test_dropped_result_is_reused():
+@pytest.mark.parametrize("N", SIZES)
+def test_dropped_result_is_reused(N):
     f, ref = _callable()
     x = np.linspace(-3, 3, N, dtype=np.float32)
     first = weakref.ref(f(x))     # the result is dropped at once
@@ -26,7 +29,8 @@ def test_dropped_result_is_reused():
     np.testing.assert_allclose(again, ref(x), rtol=1e-6, atol=1e-6)
 
 
-def test_held_results_and_views_are_never_overwritten():
+@pytest.mark.parametrize("N", SIZES)
+def test_held_results_and_views_are_never_overwritten(N):
     f, ref = _callable(threads=2)
     a, b = (np.linspace(-3, 3, N, dtype=np.float32) * s for s in (1, 2))
     held = f(a)

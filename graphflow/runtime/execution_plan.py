@@ -91,15 +91,18 @@ def _buffer_2(A: list, b: int, dtype, x, y) -> np.ndarray:
     return out
 
 
-POOL_MIN_BYTES = 1 << 20   # smaller arrays come from malloc's heap, already mapped
+POOL_MIN_BYTES = 1 << 20   # a fetched value statically smaller is returned through the lean path
 
 
 def _fresh_output(pool: list, shape: tuple, dtype) -> np.ndarray:
     """A new array for a fetched kernel result. The last one is reused when nothing outside
     `pool` holds it any more (the caller dropped the previous result): a large np.empty is
     a fresh mmap whose first touch costs a page fault per 4 KB, ~5 ms for W1's 64 MB output,
-    a third of the kernel. Concurrent runs are safe: a pooled array is taken out of `pool`
-    (an atomic pop) before its references are counted, and one in use is never reused."""
+    a third of the kernel; and a kernel bound to its operands (fusion/direct.py) keeps its
+    binding instead of making one for a new array every run (W4 at batch 1, one thread:
+    44.6 -> 39.9 us per run, /tmp/s3/ab_pool_small.py). Concurrent runs are safe: a pooled
+    array is taken out of `pool` (an atomic pop) before its references are counted, and one
+    in use is never reused."""
     if pool:   # (an empty pool, the usual case of small results, costs no exception)
         try:
             x = pool.pop()
@@ -110,8 +113,7 @@ def _fresh_output(pool: list, shape: tuple, dtype) -> np.ndarray:
                 pool.append(x)
                 return x
     x = np.empty(shape, dtype)
-    if x.nbytes >= POOL_MIN_BYTES:
-        pool.append(x)
+    pool.append(x)
     return x
 
 
@@ -421,7 +423,8 @@ class ExecutionPlan:
     def _pooled_outputs(self) -> dict:
         """value -> its pool of output arrays (`_fresh_output`), for fetched values of rank > 0
         that a fused kernel writes into a per-run allocation returned as it is, unless their
-        static shape says they stay below POOL_MIN_BYTES (tiny graphs keep their lean path)."""
+        static shape says they stay below POOL_MIN_BYTES (tiny graphs, W8's, keep their lean
+        path)."""
         if self._out_pools is None:
             mem = self.memory
 
