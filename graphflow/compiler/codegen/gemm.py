@@ -20,6 +20,12 @@ columns are split between threads, nor on where its tile lies.
 Edges: a tile narrower than NV vectors uses a variant with fewer vectors whose last one is
 masked; rows past the end repeat the last row (reading valid memory and storing the very
 same bits to the same place), so no variant needs a row guard.
+
+Variants, each in a module of its own compiled on first use: `store_function` applies an
+elementwise epilogue in the tiles' stores (an SGD update: no pass over the product), and
+`transposed_function` stores the tiles as C^T (a product A' @ B'^T computed as (B' @ A'^T)^T
+without packing B'^T). Both keep every element's FMA chain, so their bits are the plain
+tiles' followed by the same elementwise ops.
 """
 from __future__ import annotations
 

@@ -18,7 +18,8 @@ BLAS, chosen by measurement on this project's machine (AMD EPYC Zen 4, one threa
 of 15-25 alternating calls, `OPENBLAS_NUM_THREADS=1`, float32): 256x784 @ 784x512 113
 GFLOP/s vs 104 for numpy; 128x512 @ 512x512 115 vs 104; 784x128 @ 128x512 (a weight
 gradient, A transposed) 110 vs 103; 4x784 @ 784x512 49 us vs 113 us; 128x512 @ (512x512)^T
-703 us vs 795 (B transposed: packed first, 51 us). A single row runs on codegen/gemv.py
+703 us vs 795 (B transposed: packed first, 51 us; now computed transposed, B's rows read as
+they are: see Route.swapped). A single row runs on codegen/gemv.py
 (B's loads aligned, each row read in one pass: W4's three products at batch 1 in 29.8 us,
 36.3 through gemm.py's gemv, which streamed B as BLAS does; 1x784 @ 784x512 22.4 us like
 numpy, the register tiles 34). Results narrower than one vector still gain (W4's softmax head,
