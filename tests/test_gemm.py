@@ -228,3 +228,23 @@ def test_lone_matmul_runs_as_a_kernel_of_its_own(monkeypatch):
     for got, ref, same in zip(results[2, 1], results[0, 1], results[2, 2]):
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-3)
         assert np.array_equal(got.view(np.uint32), same.view(np.uint32))
+
+
+def test_transposed_kernel_with_the_16_register_tile(monkeypatch):
+    """With 16 vector registers (AVX2: 6-row tiles, no power of two) the transposed stores go
+    element by element: still the plain tiles' bits, transposed."""
+    from graphflow.compiler.codegen.jit import compile_module
+
+    monkeypatch.setattr(gemm, "vector_bytes", lambda: 32)
+    assert gemm.TileShape(np.dtype(np.float32)).mr == 6
+    jit = compile_module(gemm.transposed_module_ir(np.float32))
+    fn = gemm._PROTO(jit.address("gf_gemm_t_float32"))
+    plain = gemm._PROTO(compile_module(gemm.module_ir(np.float32)).address("gf_gemm_float32"))
+    for rows, cols, k in ((40, 13, 50), (7, 6, 3), (1, 1, 9)):
+        A = RNG.standard_normal((cols, k)).astype(np.float32)
+        B = RNG.standard_normal((k, rows)).astype(np.float32)
+        expect = np.zeros((cols, rows), np.float32)
+        plain(0, cols, 0, rows, k, A.ctypes.data, k, 1, B.ctypes.data, rows, expect.ctypes.data, rows)
+        C = np.full((rows, cols + 2), np.nan, np.float32)
+        fn(0, rows, 0, cols, k, A.ctypes.data, k, 1, B.ctypes.data, rows, C.ctypes.data, cols + 2)
+        assert np.array_equal(C[:, :cols], expect.T) and np.isnan(C[:, cols:]).all(), (rows, cols, k)
