@@ -81,6 +81,21 @@ def test_two_calls_per_chunk_and_empty_ranges_skipped(add):
     assert (a == 1).all() and (b == 7).all()
 
 
+def test_a_job_holds_its_tables(add):
+    """The tables are copied into the job: a caller's temporary table may be gone by the time
+    the job runs."""
+    _, fn, _ = add
+    buf = np.zeros(64, np.int64)
+    job = pool.job([(fn, [0, 0, buf.ctypes.data, 1], 0, 1, np.array([0, 32, 32, 64], np.int64))])
+    junk = [np.full(4, 10 ** 9, np.int64) for _ in range(100)]   # reuse of the freed table's memory
+    budget = ThreadBudget(2)
+    try:
+        budget.parallel_calls(job, 2)
+    finally:
+        budget.close()
+    assert (buf == 1).all() and len(junk) == 100
+
+
 def test_a_call_with_too_many_arguments_has_no_job(add):
     _, fn, _ = add
     assert pool.job([(fn, [0] * (pool.MAX_ARGS + 1), 0, 1, np.zeros(2, np.int64))]) is None
@@ -208,3 +223,4 @@ def test_training_step_products_and_updates_as_compiled_jobs_match_one_thread(mo
     for split in results[1:]:
         for a, b in zip(split, results[0]):
             np.testing.assert_array_equal(a, b)
+

@@ -99,6 +99,10 @@ class LoadedObject:
         self.size = size
         self._symbols = symbols
         self._finalizer = weakref.finalize(self, _c().munmap, base, size)
+        # not at interpreter exit: a Session's worker may still be polling for work in
+        # compiled code (threads.SPIN_US) while atexit handlers run, and unmapping it then
+        # crashed the process (the OS takes the pages back at exit anyway)
+        self._finalizer.atexit = False
 
     def address(self, name: str) -> int:
         """Address of the defined global symbol `name`, 0 when there is none."""

@@ -20,7 +20,8 @@ compiled calls that every thread runs straight from machine code:
 
 A job (int64 array): the number of calls, then per call its function address, argument
 count, the positions of the start and end arguments, the address of its table of
-(start, end) pairs (one per chunk) and its arguments. Chunk i calls every function with its
+(start, end) pairs (one per chunk, stored at the end of the same array: a copy of a job
+would point into the original) and its arguments. Chunk i calls every function with its
 table's i-th pair in place of the start and end arguments, and skips a call whose range is
 empty. Every parameter is 64-bit (i64 or ptr), as in chain.py.
 """
@@ -234,13 +235,23 @@ def new_slot() -> np.ndarray:
 
 def job(calls) -> np.ndarray | None:
     """The job array of `calls`: (function address, arguments, start position, end position,
-    table) with the table an int64 array of (start, end) pairs, one per chunk (kept alive by
-    the caller); None when a call has more than MAX_ARGS arguments."""
-    flat = [len(calls)]
+    table) with the table a sequence of (start, end) pairs, one per chunk, flattened; None
+    when a call has more than MAX_ARGS arguments. The tables are copied into the job array
+    (after the calls), so the job holds everything it points to but its arguments' data."""
+    flat, tables = [len(calls)], []
     for fn, args, ps, pe, table in calls:
         if len(args) > MAX_ARGS:
             return None
         if not (0 <= ps < len(args) and 0 <= pe < len(args)):
             raise ValueError(f"pool.job: range positions {ps}, {pe} outside the call's {len(args)} arguments")
-        flat += [fn, len(args), ps, pe, table.ctypes.data, *args]
-    return np.array(flat, np.int64)
+        tables.append(len(flat) + 4)   # where the call's table address goes
+        flat += [fn, len(args), ps, pe, 0, *args]
+    at = []
+    for table in (c[4] for c in calls):
+        at.append(len(flat))
+        flat += list(table)
+    out = np.array(flat, np.int64)
+    base = out.ctypes.data
+    for slot, start in zip(tables, at):
+        out[slot] = base + 8 * start
+    return out

@@ -39,7 +39,7 @@ import numpy as np
 from ...ops.registry import get_op_def
 from ...runtime.fpstate import IGNORE, quiet_fp, restore_fp
 from ...runtime.pointers import address
-from ..codegen import gemm, gemv
+from ..codegen import chain, gemm, gemv, pool
 from .kernel_ir import FULL
 
 
@@ -347,11 +347,10 @@ def column_parts(budget, m: int, n: int, k: int, item: int, step: int) -> int:
 
 def split_pays(budget) -> bool:
     """Whether a column split of a streamed one-row product over `budget`'s threads ran in
-    under 3/4 of one thread's time here (probed once per thread count, ~2 ms). Measured on
-    this project's 2-vCPU VM while other processes ran: 784x512, one thread 22 us, split in
-    two 51 us (each half ran 24 us next to the other vs 14 alone: the cores share their
-    bandwidth, and a worker preempted while holding the GIL stalls the caller), so there the
-    split is off; cores with their own bandwidth and nothing else to run pay for it."""
+    under 3/4 of one thread's time here (probed once per thread count, ~2 ms). On this
+    project's 2-vCPU VM, 784x512 (W4's first layer at batch 1): one thread 24 us, split in two
+    as a compiled job 14-15 us (/tmp/s3/V/pool_diag.py); through the Python pool it had
+    taken 51 us (a worker's wake-up and the GIL), so the probe then kept it off."""
     hit = _SPLIT_PAYS.get(budget.num_threads)
     if hit is None:
         hit = _SPLIT_PAYS[budget.num_threads] = _probe_split(budget)
@@ -378,13 +377,14 @@ def _probe_split(budget) -> bool:
 
 def _column_split(fn: Callable, at: int, n: int, step: int, parts: int, budget) -> Callable:
     """fn(*args) run as `parts` calls over column ranges [j0, j1) (arguments at..at+1) on the
-    budget's threads, the range edges on multiples of `step`."""
+    budget's threads, as one compiled job (codegen/pool.py), the range edges on multiples of
+    `step`."""
     per = -(-(-(-n // step)) // parts) * step
-    edges = [min(n, i * per) for i in range(parts + 1)]
+    table = np.array([(min(n, i * per), min(n, (i + 1) * per)) for i in range(parts)], np.int64).reshape(-1)
+    entry = chain.address_of(fn)
 
     def split(*args):
-        head, tail = args[:at], args[at + 2:]
-        budget.parallel_for(lambda s, e: fn(*head, edges[s], edges[e], *tail), parts, 1)
+        budget.parallel_calls(pool.job([(entry, args, at, at + 1, table)]), parts)
     return split
 
 
