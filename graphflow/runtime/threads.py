@@ -28,6 +28,7 @@ own default.
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import functools
 import itertools
@@ -35,6 +36,7 @@ import os
 import queue
 import threading
 import time
+import weakref
 
 import numpy as np
 
@@ -278,6 +280,7 @@ class ThreadBudget:
                     t.start()
                     self._workers.append(t)
                 self._queue = q
+                _STARTED.add(self)
             return self._queue
 
     def submit(self, fn) -> None:
@@ -363,3 +366,12 @@ def _worker_loop(q: queue.SimpleQueue, slot: np.ndarray, spins: int) -> None:
 
 
 SERIAL = ThreadBudget(1)
+_STARTED: weakref.WeakSet = weakref.WeakSet()   # budgets whose workers run
+
+
+@atexit.register
+def _stop_workers() -> None:
+    """At interpreter exit, get workers out of compiled code (polling for work) and blocked
+    in Python, before the interpreter tears down what that code lives in."""
+    for budget in list(_STARTED):
+        budget.close()
