@@ -34,6 +34,8 @@ from .memory import StepInfo, plan_memory
 from .pointers import remember
 from .state import RunState
 from .threads import SERIAL, library_threads, limit_blas_threads, restore_blas_threads
+from . import whole_run
+from .whole_run import WholeRun
 
 _KERNEL_ERRORS = (ValueError, IndexError, TypeError, ZeroDivisionError, FloatingPointError)
 PARALLEL_MIN_SECONDS = 2e-3   # a run this long may be worth spreading over the pool
@@ -327,6 +329,8 @@ class ExecutionPlan:
                 # steps) never lose an update; runs that only read stay lock-free
                 self._run_serial = _serialized(self._run_serial, self.store.update_lock)
                 self.run_steps = _serialized(self.run_steps, self.store.update_lock)
+            if WholeRun.eligible(self):   # reads and fused kernels only: joined into one call
+                self._run_serial = whole_run.wrap(self, self._run_serial, _fresh_output)
         # the fastest entry point: the generated function itself unless runs may go parallel
         self.runner = self.__call__ if self.parallel_ok else getattr(self, "_run_serial", None)
         self._times = [0.0, 0.0]  # latest run time (s): serial, on the inter-op schedule

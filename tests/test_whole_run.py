@@ -1,0 +1,122 @@
+"""A plan of variable reads and fused kernels runs as one joined compiled call
+(runtime/whole_run.py) once its kernels are bound; every result equals the ordinary path's,
+whatever changes between runs: feed arrays, variable values, shapes, held results, threads."""
+import threading
+
+import numpy as np
+import pytest
+
+import graphflow as gf
+
+RNG = np.random.default_rng(21)
+SIZES = (48, 40, 24, 10)
+
+
+def _mlp():
+    g = gf.Graph()
+    with g.as_default():
+        x = gf.placeholder(gf.float32, (None, SIZES[0]), name="x")
+        h, variables = x, []
+        for i, (n_in, n_out) in enumerate(zip(SIZES, SIZES[1:])):
+            w = gf.Variable((RNG.standard_normal((n_in, n_out)) / 4).astype(np.float32), name=f"w{i}")
+            b = gf.Variable(RNG.standard_normal(n_out).astype(np.float32), name=f"b{i}")
+            variables += [w, b]
+            h = gf.matmul(h, w) + b
+            h = gf.nn.relu(h) if i < len(SIZES) - 2 else gf.nn.softmax(h)
+        init = gf.global_variables_initializer()
+    return g, x, h, variables, init
+
+
+def _reference(values, xv):
+    h = xv.astype(np.float64)
+    for i in range(0, len(values), 2):
+        h = h @ values[i] + values[i + 1]
+        if i < len(values) - 2:
+            h = np.maximum(h, 0)
+    e = np.exp(h - h.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@pytest.fixture(params=[1, 2])
+def model(request):
+    g, x, y, variables, init = _mlp()
+    sess = gf.Session(graph=g, num_threads=request.param)
+    sess.run(init)
+    yield sess, x, y, variables
+    sess.close()
+
+
+def _whole(sess):
+    runners = [p.execution._run_serial for p in sess._plans.values() if hasattr(p, "execution")]
+    return [getattr(r, "whole", None) for r in runners]
+
+
+def test_runs_as_one_call_with_the_same_results(model):
+    sess, x, y, variables = model
+    f = sess.make_callable(y, feed_list=[x])
+    xv = RNG.standard_normal((1, SIZES[0])).astype(np.float32)
+    first = f(xv).copy()
+    assert any(w is not None and w.binding is not None for w in _whole(sess))
+    values = sess.run(variables)
+    for _ in range(3):
+        np.testing.assert_array_equal(f(xv), first)
+    np.testing.assert_allclose(first, _reference(values, xv), rtol=1e-4, atol=1e-6)
+
+
+def test_new_feeds_shapes_dtypes_and_held_results(model):
+    sess, x, y, variables = model
+    f = sess.make_callable(y, feed_list=[x])
+    values = sess.run(variables)
+    held = []
+    for batch in (1, 1, 3, 1, 3, 2):
+        xv = RNG.standard_normal((batch, SIZES[0])).astype(np.float32)
+        out = f(xv)
+        held.append((out, out.copy(), xv))
+        np.testing.assert_allclose(out, _reference(values, xv), rtol=1e-4, atol=1e-6)
+    as_list = RNG.standard_normal((1, SIZES[0])).tolist()          # converted on the ordinary path
+    np.testing.assert_allclose(f(as_list), _reference(values, np.array(as_list, np.float32)), rtol=1e-4, atol=1e-6)
+    for out, copy, _ in held:                                       # results the caller holds stay intact
+        np.testing.assert_array_equal(out, copy)
+
+
+def test_variable_updates_are_seen(model):
+    sess, x, y, variables = model
+    f = sess.make_callable(y, feed_list=[x])
+    xv = RNG.standard_normal((1, SIZES[0])).astype(np.float32)
+    f(xv)
+    f(xv)
+    w = variables[0]
+    sess.run(w.assign(w * 2.0))
+    values = sess.run(variables)
+    np.testing.assert_allclose(f(xv), _reference(values, xv), rtol=1e-4, atol=1e-6)
+
+
+def test_uninitialized_variables_still_fail_clearly():
+    g, x, y, _, _ = _mlp()
+    with gf.Session(graph=g) as sess:
+        with pytest.raises(gf.errors.FailedPreconditionError, match="uninitialized"):
+            sess.run(y, {x: np.zeros((1, SIZES[0]), np.float32)})
+
+
+def test_concurrent_runs_get_their_own_results(model):
+    sess, x, y, variables = model
+    f = sess.make_callable(y, feed_list=[x])
+    values = sess.run(variables)
+    feeds = [RNG.standard_normal((1, SIZES[0])).astype(np.float32) for _ in range(8)]
+    want = [_reference(values, xv) for xv in feeds]
+    f(feeds[0])
+    errors = []
+
+    def worker(i):
+        try:
+            for _ in range(200):
+                np.testing.assert_allclose(f(feeds[i]), want[i], rtol=1e-4, atol=1e-6)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
