@@ -380,9 +380,13 @@ class ExecutionPlan:
         mem = self.memory
         ins = ", ".join(name(v) for v in st.inputs)
         lines = []
-        if st.blas is not None and blas_line:
-            # one BLAS call over the whole op: the session's threads only for enough work
-            lines.append(f"LIMIT(OWN_THREADS(NT, {ins}))" if st.blas == "own" else "LIMIT(1)")
+        if st.blas == "own" and blas_line:
+            # one BLAS call over the whole op: the session's threads only for enough work. (A
+            # "split" step's blocks set one BLAS thread themselves, only when a block goes to
+            # numpy: epilogue._numpy_rows. Setting it on every run, then restoring it, kept
+            # OpenBLAS's threads spinning: W4 at batch 256 on 2 threads ran at one core's speed
+            # for as long as they did, 3.4 vs 1.65 ms.)
+            lines.append(f"LIMIT(OWN_THREADS(NT, {ins}))")
         if st.mode == "state":  # constant arguments (variable names) come from the namespace: C{k}_{i}
             method, const, kw = st.fn
             args = [f"C{k}_{i}" for i in range(len(const))] + [name(v) for v in st.inputs] + \

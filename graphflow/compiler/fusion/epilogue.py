@@ -39,6 +39,7 @@ import numpy as np
 from ...ops.registry import get_op_def
 from ...runtime.fpstate import IGNORE, quiet_fp, restore_fp
 from ...runtime.pointers import address
+from ...runtime.threads import limit_blas_threads
 from ..codegen import chain, gemm, gemv, pool
 from .kernel_ir import FULL
 
@@ -56,7 +57,12 @@ def _quiet(rows: Callable) -> Callable:
 
 
 def _numpy_rows(A: np.ndarray, B: np.ndarray) -> Callable:
-    return _quiet(lambda b0, b1, out: np.matmul(A[b0:b1], B, out=out))
+    """Blocks of A @ B by numpy's BLAS, on one BLAS thread each (the blocks are spread over
+    the Session's pool; the plan gives BLAS its own setting back after the run)."""
+    def rows(b0: int, b1: int, out: np.ndarray) -> None:
+        limit_blas_threads(1)
+        np.matmul(A[b0:b1], B, out=out)
+    return _quiet(rows)
 
 
 class Route(NamedTuple):
