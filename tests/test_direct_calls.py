@@ -12,7 +12,8 @@ import pytest
 
 import graphflow as gf
 from graphflow.compiler.fusion import epilogue
-from graphflow.compiler.codegen import chain, gemm
+from graphflow.compiler.codegen import chain
+from graphflow.compiler.codegen import gemv as gemv_kernel
 from graphflow.runtime.pointers import address
 from graphflow.runtime.threads import ThreadBudget
 
@@ -194,7 +195,7 @@ def test_chain_runs_its_calls_in_order():
     b1 = RNG.standard_normal((37, 21)).astype(np.float32)
     b2 = RNG.standard_normal((21, 5)).astype(np.float32)
     y1, y2 = np.zeros((1, 21), np.float32), np.zeros((1, 5), np.float32)
-    gemv = chain.address_of(gemm.gemv_function(np.float32))
+    gemv = chain.address_of(gemv_kernel.gemv_function(np.float32))
     prog = chain.program([(gemv, (0, 21, 37, address(a), 1, address(b1), 21, address(y1))),
                           (gemv, (0, 5, 21, address(y1), 1, address(b2), 5, address(y2)))])
     chain.function()(ctypes.addressof(prog))

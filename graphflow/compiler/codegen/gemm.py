@@ -454,7 +454,6 @@ def module_ir(dtype) -> str:
     parts = _declarations(t, shape.w) + _gemm_ir(t, shape, f"gf_gemm_{dtype.name}", None)
     parts.append(_pack_ir(t, f"gf_pack_{dtype.name}"))
     parts.append(_transpose_ir(t, shape.w, f"gf_packt_{dtype.name}"))
-    parts.append(_gemv_ir(t, shape.w, f"gf_gemv_{dtype.name}"))
     return "\n\n".join(parts) + "\n"
 
 
@@ -474,7 +473,7 @@ def _proto(nargs: int):
     return ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nargs))
 
 
-_PROTO, _PACK_PROTO, _PACKT_PROTO, _GEMV_PROTO = _proto(12), _proto(7), _proto(6), _proto(8)
+_PROTO, _PACK_PROTO, _PACKT_PROTO = _proto(12), _proto(7), _proto(6)
 
 
 @functools.lru_cache(maxsize=None)
@@ -483,7 +482,7 @@ def _compiled(dtype: np.dtype):
 
     jit = compile_module(module_ir(dtype))
     return (jit, _PROTO(jit.address(f"gf_gemm_{dtype.name}")), _PACK_PROTO(jit.address(f"gf_pack_{dtype.name}")),
-            _GEMV_PROTO(jit.address(f"gf_gemv_{dtype.name}")), _PACKT_PROTO(jit.address(f"gf_packt_{dtype.name}")))
+            _PACKT_PROTO(jit.address(f"gf_packt_{dtype.name}")))
 
 
 def transposed_module_ir(dtype) -> str:
@@ -543,12 +542,6 @@ def block_function(dtype):
     return _compiled(np.dtype(dtype))[1]
 
 
-def gemv_function(dtype):
-    """fn(j0, j1, K, x_ptr, x_stride, b_ptr, b_k_stride, y_ptr): y[j0:j1] = x @ B[:, j0:j1]
-    for one row x (B with unit column stride; strides in elements)."""
-    return _compiled(np.dtype(dtype))[3]
-
-
 def packed(x: np.ndarray) -> np.ndarray:
     """A C-contiguous copy of the 2-D array `x` (any element strides, e.g. a transposed view).
     Measured (512 x 512 float32, transposed): numpy's copy 590 us, scalar tiles 112 us, the
@@ -565,7 +558,7 @@ def copy_into(out: np.ndarray, x: np.ndarray) -> None:
     if not x.size or any(s % item for s in x.strides) or out.strides[1] != item or out.strides[0] % item:
         np.copyto(out, x)
         return
-    _, _, pack, _, packt = _compiled(x.dtype)
+    _, _, pack, packt = _compiled(x.dtype)
     rows, cols = x.shape
     srs, scs, drs = x.strides[0] // item, x.strides[1] // item, out.strides[0] // item
     src, dst = x.ctypes.data, out.ctypes.data
