@@ -120,3 +120,74 @@ def test_concurrent_runs_get_their_own_results(model):
     for t in threads:
         t.join()
     assert not errors, errors[0]
+
+
+def test_products_split_over_threads_inside_the_one_call(monkeypatch):
+    """Where a column split of one-row products pays (forced here), each split product is a
+    parallel entry of the joined program (pool.PARALLEL, run by chain.py on the pool): the
+    results are the one-thread bits, across new feeds and variable updates."""
+    from graphflow.compiler.codegen import pool
+    from graphflow.compiler.fusion import epilogue
+
+    monkeypatch.setitem(epilogue._SPLIT_PAYS, 2, True)
+    monkeypatch.setattr(epilogue, "SPLIT_MIN_BYTES", 0)
+    g, x, y, variables, init = _mlp()
+    feeds = [RNG.standard_normal((1, SIZES[0])).astype(np.float32) for _ in range(3)]
+    results = []
+    for threads in (1, 2):
+        with gf.Session(graph=g, num_threads=threads) as sess:
+            sess.run(init)
+            f = sess.make_callable(y, feed_list=[x])
+            got = [f(v).copy() for v in feeds + feeds]
+            (whole,) = [w for w in _whole(sess) if w is not None]
+            assert (pool.PARALLEL in _functions(whole.binding.program)) == (threads == 2)
+            sess.run(variables[0].assign(variables[0] * 0.5))
+            got.append(f(feeds[0]).copy())
+            results.append((got, sess.run(variables)))
+    (one, values), (two, _) = results
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(two[-1], _reference(values, feeds[0]), rtol=1e-4, atol=1e-6)
+
+
+
+def test_split_products_under_concurrent_runs(monkeypatch):
+    """Programs with split products take turns at the pool's slot: 6 threads x 60 runs, each
+    with its own feed, all get their own results."""
+    from graphflow.compiler.fusion import epilogue
+
+    monkeypatch.setitem(epilogue._SPLIT_PAYS, 2, True)
+    monkeypatch.setattr(epilogue, "SPLIT_MIN_BYTES", 0)
+    g, x, y, variables, init = _mlp()
+    with gf.Session(graph=g, num_threads=2) as sess:
+        sess.run(init)
+        values = sess.run(variables)
+        f = sess.make_callable(y, feed_list=[x])
+        feeds = [RNG.standard_normal((1, SIZES[0])).astype(np.float32) for _ in range(6)]
+        want = [_reference(values, v) for v in feeds]
+        f(feeds[0])
+        f(feeds[0])
+        errors = []
+
+        def worker(i):
+            try:
+                for _ in range(60):
+                    np.testing.assert_allclose(f(feeds[i]), want[i], rtol=1e-4, atol=1e-6)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors[0]
+
+
+def _functions(program) -> list:
+    """The function slots of a chain program (codegen/chain.py): address, count, arguments..."""
+    prog, at, fns = list(program), 0, []
+    while prog[at] != 0:
+        fns.append(prog[at])
+        at += 2 + prog[at + 1]
+    return fns

@@ -29,6 +29,7 @@ own default.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import functools
 import itertools
@@ -344,6 +345,25 @@ class ThreadBudget:
             run(self._slot.ctypes.data, job.ctypes.data, chunks, self._spins, pool.nap_address())
         finally:
             self._slot_lock.release()
+
+    def parallel_entry(self, fn: int, args, ps: int, pe: int, table) -> tuple:
+        """(pool.PARALLEL, arguments): a chain program entry (codegen/chain.py) running the
+        compiled function at address `fn` over the (start, end) pairs of `table`, put at
+        argument positions ps, pe of `args`, on this budget's threads. A program holding one
+        must run inside `compiled_section()`."""
+        self._queue or self._start()
+        return pool.PARALLEL, pool.entry_arguments(self._slot.ctypes.data, self._spins, pool.nap_address() or 0,
+                                                   fn, args, ps, pe, table)
+
+    @contextlib.contextmanager
+    def compiled_section(self):
+        """Hold the slot, with the workers polling it, while a compiled program runs
+        parallel entries (concurrent programs take turns)."""
+        with self._slot_lock:
+            q = self._queue or self._start()
+            for _ in range(len(self._workers) - int(self._slot[pool.SPINNING])):
+                q.put(_WAKE)
+            yield
 
     def __repr__(self):
         return f"<ThreadBudget num_threads={self.num_threads}>"

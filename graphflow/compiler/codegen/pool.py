@@ -74,9 +74,12 @@ def _run_chunk_ir() -> list:
            "  %pn = getelementptr i64, ptr %p, i64 1", "  %nargs = load i64, ptr %pn, align 8",
            "  %pps = getelementptr i64, ptr %p, i64 2", "  %ps = load i64, ptr %pps, align 8",
            "  %ppe = getelementptr i64, ptr %p, i64 3", "  %pe = load i64, ptr %ppe, align 8",
-           "  %ptab = getelementptr i64, ptr %p, i64 4", "  %tab = load ptr, ptr %ptab, align 8",
+           "  %ptab = getelementptr i64, ptr %p, i64 4", "  %tab0 = load ptr, ptr %ptab, align 8",
            "  %args = getelementptr i64, ptr %p, i64 5",
            "  %next = getelementptr i64, ptr %args, i64 %nargs",
+           # a null table address: the table follows the arguments (an entry of a chain program)
+           "  %inline = icmp eq ptr %tab0, null",
+           "  %tab = select i1 %inline, ptr %next, ptr %tab0",
            "  %i2 = shl i64 %i, 1",
            "  %ts = getelementptr i64, ptr %tab, i64 %i2", "  %s = load i64, ptr %ts, align 8",
            "  %te = getelementptr i64, ptr %ts, i64 1", "  %e = load i64, ptr %te, align 8",
@@ -215,6 +218,23 @@ def functions():
     """(run(slot, job, n, spins, nap), serve(slot, spins, poke) -> 1 if poked else 0): see the
     module docstring; `nap` is `nap_address()`."""
     return _compiled()[1:]
+
+
+# In a chain program (codegen/chain.py), a call whose function address is PARALLEL runs a
+# one-call job on the pool: its arguments are (slot, chunks, spins, nap, gf_pool_run's address)
+# then the job itself, its table inline after the call's arguments (`entry_arguments`).
+PARALLEL = 1
+
+
+def entry_arguments(slot: int, spins: int, nap: int, fn: int, args, ps: int, pe: int, table) -> tuple:
+    """The arguments of a PARALLEL chain entry running fn(*args) over the (start, end) pairs of
+    `table` at argument positions ps, pe; no absolute pointer into the entry itself, so a
+    copy of the program (a rebinding) stays valid."""
+    if not (0 <= ps < len(args) and 0 <= pe < len(args)):
+        raise ValueError(f"pool.entry_arguments: range positions {ps}, {pe} outside the call's {len(args)} arguments")
+    table = [int(t) for t in table]
+    run = ctypes.cast(functions()[0], ctypes.c_void_p).value
+    return (slot, len(table) // 2, spins, nap, run, 1, fn, len(args), ps, pe, 0, *args, *table)
 
 
 @functools.lru_cache(maxsize=None)

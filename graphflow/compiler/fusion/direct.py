@@ -31,7 +31,9 @@ from operator import attrgetter
 import numpy as np
 
 from ...runtime.pointers import address
+from ...errors import InternalError
 from ..codegen import chain
+from ..codegen.pool import PARALLEL
 
 _SHAPE = attrgetter("shape")
 
@@ -73,7 +75,7 @@ class DirectCall:
     # very arrays (and shapes) the calls were made for
 
     __slots__ = ("refs", "shapes", "specs", "fns", "args", "where", "buffers", "lock", "match", "budget", "keep",
-                 "program", "run")
+                 "program", "run", "parallel")
 
     @classmethod
     def bind(cls, ops: list, calls: list, budget, keep) -> "DirectCall":
@@ -107,6 +109,10 @@ class DirectCall:
         self.refs, self.shapes = tuple(refs), tuple(map(_SHAPE, ops))
         entries = tuple(map(chain.address_of, self.fns))
         self.program = None if None in entries else chain.program(zip(entries, self.args))
+        # entries split over the budget's threads (pool.PARALLEL) run inside its compiled section
+        self.parallel = PARALLEL in entries
+        if self.parallel and self.program is None:
+            raise InternalError("a split product's chain entry needs every call of its binding compiled")
         if self.program is not None:   # one compiled call runs them all
             starts = [2]
             for a in self.args[:-1]:
@@ -152,7 +158,7 @@ class DirectCall:
             elif a.shape != shapes[i]:
                 return None
         new = DirectCall()
-        for name in ("specs", "fns", "where", "buffers", "lock", "match", "keep", "shapes"):
+        for name in ("specs", "fns", "where", "buffers", "lock", "match", "keep", "shapes", "parallel"):
             setattr(new, name, getattr(self, name))
         new.budget, refs = budget, list(self.refs)
         if self.program is None:
@@ -167,6 +173,13 @@ class DirectCall:
         return new
 
     def __call__(self) -> None:
+        if self.parallel:
+            with self.budget.compiled_section():
+                self._locked()
+        else:
+            self._locked()
+
+    def _locked(self) -> None:
         if self.lock is None:
             self.run()
         else:

@@ -40,7 +40,7 @@ from ...ops.registry import get_op_def
 from ...runtime.fpstate import IGNORE, quiet_fp, restore_fp
 from ...runtime.pointers import address
 from ...runtime.threads import limit_blas_threads
-from ..codegen import chain, gemm, gemv, pool
+from ..codegen import chain, gemm, gemv
 from .kernel_ir import FULL
 
 
@@ -173,21 +173,25 @@ def _matmul_preparer(transpose_a: bool, transpose_b: bool, tiles: bool = False) 
         if route is None or route.pack or route.swapped:
             return None
         m, n, k, ars, acs, brs = route.m, route.n, route.k, route.ars, route.acs, route.brs
-        f = _columns_over(budget, route, route.fn, a.dtype)
+        call = _columns_over(budget, route, route.fn, a.dtype)
         if route.one_row:
-            return lambda pa, pb, pc: (f, (0, n, k, pa, acs, pb, brs, pc))
-        return lambda pa, pb, pc: (f, (0, m, 0, n, k, pa, ars, acs, pb, brs, pc, n))
+            return lambda pa, pb, pc: call((0, n, k, pa, acs, pb, brs, pc))
+        return lambda pa, pb, pc: call((0, m, 0, n, k, pa, ars, acs, pb, brs, pc, n))
 
     prepare.direct, prepare.route_of = direct, route_of
     return prepare
 
 
 def _columns_over(budget, route: Route, fn: Callable, dtype) -> Callable:
-    """`fn` (a kernel of `route`'s argument layout), or fn split over column ranges on the
-    budget's threads when that pays (`column_parts`)."""
+    """call(args) -> (function, arguments) of `fn` (a kernel of `route`'s argument layout):
+    fn's own call, or, when a split pays (`column_parts`), one chain entry running fn over
+    column ranges on the budget's threads (budget.parallel_entry: no Python between them)."""
     step = gemm.lanes(dtype) if route.one_row else gemm.panel_width(dtype)
     parts = column_parts(budget, route.m, route.n, route.k, dtype.itemsize, step)
-    return fn if parts == 1 else _column_split(fn, 0 if route.one_row else 2, route.n, step, parts, budget)
+    if parts == 1:
+        return lambda args: (fn, args)
+    at, table, entry = 0 if route.one_row else 2, _column_table(route.n, step, parts), chain.address_of(fn)
+    return lambda args: budget.parallel_entry(entry, args, at, at + 1, table)
 
 
 def absorbed(ir) -> tuple | None:
@@ -307,9 +311,9 @@ def _store_preparer(store: str, transpose_a: bool, transpose_b: bool, s: np.ndar
         if route is None or route.pack or d.dtype != a.dtype or not d_fits(route, d, a.dtype.itemsize):
             return None
         m, n, k, ars, acs, brs = route.m, route.n, route.k, route.ars, route.acs, route.brs
-        f = _columns_over(budget, route, gemm.store_function(a.dtype, store), a.dtype)
+        call = _columns_over(budget, route, gemm.store_function(a.dtype, store), a.dtype)
         drs, ps = d.strides[0] // a.dtype.itemsize, address(s)   # (s lives with `prepare`)
-        return lambda pa, pb, pd, pc: (f, (0, m, 0, n, k, pa, ars, acs, pb, brs, pc, n, pd, drs, ps))
+        return lambda pa, pb, pd, pc: call((0, m, 0, n, k, pa, ars, acs, pb, brs, pc, n, pd, drs, ps))
 
     prepare.direct, prepare.route_of = direct, product.route_of
     return prepare
@@ -352,25 +356,36 @@ def column_parts(budget, m: int, n: int, k: int, item: int, step: int) -> int:
 
 
 def split_pays(budget) -> bool:
-    """Whether a column split of a streamed one-row product over `budget`'s threads ran in
-    under 3/4 of one thread's time here (probed once per thread count, ~2 ms). On this
-    project's 2-vCPU VM, 784x512 (W4's first layer at batch 1): one thread 24 us, split in two
-    as a compiled job 14-15 us (/tmp/s3/V/pool_diag.py); through the Python pool it had
-    taken 51 us (a worker's wake-up and the GIL), so the probe then kept it off."""
+    """Whether a column split of a streamed one-row product over `budget`'s threads, as the
+    chain entry kernels use (budget.parallel_entry), ran in under SPLIT_GAIN of one thread's
+    time here (probed once per thread count, ~2 ms). On this project's 2-vCPU VM, whose
+    cores share L3 bandwidth: 512x512 12.8 us whole, 10.0 split (the probe's case); W4 at
+    batch 1 on 2 threads 29.4-30.3 us with its two large products split, 33.3-33.5 without
+    (/tmp/s3/ab_b1split.py). Through the Python pool the split had taken 51 us."""
     hit = _SPLIT_PAYS.get(budget.num_threads)
     if hit is None:
         hit = _SPLIT_PAYS[budget.num_threads] = _probe_split(budget)
     return hit
 
 
+SPLIT_GAIN = 0.85
+
+
 def _probe_split(budget) -> bool:
+    import ctypes
     import time
 
     k, n = 512, 512
     b, x, y = np.ones((k, n), np.float32), np.ones(k, np.float32), np.empty(n, np.float32)
     fn = gemv.gemv_function(np.float32)
     whole = (0, n, k, address(x), 1, address(b), n, address(y))
-    split = _column_split(fn, 0, n, gemm.lanes(np.float32), budget.num_threads, budget)
+    entry = budget.parallel_entry(chain.address_of(fn), whole, 0, 1,
+                                  _column_table(n, gemm.lanes(np.float32), budget.num_threads))
+    program, run = chain.program([entry]), chain.function()
+
+    def split(*_):
+        with budget.compiled_section():
+            run(ctypes.addressof(program))
     times: tuple = ([], [])
     for _ in range(12):
         for f, t in zip((fn, split), times):
@@ -378,21 +393,13 @@ def _probe_split(budget) -> bool:
             for _ in range(4):
                 f(*whole)
             t.append(time.perf_counter() - t0)
-    return float(np.median(times[1])) < 0.75 * float(np.median(times[0]))
+    return float(np.median(times[1])) < SPLIT_GAIN * float(np.median(times[0]))
 
 
-def _column_split(fn: Callable, at: int, n: int, step: int, parts: int, budget) -> Callable:
-    """fn(*args) run as `parts` calls over column ranges [j0, j1) (arguments at..at+1) on the
-    budget's threads, as one compiled job (codegen/pool.py), the range edges on multiples of
-    `step`."""
+def _column_table(n: int, step: int, parts: int) -> np.ndarray:
+    """(start, end) pairs of `parts` column ranges covering [0, n), edges on multiples of `step`."""
     per = -(-(-(-n // step)) // parts) * step
-    table = np.array([(min(n, i * per), min(n, (i + 1) * per)) for i in range(parts)], np.int64).reshape(-1)
-    entry = chain.address_of(fn)
-
-    def split(*args):
-        budget.parallel_calls(pool.job([(entry, args, at, at + 1, table)]), parts)
-    return split
-
+    return np.array([(min(n, i * per), min(n, (i + 1) * per)) for i in range(parts)], np.int64).reshape(-1)
 
 def _batch_preparer(op: str) -> Callable:
     """Blocks of an op whose batch axis is axis 0 of its first input and of its result."""
