@@ -202,14 +202,7 @@ def test_blas_threads_follow_the_step_kind_and_are_restored_after_the_run(monkey
     if threads.blas_threads() is None:
         pytest.skip("numpy's BLAS is not an OpenBLAS this process can reach")
     default = threads.blas_threads()
-    seen = []
-    real = threads.limit_blas_threads
-
-    def spy(n):
-        seen.append(n)
-        real(n)
-
-    monkeypatch.setattr("graphflow.runtime.execution_plan.limit_blas_threads", spy)
+    seen = _blas_spy(monkeypatch, "graphflow.runtime.execution_plan.limit_blas_threads")
     a = gf.placeholder(gf.float32, (None, None), name="a")
     y = gf.matmul(a, a)
     for n in (1, 3):
@@ -285,14 +278,7 @@ def test_a_fused_product_on_numpys_route_runs_blas_on_one_thread_per_block(monke
     if threads.blas_threads() is None:
         pytest.skip("numpy's BLAS is not an OpenBLAS this process can reach")
     default = threads.blas_threads()
-    seen = []
-    real = threads.limit_blas_threads
-
-    def spy(n):
-        seen.append(n)
-        real(n)
-
-    monkeypatch.setattr(epilogue, "limit_blas_threads", spy)
+    seen = _blas_spy(monkeypatch, epilogue.__name__ + ".limit_blas_threads")
     x = gf.placeholder(gf.float32, (None, 4), name="x")
     wv = np.arange(4 * 40, dtype=np.float32).reshape(4, 40) / 100
     y = gf.nn.relu(gf.matmul(x, gf.constant(wv)) - 1.0)
@@ -301,3 +287,17 @@ def test_a_fused_product_on_numpys_route_runs_blas_on_one_thread_per_block(monke
         np.testing.assert_allclose(sess.run(y, {x: xv}), np.maximum(xv @ wv - 1.0, 0), rtol=1e-5, atol=1e-5)
     assert seen and set(seen) == {1}
     assert threads.blas_threads() == default
+
+
+def _blas_spy(monkeypatch, target: str) -> list:
+    """Replace the limit_blas_threads that `target` names with one recording each setting."""
+    from graphflow.runtime import threads
+
+    seen = []
+
+    def spy(n):
+        seen.append(n)
+        threads.limit_blas_threads(n)
+
+    monkeypatch.setattr(target, spy)
+    return seen

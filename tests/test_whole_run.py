@@ -105,21 +105,7 @@ def test_concurrent_runs_get_their_own_results(model):
     feeds = [RNG.standard_normal((1, SIZES[0])).astype(np.float32) for _ in range(8)]
     want = [_reference(values, xv) for xv in feeds]
     f(feeds[0])
-    errors = []
-
-    def worker(i):
-        try:
-            for _ in range(200):
-                np.testing.assert_allclose(f(feeds[i]), want[i], rtol=1e-4, atol=1e-6)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors[0]
+    _each_on_its_own_thread(f, feeds, want, 200)
 
 
 def test_products_split_over_threads_inside_the_one_call(monkeypatch):
@@ -167,20 +153,25 @@ def test_split_products_under_concurrent_runs(monkeypatch):
         want = [_reference(values, v) for v in feeds]
         f(feeds[0])
         f(feeds[0])
-        errors = []
+        _each_on_its_own_thread(f, feeds, want, 60)
 
-        def worker(i):
-            try:
-                for _ in range(60):
-                    np.testing.assert_allclose(f(feeds[i]), want[i], rtol=1e-4, atol=1e-6)
-            except BaseException as exc:  # reported below
-                errors.append(exc)
 
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+def _each_on_its_own_thread(f, feeds, want, runs: int) -> None:
+    """Run f(feeds[i]) `runs` times on thread i for every i, all at once, checking each result."""
+    errors = []
+
+    def worker(i):
+        try:
+            for _ in range(runs):
+                np.testing.assert_allclose(f(feeds[i]), want[i], rtol=1e-4, atol=1e-6)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(feeds))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     assert not errors, errors[0]
 
 

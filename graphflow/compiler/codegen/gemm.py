@@ -192,14 +192,14 @@ def _suffix(t: str) -> str:
     return "f32" if t == "float" else "f64"
 
 
-def _masked_load(dst: str, t: str, w: int, ptr: str, mask: str) -> str:
+def _masked_load(dst: str, t: str, w: int, ptr: str, mask: str, align: int = 4) -> str:
     vt = f"<{w} x {t}>"
-    return (f"  {dst} = call {vt} @llvm.masked.load.v{w}{_suffix(t)}.p0(ptr {ptr}, i32 4, <{w} x i1> {mask}, "
+    return (f"  {dst} = call {vt} @llvm.masked.load.v{w}{_suffix(t)}.p0(ptr {ptr}, i32 {align}, <{w} x i1> {mask}, "
             f"{vt} zeroinitializer)")
 
 
-def _masked_store(value: str, t: str, w: int, ptr: str, mask: str) -> str:
-    return (f"  call void @llvm.masked.store.v{w}{_suffix(t)}.p0(<{w} x {t}> {value}, ptr {ptr}, i32 4, "
+def _masked_store(value: str, t: str, w: int, ptr: str, mask: str, align: int = 4) -> str:
+    return (f"  call void @llvm.masked.store.v{w}{_suffix(t)}.p0(<{w} x {t}> {value}, ptr {ptr}, i32 {align}, "
             f"<{w} x i1> {mask})")
 
 

@@ -69,6 +69,9 @@ def _block_ir(t: str, w: int, item: int, nv: int, name: str) -> str:
     vt, s = f"<{w} x {t}>", _suffix(t)
     lanes = ", ".join(f"i64 {i}" for i in range(w))
     first_mask = "%mlo" if nv > 1 else "%mboth"
+
+    def edge(v: int) -> str | None:   # the lanes mask of vector v: the first and last are partial
+        return first_mask if v == 0 else "%mhi" if v == nv - 1 else None
     held, slots = range(min(nv, REGISTER_VECTORS)), range(REGISTER_VECTORS, nv)
     out = [f"define internal void @{name}(i64 %K, ptr %x, i64 %xs, ptr %b, i64 %brs, ptr %y, i64 %lo, i64 %hi) "
            "noinline nounwind {",
@@ -86,12 +89,7 @@ def _block_ir(t: str, w: int, item: int, nv: int, name: str) -> str:
             "  %bo = mul i64 %k, %brs", f"  %pb = getelementptr {t}, ptr %b, i64 %bo"]
     for v in range(nv):
         out.append(f"  %pb{v} = getelementptr {t}, ptr %pb, i64 {v * w}")
-        mask = first_mask if v == 0 else "%mhi" if v == nv - 1 else None
-        if mask:
-            out.append(f"  %b{v} = call {vt} @llvm.masked.load.v{w}{s}.p0(ptr %pb{v}, i32 {item}, <{w} x i1> {mask}, "
-                       f"{vt} zeroinitializer)")
-        else:
-            out.append(f"  %b{v} = load {vt}, ptr %pb{v}, align {item}")
+        out.append(_load(f"%b{v}", t, w, item, f"%pb{v}", edge(v)))
         if v in slots:
             out.append(f"  %a{v} = load volatile {vt}, ptr %slot{v}")
         out.append(f"  %n{v} = call {vt} @llvm.fma.v{w}{s}({vt} %xb, {vt} %b{v}, {vt} %a{v})")
@@ -103,14 +101,21 @@ def _block_ir(t: str, w: int, item: int, nv: int, name: str) -> str:
     out += [f"  %r{v} = load volatile {vt}, ptr %slot{v}" for v in slots]
     for v in range(nv):
         out.append(f"  %py{v} = getelementptr {t}, ptr %y, i64 {v * w}")
-        mask = first_mask if v == 0 else "%mhi" if v == nv - 1 else None
-        if mask:
-            out.append(f"  call void @llvm.masked.store.v{w}{s}.p0({vt} %r{v}, ptr %py{v}, i32 {item}, "
-                       f"<{w} x i1> {mask})")
-        else:
-            out.append(f"  store {vt} %r{v}, ptr %py{v}, align {item}")
+        out.append(_store(f"%r{v}", t, w, item, f"%py{v}", edge(v)))
     out += ["  ret void", "}"]
     return "\n".join(out)
+
+
+def _load(dst: str, t: str, w: int, item: int, ptr: str, mask: str | None) -> str:
+    if mask:
+        return gemm._masked_load(dst, t, w, ptr, mask, item)
+    return f"  {dst} = load <{w} x {t}>, ptr {ptr}, align {item}"
+
+
+def _store(value: str, t: str, w: int, item: int, ptr: str, mask: str | None) -> str:
+    if mask:
+        return gemm._masked_store(value, t, w, ptr, mask, item)
+    return f"  store <{w} x {t}> {value}, ptr {ptr}, align {item}"
 
 
 def _driver_ir(t: str, w: int, item: int, name: str) -> str:
@@ -133,7 +138,7 @@ def _driver_ir(t: str, w: int, item: int, name: str) -> str:
            "  %c0 = sub i64 %j0, %lo",                     # column of the first vector's lane 0
            "  %lanes = add i64 %n, %lo",
            f"  %nv0 = add i64 %lanes, {w - 1}", f"  %nvec = udiv i64 %nv0, {w}",
-           f"  %lastfull = mul i64 %nvec, {w}", f"  %hi0 = sub i64 %lanes, %lastfull", f"  %hi = add i64 %hi0, {w}",
+           f"  %lastfull = mul i64 %nvec, {w}", "  %hi0 = sub i64 %lanes, %lastfull", f"  %hi = add i64 %hi0, {w}",
            f"  %pb0 = getelementptr {t}, ptr %b, i64 %c0", f"  %py0 = getelementptr {t}, ptr %y, i64 %c0",
            f"  switch i64 %nvec, label %sweep [{cases}]",
            "sweep:",
