@@ -109,7 +109,7 @@ class DirectCall:
         self.refs, self.shapes = tuple(refs), tuple(map(_SHAPE, ops))
         entries = tuple(map(chain.address_of, self.fns))
         self.program = None if None in entries else chain.program(zip(entries, self.args))
-        # entries split over the budget's threads (pool.PARALLEL) run inside its compiled section
+        # entries split over the budget's threads (pool.PARALLEL): run through budget.run_compiled
         self.parallel = PARALLEL in entries
         if self.parallel and self.program is None:
             raise InternalError("a split product's chain entry needs every call of its binding compiled")
@@ -174,8 +174,7 @@ class DirectCall:
 
     def __call__(self) -> None:
         if self.parallel:
-            with self.budget.compiled_section():
-                self._locked()
+            self.budget.run_compiled(self._locked)
         else:
             self._locked()
 

@@ -384,8 +384,7 @@ def _probe_split(budget) -> bool:
     program, run = chain.program([entry]), chain.function()
 
     def split(*_):
-        with budget.compiled_section():
-            run(ctypes.addressof(program))
+        budget.run_compiled(lambda: run(ctypes.addressof(program)))
     times: tuple = ([], [])
     for _ in range(12):
         for f, t in zip((fn, split), times):
