@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import threading
 
-import numpy as np
-
 from ..compiler.fusion.direct import DirectCall, Operand, Scratch
 from ..runtime.pointers import address
 
@@ -103,13 +101,11 @@ class WholeRun:
                     return None
             bindings.append((b, values))
         reads = [(st.fn[1][0], st.outputs[0]) for st in plan.steps if st.mode == "state"]
-        if any(plan.store.values.get(name) is not arrays.get(v, plan.store.values.get(name)) for name, v in reads):
-            return None
-        external = list(plan.feed_values) + [v for _, v in reads]
         constants = [v for v in arrays if v in plan.constants]
-        external += constants + list(plan.output_values)
-        if any(v not in arrays for v in external if v not in plan.constants):
-            return None
+        external = list(plan.feed_values) + [v for _, v in reads] + constants + list(plan.output_values)
+        if any(v not in arrays for v in external) or \
+                any(arrays[v] is not plan.store.values.get(name) for name, v in reads):
+            return None   # (a value no kernel reads, or a variable assigned since the kernels ran)
         index = {v: i for i, v in enumerate(external)}
         scratch = {v: Scratch(a.shape, a.dtype) for v, a in arrays.items() if v not in index}
         if not all(arrays[v].flags.c_contiguous for v in scratch):   # (the kernels' layouts assume it)
@@ -118,10 +114,7 @@ class WholeRun:
         for b, values in bindings:
             calls += _templates(b, [Operand(index[v]) if v in index else scratch[v] for v in values])
             keep.append(b.keep)
-        ops = [arrays.get(v, plan.constants.get(v)) for v in external]
-        if any(not isinstance(a, np.ndarray) for a in ops):
-            return None
-        joined = DirectCall.bind(ops, calls, plan.budget, tuple(keep))
+        joined = DirectCall.bind([arrays[v] for v in external], calls, plan.budget, tuple(keep))
         if joined.program is None:
             return None
         outs = tuple((self.pools[v], arrays[v].shape, arrays[v].dtype) for v in plan.output_values)

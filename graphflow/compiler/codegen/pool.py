@@ -230,8 +230,7 @@ def entry_arguments(slot: int, spins: int, nap: int, fn: int, args, ps: int, pe:
     """The arguments of a PARALLEL chain entry running fn(*args) over the (start, end) pairs of
     `table` at argument positions ps, pe; no absolute pointer into the entry itself, so a
     copy of the program (a rebinding) stays valid."""
-    if not (0 <= ps < len(args) and 0 <= pe < len(args)):
-        raise ValueError(f"pool.entry_arguments: range positions {ps}, {pe} outside the call's {len(args)} arguments")
+    _check_positions(ps, pe, args)
     table = [int(t) for t in table]
     run = ctypes.cast(functions()[0], ctypes.c_void_p).value
     return (slot, len(table) // 2, spins, nap, run, 1, fn, len(args), ps, pe, 0, *args, *table)
@@ -253,6 +252,13 @@ def new_slot() -> np.ndarray:
     return raw[skip:skip + SLOT_WORDS]
 
 
+def _check_positions(ps: int, pe: int, args) -> None:
+    """The chunk's range goes into arguments ps and pe: both must be among the call's (the
+    compiled side copies them into a stack buffer of MAX_ARGS)."""
+    if not (0 <= ps < len(args) and 0 <= pe < len(args)):
+        raise ValueError(f"range positions {ps}, {pe} outside the call's {len(args)} arguments")
+
+
 def job(calls) -> np.ndarray | None:
     """The job array of `calls`: (function address, arguments, start position, end position,
     table) with the table a sequence of (start, end) pairs, one per chunk, flattened; None
@@ -262,8 +268,7 @@ def job(calls) -> np.ndarray | None:
     for fn, args, ps, pe, table in calls:
         if len(args) > MAX_ARGS:
             return None
-        if not (0 <= ps < len(args) and 0 <= pe < len(args)):
-            raise ValueError(f"pool.job: range positions {ps}, {pe} outside the call's {len(args)} arguments")
+        _check_positions(ps, pe, args)
         tables.append(len(flat) + 4)   # where the call's table address goes
         flat += [fn, len(args), ps, pe, 0, *args]
     at = []
