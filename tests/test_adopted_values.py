@@ -1,6 +1,8 @@
 """Assign keeps a value the plan computed into a fresh array as the variable's new value,
 without a copy ("adopts_input"): the store's arrays never alias a buffer a later run
 writes, fetched values stay the caller's own, and a failed run changes nothing."""
+import weakref
+
 import numpy as np
 import pytest
 
@@ -135,3 +137,34 @@ def test_a_failed_run_keeps_the_old_values(opt_level):
         np.testing.assert_array_equal(sess.run(w), [1, 1, 1])
         sess.run(step, {x: np.zeros(3, np.float32), idx: np.array([0], np.int32)})
         np.testing.assert_array_equal(sess.run(w), [2, 2, 2])
+
+
+def test_a_large_variable_computes_into_its_value_from_two_updates_ago():
+    """A value of 1 MB or more comes from the plan's output pool: the array the variable held
+    before the last update is free again (nothing but the pool refers to it) and takes the
+    next value, with no fresh allocation; one still referred to is never written."""
+    rng = np.random.default_rng(5)
+    x = gf.placeholder(gf.float32, (None, 600), name="x")
+    w = gf.Variable(rng.normal(size=(512, 600)).astype(np.float32), name="w")
+    step = w.assign(w * 0.5 + gf.tanh(x)).op
+    with gf.Session(opt_level=2) as sess:
+        sess.run(gf.global_variables_initializer())
+        run = sess.make_callable(step, [x])
+        ref = sess.run(w).astype(np.float64)
+        values = []
+        for i in range(5):
+            data = rng.normal(size=(512, 600)).astype(np.float32)
+            run(data)
+            ref = ref * 0.5 + np.tanh(data.astype(np.float64))
+            value = _store_value(sess, w)
+            assert not value.flags.writeable
+            np.testing.assert_allclose(value, ref, rtol=1e-5, atol=1e-6)
+            values.append(weakref.ref(value))
+            if i == 2:
+                held = value   # referred to from outside the pool from now on
+                kept = held.copy()
+            del value
+        assert values[2]() is values[0]() is held      # run 1's array, free again once replaced
+        assert values[3]() is values[1]() is not None  # run 2's
+        assert values[4]() is not held and values[4]() is not values[3]()   # (held: a new array)
+        np.testing.assert_array_equal(held, kept)

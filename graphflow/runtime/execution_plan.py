@@ -97,26 +97,39 @@ POOL_MIN_BYTES = 1 << 20   # a fetched value statically smaller is returned thro
 
 
 def _fresh_output(pool: list, shape: tuple, dtype) -> np.ndarray:
-    """A new array for a fetched kernel result. The last one is reused when nothing outside
-    `pool` holds it any more (the caller dropped the previous result): a large np.empty is
-    a fresh mmap whose first touch costs a page fault per 4 KB, ~5 ms for W1's 64 MB output,
-    a third of the kernel; and a kernel bound to its operands (fusion/direct.py) keeps its
-    binding instead of making one for a new array every run (W4 at batch 1, one thread:
-    44.6 -> 39.9 us per run, /tmp/s3/ab_pool_small.py). Concurrent runs are safe: a pooled
+    """A new array for a fetched kernel result or a variable's next value. One of the pool's
+    arrays is reused when nothing outside `pool` holds it any more (the caller dropped that
+    result; the variable was assigned since): a large np.empty is a fresh mmap whose first
+    touch costs a page fault per 4 KB, ~5 ms for W1's 64 MB output, a third of the kernel,
+    and ~100 us for the 1.6 MB weight W5's SGD step writes; and a kernel bound to its
+    operands (fusion/direct.py) keeps its binding instead of making one for a new array
+    every run (W4 at batch 1, one thread: 44.6 -> 39.9 us per run, /tmp/s3/ab_pool_small.py).
+    The pool keeps POOL_KEEP arrays: a variable's value is held by the store until the next
+    update replaces it, so it is free again one run later. Concurrent runs are safe: an
     array is taken out of `pool` (an atomic pop) before its references are counted, and one
-    in use is never reused."""
-    if pool:   # (an empty pool, the usual case of small results, costs no exception)
+    in use is never reused (a variable's value is read-only: made writable only here)."""
+    for _ in range(len(pool)):   # (an empty pool, the usual case of small results, costs no exception)
         try:
-            x = pool.pop()
+            x = pool.pop(0)
         except IndexError:   # emptied by a concurrent run meanwhile
-            pass
-        else:
-            if x.shape == shape and x.dtype == dtype and getrefcount(x) == 2:  # `x` and the argument
-                pool.append(x)
-                return x
+            break
+        if getrefcount(x) > 2:   # held outside the pool (`x` and the argument are 2): kept for later
+            pool.append(x)
+        elif x.shape == shape and x.dtype == dtype:
+            x.flags.writeable = True
+            pool.append(x)
+            return x
     x = np.empty(shape, dtype)
     pool.append(x)
+    if len(pool) > POOL_KEEP:
+        try:
+            pool.pop(0)
+        except IndexError:
+            pass
     return x
+
+
+POOL_KEEP = 2   # arrays per output pool: the one in use, and the one computed into now
 
 
 SHAPES_CACHED = 64   # input shape combinations whose output shapes a step remembers
@@ -309,6 +322,7 @@ class ExecutionPlan:
         self.specs = specs
         self.external = external
         adopted = self._adopted_values()
+        self.adopted = frozenset(adopted)
         self.memory = plan_memory([s.info for s in steps], specs, external, self.output_values + adopted)
         self.n_buffers = self.memory.n_buffers
         self.stateful = any(s.stateful for s in steps)
@@ -429,10 +443,10 @@ class ExecutionPlan:
         return lines
 
     def _pooled_outputs(self) -> dict:
-        """value -> its pool of output arrays (`_fresh_output`), for fetched values of rank > 0
-        that a fused kernel writes into a per-run allocation returned as it is, unless their
-        static shape says they stay below POOL_MIN_BYTES (tiny graphs, W8's, keep their lean
-        path)."""
+        """value -> its pool of output arrays (`_fresh_output`), for values of rank > 0 that a
+        fused kernel writes into a per-run allocation which outlives the run as it is (fetched,
+        or adopted as a variable's value), unless their static shape says they stay below
+        POOL_MIN_BYTES (tiny graphs, W8's, keep their lean path)."""
         if self._out_pools is None:
             mem = self.memory
 
@@ -445,7 +459,7 @@ class ExecutionPlan:
                 return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize >= POOL_MIN_BYTES
 
             self._out_pools = {v: [] for st in self.steps if st.mode == "out" for v in st.outputs
-                               if v in self.output_values and mem.buffer_of[v] is None and not mem.external_alias[v]
+                               if (v in self.output_values or v in self.adopted) and mem.buffer_of[v] is None and not mem.external_alias[v]
                                and may_be_large(v)}
         return self._out_pools
 
@@ -696,15 +710,19 @@ class ExecutionPlan:
         return self._tables
 
     def _has_parallelism(self) -> bool:
-        """Some two steps may run at the same time (neither waits for the other)."""
+        """Some two steps that compute may run at the same time (neither waits for the other).
+        Variable reads and writes (a dictionary access each) do not count: W4's MLP reads six
+        variables at once, and its chain of three kernels then paid the inter-op mode's
+        bookkeeping, ~1 us of a 26 us run at batch 1."""
         deps = self.dependencies()
         level = [0] * len(deps)
         count: dict = {}
         for k, d in enumerate(deps):
             level[k] = 1 + max((level[j] for j in d), default=-1)
-            count[level[k]] = count.get(level[k], 0) + 1
-            if count[level[k]] > 1:
-                return True
+            if self.steps[k].mode != "state":
+                count[level[k]] = count.get(level[k], 0) + 1
+                if count[level[k]] > 1:
+                    return True
         return False
 
 
