@@ -97,18 +97,37 @@ POOL_MIN_BYTES = 1 << 20   # a fetched value statically smaller is returned thro
 
 
 def _fresh_output(pool: list, shape: tuple, dtype) -> np.ndarray:
-    """A new array for a fetched kernel result or a variable's next value. One of the pool's
-    arrays is reused when nothing outside `pool` holds it any more (the caller dropped that
-    result; the variable was assigned since): a large np.empty is a fresh mmap whose first
-    touch costs a page fault per 4 KB, ~5 ms for W1's 64 MB output, a third of the kernel,
-    and ~100 us for the 1.6 MB weight W5's SGD step writes; and a kernel bound to its
-    operands (fusion/direct.py) keeps its binding instead of making one for a new array
-    every run (W4 at batch 1, one thread: 44.6 -> 39.9 us per run, /tmp/s3/ab_pool_small.py).
-    The pool keeps POOL_KEEP arrays: a variable's value is held by the store until the next
-    update replaces it, so it is free again one run later. Concurrent runs are safe: an
+    """A new array for a fetched kernel result. The last one is reused when nothing outside
+    `pool` holds it any more (the caller dropped the previous result): a large np.empty is
+    a fresh mmap whose first touch costs a page fault per 4 KB, ~5 ms for W1's 64 MB output,
+    a third of the kernel; and a kernel bound to its operands (fusion/direct.py) keeps its
+    binding instead of making one for a new array every run (W4 at batch 1, one thread:
+    44.6 -> 39.9 us per run, /tmp/s3/ab_pool_small.py). Concurrent runs are safe: a pooled
     array is taken out of `pool` (an atomic pop) before its references are counted, and one
-    in use is never reused (a variable's value is read-only: made writable only here)."""
-    for _ in range(len(pool)):   # (an empty pool, the usual case of small results, costs no exception)
+    in use is never reused."""
+    if pool:   # (an empty pool, the usual case of small results, costs no exception)
+        try:
+            x = pool.pop()
+        except IndexError:   # emptied by a concurrent run meanwhile
+            pass
+        else:
+            if x.shape == shape and x.dtype == dtype and getrefcount(x) == 2:  # `x` and the argument
+                pool.append(x)
+                return x
+    x = np.empty(shape, dtype)
+    pool.append(x)
+    return x
+
+
+def _recycled_value(pool: list, shape: tuple, dtype) -> np.ndarray:
+    """A new array for a variable's next value (a value the plan's Assign adopts), as
+    `_fresh_output` gives for a fetched result, from a pool of two: the variable holds its
+    value until the next update replaces it, so the array of two updates ago is the one free
+    again. Its first touch would cost a page fault per 4 KB where the allocator maps it fresh
+    (a 64 MB weight's SGD step, one thread: 41.4 -> 38.6 ms; W5's 1-1.6 MB weights came from
+    the heap already). A value is read-only while the variable holds it: writable again here,
+    once nothing else refers to it."""
+    for _ in range(len(pool)):
         try:
             x = pool.pop(0)
         except IndexError:   # emptied by a concurrent run meanwhile
@@ -121,15 +140,12 @@ def _fresh_output(pool: list, shape: tuple, dtype) -> np.ndarray:
             return x
     x = np.empty(shape, dtype)
     pool.append(x)
-    if len(pool) > POOL_KEEP:
+    if len(pool) > 2:
         try:
             pool.pop(0)
         except IndexError:
             pass
     return x
-
-
-POOL_KEEP = 2   # arrays per output pool: the one in use, and the one computed into now
 
 
 SHAPES_CACHED = 64   # input shape combinations whose output shapes a step remembers
@@ -432,7 +448,7 @@ class ExecutionPlan:
                 key = "(" + "".join(f"{name(v)}.shape, " for v in st.inputs) + ")"
                 lines.append(f"_s = SH{k}.get({key}) or SHAPES(KO{k}, SH{k}, {key})")
                 outs = "[" + ", ".join(f"OUT(A, {b}, D{k}_{j}, _s[{j}])" if b is not None else
-                                       f"FRESH(P{v}, _s[{j}], D{k}_{j})" if v in pooled else f"EMPTY(_s[{j}], D{k}_{j})"
+                                       f"{'RECYCLED' if v in self.adopted else 'FRESH'}(P{v}, _s[{j}], D{k}_{j})" if v in pooled else f"EMPTY(_s[{j}], D{k}_{j})"
                                        for j, (v, b) in enumerate(zip(st.outputs, bufs))) + "]"
             lines.append(f"{', '.join(name(v) for v in st.outputs)}, = KO{k}.run([{ins}], {outs}, BUDGET)")
         if free:  # drop per-run allocations as soon as they are dead
@@ -490,7 +506,7 @@ class ExecutionPlan:
               "ERRORS": _KERNEL_ERRORS, "OpError": OpError, "STEP_ERROR": self._serial_error,
               "ARENAS": self._arenas, "LIMIT": limit_blas_threads, "NT": self.budget.num_threads,
               "OWN_THREADS": library_threads,
-              "RESTORE": restore_blas_threads, "FRESH": _fresh_output, "SHAPES": _output_shapes}
+              "RESTORE": restore_blas_threads, "FRESH": _fresh_output, "RECYCLED": _recycled_value, "SHAPES": _output_shapes}
         for v, pool in self._pooled_outputs().items():
             ns[f"P{v}"] = pool
         for v, x in self.constants.items():
