@@ -447,9 +447,13 @@ class ExecutionPlan:
             else:
                 key = "(" + "".join(f"{name(v)}.shape, " for v in st.inputs) + ")"
                 lines.append(f"_s = SH{k}.get({key}) or SHAPES(KO{k}, SH{k}, {key})")
-                outs = "[" + ", ".join(f"OUT(A, {b}, D{k}_{j}, _s[{j}])" if b is not None else
-                                       f"{'RECYCLED' if v in self.adopted else 'FRESH'}(P{v}, _s[{j}], D{k}_{j})" if v in pooled else f"EMPTY(_s[{j}], D{k}_{j})"
-                                       for j, (v, b) in enumerate(zip(st.outputs, bufs))) + "]"
+                def alloc(j, v, b) -> str:
+                    if b is not None:
+                        return f"OUT(A, {b}, D{k}_{j}, _s[{j}])"
+                    if v in pooled:
+                        return f"{'RECYCLED' if v in self.adopted else 'FRESH'}(P{v}, _s[{j}], D{k}_{j})"
+                    return f"EMPTY(_s[{j}], D{k}_{j})"
+                outs = "[" + ", ".join(alloc(j, v, b) for j, (v, b) in enumerate(zip(st.outputs, bufs))) + "]"
             lines.append(f"{', '.join(name(v) for v in st.outputs)}, = KO{k}.run([{ins}], {outs}, BUDGET)")
         if free:  # drop per-run allocations as soon as they are dead
             dead = [name(v) for v in dict.fromkeys(st.inputs)
@@ -505,8 +509,8 @@ class ExecutionPlan:
               "STORE": self.store, "FPSET": _fp_set, "FPRESET": _fp_reset, "IGNORE": _FP_IGNORE,
               "ERRORS": _KERNEL_ERRORS, "OpError": OpError, "STEP_ERROR": self._serial_error,
               "ARENAS": self._arenas, "LIMIT": limit_blas_threads, "NT": self.budget.num_threads,
-              "OWN_THREADS": library_threads,
-              "RESTORE": restore_blas_threads, "FRESH": _fresh_output, "RECYCLED": _recycled_value, "SHAPES": _output_shapes}
+              "OWN_THREADS": library_threads, "RESTORE": restore_blas_threads, "FRESH": _fresh_output,
+              "RECYCLED": _recycled_value, "SHAPES": _output_shapes}
         for v, pool in self._pooled_outputs().items():
             ns[f"P{v}"] = pool
         for v, x in self.constants.items():
