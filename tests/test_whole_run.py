@@ -91,6 +91,48 @@ def test_variable_updates_are_seen(model):
     np.testing.assert_allclose(f(xv), _reference(values, xv), rtol=1e-4, atol=1e-6)
 
 
+def test_values_loaded_without_a_run_are_seen(model):
+    """Variable.load writes the store outside any run: the next joined call reads the new value
+    (the store's version changed), not the arrays it was bound to."""
+    sess, x, y, variables = model
+    f = sess.make_callable(y, feed_list=[x])
+    xv = RNG.standard_normal((1, SIZES[0])).astype(np.float32)
+    f(xv)
+    f(xv)
+    w = variables[2]
+    w.load(sess.run(w) * -1.5, sess)
+    np.testing.assert_allclose(f(xv), _reference(sess.run(variables), xv), rtol=1e-4, atol=1e-6)
+
+
+def test_runs_beside_a_thread_updating_the_variables(model):
+    """One thread flips a weight's sign run after run while another runs the joined call: each
+    result is the model's output for one of the two values, never a mix or freed memory."""
+    sess, x, y, variables = model
+    f = sess.make_callable(y, feed_list=[x])
+    w = variables[0]
+    flip = sess.make_callable(w.assign(w * -1.0).op)
+    xv = RNG.standard_normal((1, SIZES[0])).astype(np.float32)
+    values = sess.run(variables)
+    want = [_reference(values, xv), _reference([-values[0]] + values[1:], xv)]
+    stop, errors = threading.Event(), []
+
+    def flipping():
+        while not stop.is_set():
+            flip()
+
+    t = threading.Thread(target=flipping)
+    t.start()
+    try:
+        for _ in range(300):
+            got = f(xv)
+            if not any(np.allclose(got, ref, rtol=1e-4, atol=1e-6) for ref in want):
+                errors.append(got.copy())
+    finally:
+        stop.set()
+        t.join()
+    assert not errors
+
+
 def test_uninitialized_variables_still_fail_clearly():
     g, x, y, _, _ = _mlp()
     with gf.Session(graph=g) as sess:

@@ -20,6 +20,9 @@ class VariableStore:
 
     def __init__(self):
         self.values: dict[str, np.ndarray] = {}
+        # changes with every write of `values` (under `lock`): a run that saw this version
+        # may take the values it read then as still current (runtime/whole_run.py)
+        self.version = 0
         self.random_counters: dict[tuple, int] = {}
         self.entropy = secrets.randbits(63)  # for ops with neither a graph nor an op seed
         self.lock = threading.Lock()
@@ -30,6 +33,7 @@ class VariableStore:
         value.setflags(write=False)
         with self.lock:
             self.values[name] = value
+            self.version += 1
 
 
 class RunState:
@@ -87,3 +91,4 @@ class RunState:
             return
         with self.store.lock:
             self.store.values.update(self.writes)
+            self.store.version += 1

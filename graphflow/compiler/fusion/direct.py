@@ -57,7 +57,7 @@ class Scratch:
 
 
 @functools.lru_cache(maxsize=None)
-def _matcher(n: int):
+def matcher(n: int):
     """match(ops, refs, shapes) for n operands, unrolled (twice as fast as a loop over zips)."""
     a, r, s = (", ".join(f"{c}{i}" for i in range(n)) + ("," if n == 1 else "") for c in "ars")
     test = " and ".join(f"r{i}() is a{i} and a{i}.shape == s{i}" for i in range(n)) or "True"
@@ -84,7 +84,7 @@ class DirectCall:
         memory the arguments point into (the layout's dims and strides)."""
         self = cls()
         self.specs = tuple((a.strides, a.dtype) for a in ops)
-        self.budget, self.keep, self.match = budget, keep, _matcher(len(ops))
+        self.budget, self.keep, self.match = budget, keep, matcher(len(ops))
         where: list = [[] for _ in ops]
         scratch: dict = {}   # Scratch -> its positions (one buffer however many calls use it)
         self.fns, args = tuple(f for f, _ in calls), [list(t) for _, t in calls]
