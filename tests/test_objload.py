@@ -167,7 +167,7 @@ def test_loaded_objects_have_their_own_data_and_are_unmapped_when_collected_not_
     assert [bump(first), bump(first), bump(second)] == [1, 2, 1]
     finalizer = first._finalizer
     # ...but never at interpreter exit, when a Session's worker may still be polling for work
-    # in compiled code (threads.SPIN_US): its pages must outlive it (unmapping them crashed)
+    # in compiled code (threads.IDLE_US): its pages must outlive it (unmapping them crashed)
     assert finalizer.atexit is False
     del first
     gc.collect()

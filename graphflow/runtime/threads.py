@@ -7,7 +7,7 @@ than `num_threads` of its own threads at once.
 
 Compiled kernels are split through `parallel_calls`: the chunks are claimed and run in
 machine code (codegen/pool.py), by the calling thread and by workers that poll the
-budget's slot for SPIN_US after their last chunk, with the GIL released, before blocking on
+budget's slot for IDLE_US after their last chunk, with the GIL released, before blocking on
 the queue. A run of several parallel kernels in a row (or a loop of runs) so never waits for
 a thread to wake up, and an idle session's workers sleep. Python callables go through
 `parallel_for` and `submit`, over the queue.
@@ -199,8 +199,15 @@ def chunk_bounds(total: int, grain: int) -> list[int]:
 
 
 # A worker polls for new chunks this long after its last one before it blocks: longer than
-# the Python between two kernels of a run or two runs of a loop (a few to tens of us), far
-# shorter than anything a person would call idle.
+# the Python between two parallel kernels of a run or two runs of a loop, far shorter than
+# anything a person would call idle. A worker going back to sleep (and its wake-up) is Python
+# work that takes the GIL from the thread running the plan: W5's training step on 2 threads,
+# whose loss and gradient head (~300 us of small kernels) sits between its split products,
+# ran 5-7% slower with 100 us than with 1000 (/tmp/s4/abspin.py, blocks of 40 steps
+# alternating in one process: 2.63-2.75 vs 2.46-2.56 ms; 400 us: 2.53 vs 2.59).
+IDLE_US = 1000
+# A thread waiting for chunks other threads claimed polls this long, then naps (pool.NAP_US)
+# between polls, so that a worker which lost its core to another process gets this one.
 SPIN_US = 100
 _WAKE = object()   # queued to get a blocked worker polling the slot again
 
@@ -266,16 +273,17 @@ class ThreadBudget:
         self._slot = pool.new_slot() if num_threads > 1 else None
         self._slot_lock = threading.Lock()   # one compiled job in the slot at a time
         self._pokes = itertools.count(1)
-        self._spins = 0   # polls of the slot in SPIN_US (set when the workers start)
+        self._spins = 0   # a waiting caller's polls of the slot in SPIN_US (set when the workers start)
 
     # -- workers --
     def _start(self) -> queue.SimpleQueue:
         with self._lock:
             if self._queue is None:
                 q = queue.SimpleQueue()
-                self._spins = spins = max(1, int(SPIN_US * _spins_per_us()))
+                self._spins = max(1, int(SPIN_US * _spins_per_us()))
+                idle = max(1, int(IDLE_US * _spins_per_us()))
                 for i in range(self.num_threads - 1):
-                    t = threading.Thread(target=_worker_loop, args=(q, self._slot, spins),
+                    t = threading.Thread(target=_worker_loop, args=(q, self._slot, idle),
                                          name=f"graphflow-worker-{i}", daemon=True)
                     t.start()
                     self._workers.append(t)
@@ -371,7 +379,7 @@ class ThreadBudget:
         return f"<ThreadBudget num_threads={self.num_threads}>"
 
 
-def _worker_loop(q: queue.SimpleQueue, slot: np.ndarray, spins: int) -> None:
+def _worker_loop(q: queue.SimpleQueue, slot: np.ndarray, idle: int) -> None:
     np.seterr(all="ignore")  # this thread's own floating-point state: kernels never warn
     _, serve = pool.functions()
     address = slot.ctypes.data
@@ -381,9 +389,9 @@ def _worker_loop(q: queue.SimpleQueue, slot: np.ndarray, spins: int) -> None:
             return
         if fn is not _WAKE:
             fn()
-        while True:   # poll the slot until idle for SPIN_US, or poked because the queue has work
+        while True:   # poll the slot until idle for IDLE_US, or poked because the queue has work
             poke = int(slot[pool.POKE])
-            if not q.empty() or not serve(address, spins, poke):
+            if not q.empty() or not serve(address, idle, poke):
                 break
 
 

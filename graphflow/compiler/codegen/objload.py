@@ -100,7 +100,7 @@ class LoadedObject:
         self._symbols = symbols
         self._finalizer = weakref.finalize(self, _c().munmap, base, size)
         # not at interpreter exit: a Session's worker may still be polling for work in
-        # compiled code (threads.SPIN_US) while atexit handlers run, and unmapping it then
+        # compiled code (threads.IDLE_US) while atexit handlers run, and unmapping it then
         # crashed the process (the OS takes the pages back at exit anyway)
         self._finalizer.atexit = False
 
