@@ -160,16 +160,16 @@ class FusedKernel:
 
     # ---- shapes ----
     def _analysis(self, input_shapes: tuple):
-        """(slot shapes, domain), the domain None when the compiled loop is not used for these
-        shapes: it cannot take them, or the problem is so small that the numpy evaluation
-        of a few ops costs less than a compiled call."""
+        """(slot shapes, domain, small): the domain None when the compiled loop cannot take
+        these shapes; `small` when the problem is so small that the numpy evaluation of a few
+        ops costs less than an unbound compiled call (a plan then calls that evaluation
+        directly for static shapes: `static_call`)."""
         hit = self._shapes_cache.get(input_shapes)
         if hit is None:
             shapes = slot_shapes(self.ir, input_shapes)
             domain = self._domain(shapes)
-            if domain is not None and self._numpy_is_cheaper and int(np.prod(domain)) <= SMALL_ELEMENTS:
-                domain = None
-            hit = (shapes, domain)
+            small = domain is None or (self._numpy_is_cheaper and int(np.prod(domain)) <= SMALL_ELEMENTS)
+            hit = (shapes, domain, small)
             if len(self._shapes_cache) > _LAYOUT_CACHE:
                 self._shapes_cache.clear()
             self._shapes_cache[input_shapes] = hit
@@ -211,9 +211,9 @@ class FusedKernel:
 
     def output_shapes(self, input_shapes) -> list[tuple]:
         try:  # ndarray shapes are tuples already: the list is the cache key as it is
-            shapes, _ = self._analysis(tuple(input_shapes))
+            shapes = self._analysis(tuple(input_shapes))[0]
         except TypeError:
-            shapes, _ = self._analysis(tuple(tuple(s) for s in input_shapes))
+            shapes = self._analysis(tuple(tuple(s) for s in input_shapes))[0]
         return [shapes[s] for s in self.ir.outputs]
 
     # ---- running ----
@@ -238,7 +238,7 @@ class FusedKernel:
         inputs = [a if a.__class__ is np.ndarray else np.asarray(a) for a in inputs]
         in_shapes = tuple([a.shape for a in inputs])
         hit = self._shapes_cache.get(in_shapes)
-        shapes, domain = hit if hit is not None else self._analysis(in_shapes)
+        shapes, domain, _ = hit if hit is not None else self._analysis(in_shapes)
         if outputs is None:
             outputs = [np.empty(shapes[s], dtype=d) for s, d in zip(self.ir.outputs, self._out_dtypes)]
         if domain is None or self._fn is None:
@@ -262,8 +262,9 @@ class FusedKernel:
         rows, cols = layout.rows, layout.cols
         if mode == "whole" or budget is None or budget.num_threads == 1:
             if mode != "empty":
-                # one call over the whole range: every element takes the code path it takes in any split
-                fn(0, rows, 0, cols, dims, strides, *addresses)
+                # one call over the whole range: every element takes the code path it takes in any
+                # split; bound to these operands for the next runs (see `_direct`)
+                self._bind_call(inputs, outputs, shapes, layout, budget or SERIAL)()
         elif mode != "empty":
             # rows: whole rows per chunk; columns (a column kernel): whole columns, so sums never
             # split (deterministic); flat: blocks of FLAT_BLOCK elements
@@ -279,6 +280,19 @@ class FusedKernel:
                 budget.parallel_for(lambda s, e: fn(*args[:2], s * FLAT_BLOCK, min(e * FLAT_BLOCK, cols), dims,
                                                      strides, *addresses), layout.tasks, layout.grain)
         return outputs
+
+    def _bind_call(self, inputs, outputs, shapes, layout, budget) -> DirectCall:
+        """Keep the one call over the whole range bound to these operands (direct.py): at W5's
+        batch the loss and bias-gradient kernels are 0.1-10 us of work, and their per-call
+        Python (shape keys, the layout lookup, a pointer per operand) or numpy's evaluation
+        cost more, several times more in the cold caches a large product leaves behind (the
+        loss's mean: 35 us in the training step, 10 us run again at once)."""
+        n_in = len(inputs)
+        markers = [Operand(i) for i in self._ptr_inputs] + [Operand(n_in + j) for j in range(len(outputs))]
+        markers += [Scratch(shapes[s], self.ir.slot_dtype(s)) for s in self._scratch]
+        call = (self._fn, (0, layout.rows, 0, layout.cols, layout.dims_ptr, layout.strides_ptr, *markers))
+        self._direct = bound = DirectCall.bind([*inputs, *outputs], [call], budget, layout)
+        return bound
 
     def _new_layout(self, key, domain, arrays):
         """The call layout for these shapes and strides, with how to split it (cached);
@@ -459,10 +473,10 @@ class FusedKernel:
         problem of a few ops: W8's one add), so a plan calls it directly, without `run`'s
         per-call layout work; None when the compiled loop runs them."""
         try:
-            _, domain = self._analysis(tuple(tuple(s) for s in input_shapes))
+            _, _, small = self._analysis(tuple(tuple(s) for s in input_shapes))
         except Exception:  # noqa: BLE001 - `run` raises it at run time, naming the member op
             return None
-        if domain is not None and self._fn is not None:
+        if not small and self._fn is not None:
             return None
         key = tuple(tuple(s) for s in input_shapes)
         fn = self._static_fns.get(key)
