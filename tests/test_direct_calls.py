@@ -15,7 +15,6 @@ from graphflow.compiler.fusion import epilogue
 from graphflow.compiler.codegen import chain
 from graphflow.compiler.codegen import gemv as gemv_kernel
 from graphflow.runtime.pointers import address
-from graphflow.runtime.threads import ThreadBudget
 
 RNG = np.random.default_rng(5)
 SIZES = (37, 48, 33, 10)   # odd widths: masked vector tails in the gemv and the epilogues
@@ -134,10 +133,9 @@ def test_dropped_outputs_and_variables_leave_no_stale_pointer():
 
 @pytest.mark.parametrize("batch", [1, 2, 3])
 def test_column_split_over_threads_is_bitwise_one_thread(batch, monkeypatch):
-    """Forced on (the machine's probe may decide either way), the split over columns gives the
-    same bits as one thread, down to odd widths and tails of a vector."""
+    """Forced on for small products, the split over columns gives the same bits as one thread,
+    down to odd widths and tails of a vector."""
     monkeypatch.setattr(epilogue, "SPLIT_MIN_BYTES", 0)
-    monkeypatch.setattr(epilogue, "_SPLIT_PAYS", {2: True, 3: True})
     with gf.Graph().as_default():
         x, hidden, probs, _ = _mlp(sizes=(70, 100, 75, 40))
         xv = RNG.standard_normal((batch, 70)).astype(np.float32)
@@ -156,10 +154,6 @@ def test_column_split_over_threads_is_bitwise_one_thread(batch, monkeypatch):
                     assert np.array_equal(a, b)
         for a, r in zip(res[1][0], ref):
             _close(a, r)
-
-
-def test_split_probe_answers_a_bool():
-    assert epilogue._probe_split(ThreadBudget(2)) in (True, False)
 
 
 def test_concurrent_runs_with_their_own_feeds():

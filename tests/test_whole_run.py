@@ -151,13 +151,12 @@ def test_concurrent_runs_get_their_own_results(model):
 
 
 def test_products_split_over_threads_inside_the_one_call(monkeypatch):
-    """Where a column split of one-row products pays (forced here), each split product is a
+    """Where one-row products are split over columns (forced here for small ones), each is a
     parallel entry of the joined program (pool.PARALLEL, run by chain.py on the pool): the
     results are the one-thread bits, across new feeds and variable updates."""
     from graphflow.compiler.codegen import pool
     from graphflow.compiler.fusion import epilogue
 
-    monkeypatch.setitem(epilogue._SPLIT_PAYS, 2, True)
     monkeypatch.setattr(epilogue, "SPLIT_MIN_BYTES", 0)
     g, x, y, variables, init = _mlp()
     feeds = [RNG.standard_normal((1, SIZES[0])).astype(np.float32) for _ in range(3)]
@@ -184,7 +183,6 @@ def test_split_products_under_concurrent_runs(monkeypatch):
     with its own feed, all get their own results."""
     from graphflow.compiler.fusion import epilogue
 
-    monkeypatch.setitem(epilogue._SPLIT_PAYS, 2, True)
     monkeypatch.setattr(epilogue, "SPLIT_MIN_BYTES", 0)
     g, x, y, variables, init = _mlp()
     with gf.Session(graph=g, num_threads=2) as sess:

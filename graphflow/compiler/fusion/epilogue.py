@@ -337,62 +337,25 @@ def _swapped_rows(route: Route, op_a: np.ndarray, op_b: np.ndarray) -> Callable:
     return rows
 
 
-# A product's columns are split over threads when B is at least this big (a 512 x 256 float32
-# B streams in ~8 us from L3 on one Zen 4 core; the pool's hand-over costs ~7 us) and a probe
-# of this machine found the split faster (`split_pays`).
+# A product's columns are split over threads when B is at least this big: a 512 x 256 float32
+# B streams in ~8 us from L3 on one Zen 4 core, and the compiled hand-off of a chain entry
+# (budget.parallel_entry) costs ~1 us. On this project's 2-vCPU VM, whose cores share L3
+# bandwidth, 512 x 512 took 11.6 us whole and 7.1 split (4 calls: 46 vs 28 us); W4 at batch
+# 1 on 2 threads 28.7 us split, 34.6 us not (/tmp/s4/ab.py w4b1 2 no_split, 80 rounds). A
+# one-time timing used to decide this per machine; it said "no" whenever the pool's workers
+# were still starting, or another library's threads spun on the other core (right after a
+# BLAS call), so a whole process kept W4 at one thread's speed.
 SPLIT_MIN_BYTES = 512 << 10
-_SPLIT_PAYS: dict = {}   # thread count -> whether a split product beat one thread here
 
 
 def column_parts(budget, m: int, n: int, k: int, item: int, step: int) -> int:
     """Column ranges (multiples of `step`) a product of one block is split into: one per
-    thread when B's bytes (what a few rows' product streams) reach SPLIT_MIN_BYTES and the
-    split pays on this machine. Every element is one FMA chain over k whatever its range,
-    so the split never changes bits."""
+    thread when B's bytes (what a few rows' product streams) reach SPLIT_MIN_BYTES. Every
+    element is one FMA chain over k whatever its range, so the split never changes bits."""
     threads = budget.num_threads
-    if threads < 2 or k * n * item < SPLIT_MIN_BYTES or n < 2 * step or not split_pays(budget):
+    if threads < 2 or k * n * item < SPLIT_MIN_BYTES or n < 2 * step:
         return 1
     return min(threads, n // step)
-
-
-def split_pays(budget) -> bool:
-    """Whether a column split of a streamed one-row product over `budget`'s threads, as the
-    chain entry kernels use (budget.parallel_entry), ran in under SPLIT_GAIN of one thread's
-    time here (probed once per thread count, ~2 ms). On this project's 2-vCPU VM, whose
-    cores share L3 bandwidth: 512x512 12.8 us whole, 10.0 split (the probe's case); W4 at
-    batch 1 on 2 threads 29.4-30.3 us with its two large products split, 33.3-33.5 without
-    (/tmp/s3/ab_b1split.py). Through the Python pool the split had taken 51 us."""
-    hit = _SPLIT_PAYS.get(budget.num_threads)
-    if hit is None:
-        hit = _SPLIT_PAYS[budget.num_threads] = _probe_split(budget)
-    return hit
-
-
-SPLIT_GAIN = 0.85
-
-
-def _probe_split(budget) -> bool:
-    import ctypes
-    import time
-
-    k, n = 512, 512
-    b, x, y = np.ones((k, n), np.float32), np.ones(k, np.float32), np.empty(n, np.float32)
-    fn = gemv.gemv_function(np.float32)
-    whole = (0, n, k, address(x), 1, address(b), n, address(y))
-    entry = budget.parallel_entry(chain.address_of(fn), whole, 0, 1,
-                                  _column_table(n, gemm.lanes(np.float32), budget.num_threads))
-    program, run = chain.program([entry]), chain.function()
-
-    def split(*_):
-        budget.run_compiled(lambda: run(ctypes.addressof(program)))
-    times: tuple = ([], [])
-    for _ in range(12):
-        for f, t in zip((fn, split), times):
-            t0 = time.perf_counter()
-            for _ in range(4):
-                f(*whole)
-            t.append(time.perf_counter() - t0)
-    return float(np.median(times[1])) < SPLIT_GAIN * float(np.median(times[0]))
 
 
 def _column_table(n: int, step: int, parts: int) -> np.ndarray:
