@@ -23,7 +23,8 @@ TITLES = {
     "W6": "Compile time of a chain of elementwise ops on a (1024,) vector, each in a fresh process; warm = the "
           "second process sharing the kernel cache directory. Then the graph passes alone (opt_level 1, no "
           "codegen) on 1k- and 10k-op graphs: near-linear passes keep the time per op flat.",
-    "W7": "Machine limits: sgemm through numpy, STREAM triad (3 arrays).",
+    "W7": "Machine limits: the FMA peak (independent vector multiply-adds in registers), sgemm through numpy, "
+          "STREAM triad (3 arrays).",
     "W8": "Per-call overhead of the smallest graph.",
 }
 RUN_ORDER = ("W7", "W1", "W2", "W3", "W4", "W5", "W6", "W8")  # limits first: the others refer to them

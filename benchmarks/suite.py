@@ -40,6 +40,7 @@ class Case:
     calls_checked: int = 1
     one_shot: bool = False  # see measure_once (W5 fit, W6 compile): no check, no alternation
     per_thread: bool = True  # False: measured once, at the first thread count
+    flops: float | None = None  # floating-point operations per call: the tables give "% of FMA peak" (W7)
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Row:
     unit: str = ""
     status: str = "ok"
     note: str = ""
+    flops: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -108,7 +110,7 @@ def _guarded(row: Row, thunk: Callable):
 
 def prepare(case: Case, system: System, threads: int, reference) -> tuple[Callable | None, Row]:
     """Build a system's callable and check its output against numpy's before it is timed."""
-    row = Row(case.workload, case.title, system.name, threads, unit=case.unit)
+    row = Row(case.workload, case.title, system.name, threads, unit=case.unit, flops=case.flops)
     built = _guarded(row, lambda: _build_and_call(case, system, threads))
     if built is None:
         return None, row

@@ -1,11 +1,12 @@
 """Printing results: one table per case (text and markdown), with each figure also given as
-a fraction of the machine's limit (W7, same run, same threads) and graphflow's time as a
-ratio to the best other system at the same thread count."""
+a fraction of the machine's limit (W7, same run, same threads): bandwidth of the STREAM
+triad, arithmetic of the FMA peak (a case that counts its flops: W4, W5), and graphflow's
+time as a ratio to the best other system at the same thread count."""
 from __future__ import annotations
 
 from .suite import Row
 
-LIMIT_SOURCES = {"GB/s": "triad", "GFLOP/s": "sgemm"}  # unit -> W7 case title prefix
+LIMIT_SOURCES = {"GB/s": "triad", "GFLOP/s": "FMA peak"}  # unit -> the W7 limit it is read against
 
 
 def machine_limits(rows: list) -> dict:
@@ -48,6 +49,10 @@ def table_rows(case_rows: list, all_rows: list, limits: dict) -> tuple[list, lis
     show_limit = unit in LIMIT_SOURCES and any(k[0] == unit for k in limits)
     if show_limit:
         header.append(f"% of {LIMIT_SOURCES[unit]}")
+    # a case counting its flops (not itself in GFLOP/s): its arithmetic rate against the FMA peak
+    show_peak = unit != "GFLOP/s" and any(r.flops for r in case_rows) and any(k[0] == "GFLOP/s" for k in limits)
+    if show_peak:
+        header.append(f"% of {LIMIT_SOURCES['GFLOP/s']}")
     header += ["vs best other", "note"]
     cells = []
     for r in case_rows:
@@ -55,6 +60,9 @@ def table_rows(case_rows: list, all_rows: list, limits: dict) -> tuple[list, lis
         if show_limit:
             limit = limits.get((unit, r.threads))
             line.append(f"{100 * r.figure / limit:.0f}%" if limit and r.figure is not None else "-")
+        if show_peak:
+            peak = limits.get(("GFLOP/s", r.threads))
+            line.append(f"{100 * r.flops / r.median_s / 1e9 / peak:.0f}%" if peak and r.flops and r.median_s else "-")
         best = best_other(all_rows, r) if r.system.startswith("graphflow") else None
         line.append(f"{r.median_s / best:.2f}x" if best and r.median_s is not None else "")
         line.append(r.note if r.status == "ok" else f"{r.status}: {r.note}")
@@ -100,7 +108,7 @@ def markdown_document(rows: list, machine: dict, settings_text: str, titles: dic
            *([f"- Note: {machine['note']}"] if machine.get("note") else []),
            f"- Method: {settings_text}. \"vs best other\" is graphflow's median time over the fastest "
            "non-graphflow system at the same thread count (below 1.00x = graphflow faster); "
-           "\"% of triad/sgemm\" compares with the W7 machine limits of the same run.", ""]
+           "\"% of triad\" and \"% of FMA peak\" compare with the W7 machine limits of the same run.", ""]
     if goals:
         out += ["## Targets (ratios within this run)", "", goals]
     described = set()

@@ -93,5 +93,10 @@ def cases(quick: bool) -> list:
                 torch_system(lambda torch, xt, *p: torch.softmax(mlp_logits(p, xt, torch.relu), -1), [x] + params),
                 jax_system(lambda jnp, jax, xj, *p: jax.nn.softmax(mlp_logits(p, xj, jax.nn.relu), -1), [x] + params),
                 tensorflow_system(lambda tf, xt, *p: tf.nn.softmax(mlp_logits(p, xt, tf.nn.relu)), [x] + params),
-            ], rtol=1e-4, atol=1e-6))
+            ], rtol=1e-4, atol=1e-6, flops=forward_flops(batch)))
     return out
+
+
+def forward_flops(batch: int, sizes=SIZES) -> int:
+    """Multiply-adds (two flops each) of the MLP's products for `batch` rows."""
+    return 2 * batch * sum(a * b for a, b in zip(sizes, sizes[1:]))

@@ -29,7 +29,7 @@ def test_quick_run_writes_tables_json_and_markdown(tmp_path):
     done = run_suite("--quick", "--only", "W7,W1,W2,W3,W8", "--threads", "1", "--repeat", "1", "--no-isolated",
                      "--json", str(out_json), "--markdown", str(out_md))
     assert done.returncode == 0, done.stderr
-    for title in ("W7: sgemm", "W7: triad", "W1: elementwise chain", "W2: softmax", "W3: layer norm", "W8: add"):
+    for title in ("W7: FMA peak", "W7: sgemm", "W7: triad", "W1: elementwise chain", "W2: softmax", "W3: layer norm", "W8: add"):
         assert title in done.stdout
     doc = json.loads(out_json.read_text())
     rows = doc["rows"]
@@ -40,11 +40,14 @@ def test_quick_run_writes_tables_json_and_markdown(tmp_path):
             assert row["status"] == "ok", row  # checked against numpy, then timed
             assert row["median_s"] > 0 and row["figure"] > 0 and row["unit"] == "GB/s"
     assert any(r["system"] == "numpy" and r["workload"] == "W7" and r["unit"] == "GFLOP/s" for r in rows)
+    peak = next(r for r in rows if r["system"] == "LLVM FMA loop (peak)")
+    assert peak["status"] == "ok" and peak["figure"] > 0   # its count checked exactly, then timed
     md = out_md.read_text()
     assert md.startswith("# graphflow benchmark results")
     assert "- Machine:" in md and "- Command: `python -m benchmarks --quick" in md and "- Versions:" in md
     assert "## W1: elementwise chain" in md and "| system | threads | median |" in md
     assert "% of triad" in md  # GB/s figures are set against the machine's triad
+    assert "| numpy | 1 |" in md and "% of FMA peak" in md   # sgemm against the FMA peak
     assert "## Targets (ratios within this run)" in md and "| W8 make_callable (us/call) | 1 |" in md
     again = tmp_path / "again.md"
     done = run_suite("--from-json", str(out_json), "--markdown", str(again), "--note", "re-rendered")
