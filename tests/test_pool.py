@@ -147,6 +147,32 @@ def test_idle_workers_stop_polling_and_queued_work_reaches_them(add):
     assert (buf == 1).all()
 
 
+def test_a_budget_publishing_work_sends_another_budgets_idle_workers_to_sleep(add, monkeypatch):
+    """Workers of a budget that polls for long stop as soon as another budget of the process
+    publishes a job (two Sessions used in turn never share the cores with polling workers)."""
+    from graphflow.runtime import threads
+
+    _, fn, _ = add
+    monkeypatch.setattr(threads, "IDLE_US", 10_000_000)   # A's workers would poll for 10 s
+    a, b = ThreadBudget(2), ThreadBudget(2)
+    buf = np.zeros(1000, np.int64)
+    job = pool.job([(fn, [0, 0, buf.ctypes.data, 1], 0, 1, _table([0, 500, 1000]))])
+    try:
+        a.parallel_calls(job, 2)
+        time.sleep(0.05)
+        assert a._slot[pool.SPINNING] == 1   # still polling, well within its 10 s
+        b.parallel_calls(job, 2)
+        deadline = time.monotonic() + 5
+        while a._slot[pool.SPINNING] and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert a._slot[pool.SPINNING] == 0
+        a.parallel_calls(job, 2)   # and the next job of A still gets its worker back
+    finally:
+        a.close()
+        b.close()
+    assert (buf == 3).all()
+
+
 @pytest.mark.parametrize("head", ["relu", "softmax"])
 def test_matmul_epilogue_as_one_compiled_job_matches_one_thread(monkeypatch, head):
     """A product split over threads runs as one compiled job of (product rows, epilogue rows)

@@ -212,13 +212,22 @@ SPIN_US = 100
 _WAKE = object()   # queued to get a blocked worker polling the slot again
 
 
+# Which budget of the process published work last (its id): another budget's idle workers
+# stop polling at once instead of after IDLE_US, so that two Sessions used in turn (a training
+# and an evaluation session, the benchmark's opt levels) never have one's polling workers
+# take the cores from the other's.
+_OWNER = pool.new_slot()
+_IDS = itertools.count(1)
+
+
 @functools.lru_cache(maxsize=None)
 def _spins_per_us() -> float:
     """Empty polls of the slot per microsecond on this machine (measured once, ~1 ms)."""
     _, serve = pool.functions()
     slot, n = pool.new_slot(), 20_000
     t0 = time.perf_counter()
-    serve(slot.ctypes.data, n, 0)
+    owner = np.zeros(1, np.int64)   # (owned by "budget 0": polls all `n` times)
+    serve(slot.ctypes.data, n, 0, owner.ctypes.data, 0)
     return n / max((time.perf_counter() - t0) * 1e6, 1.0)
 
 
@@ -273,6 +282,7 @@ class ThreadBudget:
         self._slot = pool.new_slot() if num_threads > 1 else None
         self._slot_lock = threading.Lock()   # one compiled job in the slot at a time
         self._pokes = itertools.count(1)
+        self._id = next(_IDS)
         self._spins = 0   # a waiting caller's polls of the slot in SPIN_US (set when the workers start)
 
     # -- workers --
@@ -283,7 +293,7 @@ class ThreadBudget:
                 self._spins = max(1, int(SPIN_US * _spins_per_us()))
                 idle = max(1, int(IDLE_US * _spins_per_us()))
                 for i in range(self.num_threads - 1):
-                    t = threading.Thread(target=_worker_loop, args=(q, self._slot, idle),
+                    t = threading.Thread(target=_worker_loop, args=(q, self._slot, idle, self._id),
                                          name=f"graphflow-worker-{i}", daemon=True)
                     t.start()
                     self._workers.append(t)
@@ -300,6 +310,7 @@ class ThreadBudget:
     def _poke(self) -> None:
         """Get workers polling the slot back to the queue (after a put)."""
         if self._slot is not None:
+            _OWNER[0] = self._id
             self._slot[pool.POKE] = next(self._pokes)
 
     def close(self) -> None:
@@ -372,6 +383,7 @@ class ThreadBudget:
         """Get up to `wanted` workers polling the slot (the caller holds it): one queued wake-up
         for each that is blocked rather than polling."""
         q = self._queue or self._start()
+        _OWNER[0] = self._id
         for _ in range(min(wanted, len(self._workers)) - int(self._slot[pool.SPINNING])):
             q.put(_WAKE)
 
@@ -379,19 +391,19 @@ class ThreadBudget:
         return f"<ThreadBudget num_threads={self.num_threads}>"
 
 
-def _worker_loop(q: queue.SimpleQueue, slot: np.ndarray, idle: int) -> None:
+def _worker_loop(q: queue.SimpleQueue, slot: np.ndarray, idle: int, me: int) -> None:
     np.seterr(all="ignore")  # this thread's own floating-point state: kernels never warn
     _, serve = pool.functions()
-    address = slot.ctypes.data
+    address, owner = slot.ctypes.data, _OWNER.ctypes.data
     while True:
         fn = q.get()
         if fn is None:
             return
         if fn is not _WAKE:
             fn()
-        while True:   # poll the slot until idle for IDLE_US, or poked because the queue has work
+        while True:   # poll the slot until idle for IDLE_US (or another budget's turn), or poked: queue work
             poke = int(slot[pool.POKE])
-            if not q.empty() or not serve(address, idle, poke):
+            if not q.empty() or not serve(address, idle, poke, owner, me):
                 break
 
 

@@ -13,10 +13,11 @@ compiled calls that every thread runs straight from machine code:
   looking at the previous generation can never claim a chunk of the next one;
 - `gf_pool_run(slot, job, n, spins, nap)` (the caller's thread) publishes, runs chunks until
   none is left, then waits for the chunks others claimed (polling, then napping: NAP_US);
-- `gf_pool_serve(slot, spins, poke)` (a worker, GIL released) runs chunks as they are
-  published, and returns after `spins` empty polls (the worker then blocks in Python: no
-  busy-waiting when idle) or as soon as the slot's poke counter differs from `poke`
-  (Python work was queued for it).
+- `gf_pool_serve(slot, spins, poke, owner, me)` (a worker, GIL released) runs chunks as they
+  are published, and returns after `spins` empty polls (the worker then blocks in Python: no
+  busy-waiting when idle), as soon as the slot's poke counter differs from `poke` (Python
+  work was queued for it), or once idle while the word at `owner` is not `me` (another
+  pool of the process published work since: its threads get the cores).
 
 A job (int64 array): the number of calls, then per call its function address, argument
 count, the positions of the start and end arguments, the address of its table of
@@ -175,7 +176,7 @@ def module_ir() -> str:
         "",
         # a worker: run published chunks until `spins` empty polls in a row (returns 0) or the
         # poke counter differs from `poke0` (returns 1)
-        "define i64 @gf_pool_serve(ptr %slot, i64 %spins, i64 %poke0) nounwind {",
+        "define i64 @gf_pool_serve(ptr %slot, i64 %spins, i64 %poke0, ptr %owner, i64 %me) nounwind {",
         "entry:",
         f"  %pp = {poke}", f"  %ps = {spinning}",
         "  %in = atomicrmw add ptr %ps, i64 1 monotonic",
@@ -189,7 +190,12 @@ def module_ir() -> str:
         "  %poked = icmp ne i64 %pk, %poke0",
         "  br i1 %poked, label %out, label %check",
         "check:",
-        "  %tired = icmp uge i64 %idle0, %spins",
+        "  %long = icmp uge i64 %idle0, %spins",
+        "  %ow = load atomic i64, ptr %owner monotonic, align 8",
+        "  %other = icmp ne i64 %ow, %me",
+        "  %idle_now = icmp eq i64 %ran, 0",
+        "  %yield = and i1 %other, %idle_now",
+        "  %tired = or i1 %long, %yield",
         "  br i1 %tired, label %out, label %spin",
         "spin:",
         pause,
@@ -210,13 +216,13 @@ def _compiled():
     jit = compile_module(module_ir())
     p = ctypes.c_void_p
     run = ctypes.CFUNCTYPE(None, p, p, p, p, p)(jit.address("gf_pool_run"))
-    serve = ctypes.CFUNCTYPE(ctypes.c_int64, p, p, p)(jit.address("gf_pool_serve"))
+    serve = ctypes.CFUNCTYPE(ctypes.c_int64, p, p, p, p, p)(jit.address("gf_pool_serve"))
     return jit, run, serve
 
 
 def functions():
-    """(run(slot, job, n, spins, nap), serve(slot, spins, poke) -> 1 if poked else 0): see the
-    module docstring; `nap` is `nap_address()`."""
+    """(run(slot, job, n, spins, nap), serve(slot, spins, poke, owner, me) -> 1 if poked else
+    0): see the module docstring; `nap` is `nap_address()`."""
     return _compiled()[1:]
 
 
