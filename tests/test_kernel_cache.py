@@ -1,10 +1,12 @@
 """The kernel cache: memory and disk, keyed by IR + target; damaged entries are recompiled,
-GRAPHFLOW_CACHE=0 writes nothing, concurrent writers never leave a partial entry."""
+GRAPHFLOW_CACHE=0 writes nothing, concurrent writers never leave a partial entry, and the
+directory stays under its size cap (least recently used entries go first)."""
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -227,3 +229,51 @@ def test_keyed_module_builds_its_ir_only_when_asked(cache_dir):
     assert module.loaded_from_cache and calls == [1] and call_triple(module) == 7.5
     assert module.ir_text == SIMPLE_IR and calls == [1, 1]
     assert jit.keyed_cache_key("triple") != jit.keyed_cache_key("triple v2") != jit.cache_key(SIMPLE_IR)
+
+
+def _aged_entries(count: int, size: int) -> list:
+    """`count` entries of `size` payload bytes, the first the least recently used."""
+    keys = [f"{i:064x}" for i in range(count)]
+    now = time.time()
+    for i, key in enumerate(keys):
+        path = cache.store(key, bytes(size))
+        os.utime(path, (now - 1000 + i, now - 1000 + i))
+    return keys
+
+
+def test_trim_removes_the_least_recently_used_entries_down_to_the_cap(cache_dir):
+    keys = _aged_entries(20, 10_000)
+    entry = cache.entry_path(keys[0]).stat().st_size
+    limit = 10 * entry
+    removed = cache.trim(limit)
+    left = sorted(p.name for p in cache_dir.glob("*" + cache.SUFFIX))
+    assert removed == (20 - len(left)) * entry and len(left) * entry <= cache.TRIM_TO * limit
+    assert left == sorted(f"{k}{cache.SUFFIX}" for k in keys[20 - len(left):])   # the newest stay
+    assert cache.trim(limit) == 0   # under the cap: nothing to do
+
+
+def test_a_load_that_hits_keeps_its_entry_through_a_trim(cache_dir):
+    keys = _aged_entries(20, 10_000)
+    assert cache.load(keys[0]) == bytes(10_000)   # the oldest, used again now
+    cache.trim(10 * cache.entry_path(keys[0]).stat().st_size)
+    assert cache.load(keys[0]) == bytes(10_000) and cache.load(keys[1]) is None
+
+
+def test_stores_keep_the_directory_under_the_cap(cache_dir, monkeypatch):
+    monkeypatch.setenv("GRAPHFLOW_CACHE_MAX_MB", "0.5")
+    monkeypatch.setattr(cache, "TRIM_EVERY", 1)
+    cache_dir.mkdir(parents=True)
+    stale = cache_dir / ".abandoned.tmp"
+    stale.write_bytes(b"x")
+    os.utime(stale, (time.time() - 2 * cache.STALE_TMP_SECONDS,) * 2)
+    for i in range(100):
+        cache.store(f"{i:064x}", bytes(20_000))
+        assert sum(p.stat().st_size for p in cache_dir.iterdir()) <= cache.max_bytes()
+    assert not stale.exists()   # a crashed writer's temporary file goes too
+
+
+@pytest.mark.parametrize("value, expected", [("", cache.DEFAULT_MAX_MB << 20), ("2", 2 << 20), ("0", None),
+                                             ("lots", cache.DEFAULT_MAX_MB << 20)])
+def test_the_cap_comes_from_the_environment(monkeypatch, value, expected):
+    monkeypatch.setenv("GRAPHFLOW_CACHE_MAX_MB", value)
+    assert cache.max_bytes() == expected
