@@ -79,28 +79,21 @@ def test_new_feeds_shapes_dtypes_and_held_results(model):
         np.testing.assert_array_equal(out, copy)
 
 
-def test_variable_updates_are_seen(model):
+@pytest.mark.parametrize("how", ["assign", "load"])
+def test_variable_updates_are_seen(model, how):
+    """A value assigned by another run, or written by Variable.load outside any run (the
+    store's version changes either way), is what the next joined call reads, not the arrays
+    it was bound to."""
     sess, x, y, variables = model
     f = sess.make_callable(y, feed_list=[x])
     xv = RNG.standard_normal((1, SIZES[0])).astype(np.float32)
     f(xv)
     f(xv)
-    w = variables[0]
-    sess.run(w.assign(w * 2.0))
-    values = sess.run(variables)
-    np.testing.assert_allclose(f(xv), _reference(values, xv), rtol=1e-4, atol=1e-6)
-
-
-def test_values_loaded_without_a_run_are_seen(model):
-    """Variable.load writes the store outside any run: the next joined call reads the new value
-    (the store's version changed), not the arrays it was bound to."""
-    sess, x, y, variables = model
-    f = sess.make_callable(y, feed_list=[x])
-    xv = RNG.standard_normal((1, SIZES[0])).astype(np.float32)
-    f(xv)
-    f(xv)
-    w = variables[2]
-    w.load(sess.run(w) * -1.5, sess)
+    w = variables[0 if how == "assign" else 2]
+    if how == "assign":
+        sess.run(w.assign(w * 2.0))
+    else:
+        w.load(sess.run(w) * -1.5, sess)
     np.testing.assert_allclose(f(xv), _reference(sess.run(variables), xv), rtol=1e-4, atol=1e-6)
 
 
