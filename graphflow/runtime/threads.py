@@ -216,7 +216,7 @@ _WAKE = object()   # queued to get a blocked worker polling the slot again
 # stop polling at once instead of after IDLE_US, so that two Sessions used in turn (a training
 # and an evaluation session, the benchmark's opt levels) never have one's polling workers
 # take the cores from the other's.
-_OWNER = pool.new_slot()
+_OWNER = pool.new_slot()   # (word 0, on a cache line of its own)
 _IDS = itertools.count(1)
 
 
@@ -225,8 +225,8 @@ def _spins_per_us() -> float:
     """Empty polls of the slot per microsecond on this machine (measured once, ~1 ms)."""
     _, serve = pool.functions()
     slot, n = pool.new_slot(), 20_000
+    owner = np.zeros(1, np.int64)   # (owned by "budget 0", the caller: it polls all `n` times)
     t0 = time.perf_counter()
-    owner = np.zeros(1, np.int64)   # (owned by "budget 0": polls all `n` times)
     serve(slot.ctypes.data, n, 0, owner.ctypes.data, 0)
     return n / max((time.perf_counter() - t0) * 1e6, 1.0)
 

@@ -174,8 +174,8 @@ def module_ir() -> str:
         "  ret void",
         "}",
         "",
-        # a worker: run published chunks until `spins` empty polls in a row (returns 0) or the
-        # poke counter differs from `poke0` (returns 1)
+        # a worker: run published chunks until `spins` empty polls in a row or, once idle, the
+        # owner word is not `me` (returns 0), or the poke counter differs from `poke0` (returns 1)
         "define i64 @gf_pool_serve(ptr %slot, i64 %spins, i64 %poke0, ptr %owner, i64 %me) nounwind {",
         "entry:",
         f"  %pp = {poke}", f"  %ps = {spinning}",
