@@ -478,8 +478,9 @@ class ExecutionPlan:
                     return True
                 return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize >= POOL_MIN_BYTES
 
+            outlives = set(self.output_values) | self.adopted
             self._out_pools = {v: [] for st in self.steps if st.mode == "out" for v in st.outputs
-                               if (v in self.output_values or v in self.adopted) and mem.buffer_of[v] is None and not mem.external_alias[v]
+                               if v in outlives and mem.buffer_of[v] is None and not mem.external_alias[v]
                                and may_be_large(v)}
         return self._out_pools
 
@@ -732,8 +733,8 @@ class ExecutionPlan:
     def _has_parallelism(self) -> bool:
         """Some two steps that compute may run at the same time (neither waits for the other).
         Variable reads and writes (a dictionary access each) do not count: W4's MLP reads six
-        variables at once, and its chain of three kernels then paid the inter-op mode's
-        bookkeeping, ~1 us of a 26 us run at batch 1."""
+        variables at once, and its chain of three kernels then took the inter-op mode's
+        runner, with its timing of every run, for nothing."""
         deps = self.dependencies()
         level = [0] * len(deps)
         count: dict = {}
