@@ -11,11 +11,10 @@ patched) runs it as one compiled call; anything else (a new shape, a dtype to co
 uninitialized variable) takes the plan's ordinary path, which also gives the errors.
 
 While the store's version is the one a run read the variables at, a later run checks only
-its feeds and results against the binding, not the six variables read again (W4 at batch 1,
-A/B in one process: 27.1 -> 24.2 us on 2 threads, 35.9 -> 32.4 on one). It holds the
-variables' arrays of that version for
-the call, so a value replaced meanwhile by a concurrent run stays alive (and is not recycled)
-until the call is done.
+its feeds and results against the binding, not the variables read again (W4 at batch 1, A/B
+in one process: 27.1 -> 24.2 us on 2 threads, 35.9 -> 32.4 on one). It holds the variables'
+arrays of that version for the call, so a value replaced meanwhile by a concurrent run stays
+alive (and is not recycled) until the call is done.
 """
 from __future__ import annotations
 
