@@ -29,7 +29,7 @@ from .ops.math_api import (abs, add, cast, ceil, clip_by_value, cos, divide, equ
                            subtract, tanh, where)
 from .ops.reduction import (argmax, argmin, reduce_logsumexp, reduce_max, reduce_mean, reduce_min,
                             reduce_prod, reduce_sum)
-from .ops.shape_ops import broadcast_to, expand_dims, gather, reshape, shape, squeeze, transpose
+from .ops.shape_ops import broadcast_to, expand_dims, gather, reshape, shape, size, squeeze, transpose
 from .ops.concat_split import concat, split, stack
 from .ops.pad_tile import pad, tile
 from .ops.one_hot import one_hot

@@ -611,6 +611,7 @@ REFERENCE: dict[str, object] = {
     "BroadcastLike": Ref(lambda x, like: np.broadcast_to(x, np.broadcast_shapes(x.shape, like.shape)),
                          _broadcast_like_cases),
     "Shape": Ref(lambda x, out_type: np.array(x.shape, dtype=np.int64).reshape(-1), _shape_cases),
+    "Size": Ref(lambda x, out_type: np.array(x.size, dtype=np.int64), _shape_cases),
     "Gather": Ref(lambda p, i, axis: np.take(p, i, axis=axis), _gather_cases),
     "GatherGrad": Ref(_gather_grad_ref, _gather_grad_cases),
     "StridedSlice": Ref(_slice_ref, _slice_cases),

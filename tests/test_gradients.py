@@ -121,6 +121,7 @@ CASES: dict[str, list | NoGrad] = {
     "ZerosLike": NoGrad(attrs={"dtype": None}),
     "OnesLike": NoGrad(attrs={"dtype": None}),
     "Shape": NoGrad(attrs={"out_type": np.dtype("int32")}),
+    "Size": NoGrad(attrs={"out_type": np.dtype("int32")}),
     "DynamicRange": NoGrad([(), (), ()], {"dtype": F64}),
 }
 

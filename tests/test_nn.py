@@ -150,13 +150,17 @@ def test_sparse_cross_entropy_gradient_is_softmax_minus_one_hot():
     np.testing.assert_allclose(gv, p - np.eye(3)[labels], rtol=1e-12)
 
 
-def test_sparse_cross_entropy_rejects_labels_out_of_range():
-    labels = gf.placeholder(gf.int32, (None,))
+@pytest.mark.parametrize("dtype", [gf.int32, gf.int64])
+@pytest.mark.parametrize("bad", [3, -1, -(2 ** 31)])
+def test_sparse_cross_entropy_rejects_labels_out_of_range(dtype, bad):
+    labels = gf.placeholder(dtype, (None,))
     loss = gf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=gf.zeros((2, 3)))
-    with gf.Session(opt_level=0) as sess:
-        with pytest.raises(gf.errors.InvalidArgumentError, match=r"CheckLabels.*label value of 3 .* \[0, 3\)"):
-            sess.run(loss, {labels: [0, 3]})
-        np.testing.assert_allclose(sess.run(loss, {labels: [0, 2]}), [np.log(3.0)] * 2, rtol=1e-6)
+    for level in (0, 2):
+        with gf.Session(opt_level=level) as sess:
+            with pytest.raises(gf.errors.InvalidArgumentError,
+                               match=rf"CheckLabels.*label value of {bad} .* \[0, 3\)"):
+                sess.run(loss, {labels: [0, bad]})
+            np.testing.assert_allclose(sess.run(loss, {labels: [0, 2]}), [np.log(3.0)] * 2, rtol=1e-6)
 
 
 def test_sparse_cross_entropy_with_unknown_class_count():

@@ -92,14 +92,11 @@ def _count(op):
     if n is not None:
         return float(n)
     from .math_api import cast
-    from .shape_ops import shape as shape_of
+    from .shape_ops import gather, shape, size
 
-    s = shape_of(x)
-    if axes is not None:
-        from .shape_ops import gather
-
-        s = gather(s, list(axes))
-    return cast(reduce_prod(s), x.dtype)
+    if axes is None:
+        return cast(size(x), x.dtype)
+    return cast(reduce_prod(gather(shape(x), list(axes))), x.dtype)
 
 
 def _sum_grad(op, dy):

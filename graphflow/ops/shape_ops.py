@@ -286,6 +286,22 @@ def shape(x, out_type=_dt.int32, name=None):
     return apply_op("Shape", [x], {"out_type": _dt.as_dtype(out_type)}, name=name)
 
 
+# ---- Size ----
+
+register(OpDef(type="Size", default_name="Size", kind=OpKind.OPAQUE,
+               infer=lambda specs, attrs: TensorSpec((), attrs["out_type"]),
+               kernel=lambda x, *, out_type: np.array(np.size(x), dtype=out_type),
+               grad=lambda op, dy: [None], extra={"shape_only_inputs": (0,)},
+               doc="the number of elements of x, as a 0-d tensor (TF's tf.size)"))
+
+
+def size(x, out_type=_dt.int32, name=None):
+    """The run-time number of elements of `x` as a 0-d int32 tensor (a mean's count: one
+    attribute read, where Prod(Shape(x)) took two numpy calls, ~30 us in W5's step)."""
+    x = convert_to_tensor(x)
+    return apply_op("Size", [x], {"out_type": _dt.as_dtype(out_type)}, name=name)
+
+
 # ---- Gather ----
 
 def _gather_infer(specs, attrs):
