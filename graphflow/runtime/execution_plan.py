@@ -41,7 +41,7 @@ _KERNEL_ERRORS = (ValueError, IndexError, TypeError, ZeroDivisionError, Floating
 PARALLEL_MIN_SECONDS = 2e-3   # a run this long may be worth spreading over the pool
 PROBE_EVERY = 32              # runs between tries of the mode not chosen
 PARALLEL_GAIN = 0.9           # the inter-op schedule runs when measured this much faster
-SLOWER_WEIGHT = 0.25          # weight of a slower run in a mode's time estimate
+RECENT_RUNS = 4               # runs of each mode whose fastest is that mode's time
 _bcast_cache: dict = {}
 _ufunc_out_dtype: dict = {}  # (ufunc, input dtypes) -> its output dtype, or False
 
@@ -363,7 +363,7 @@ class ExecutionPlan:
                 self._run_serial = whole_run.wrap(self, self._run_serial, _fresh_output)
         # the fastest entry point: the generated function itself unless runs may go parallel
         self.runner = self.__call__ if self.parallel_ok else getattr(self, "_run_serial", None)
-        self._times = [0.0, 0.0]  # latest run time (s): serial, on the inter-op schedule
+        self._times = ([], [])  # recent run times (s): serial, on the inter-op schedule
         self._calls = 0
 
     def _adopted_values(self) -> list:
@@ -618,8 +618,14 @@ class ExecutionPlan:
         if not self.parallel_ok:
             return self._run_serial(*feeds)
         # runs long enough to be worth spreading out try the inter-op schedule, then keep
-        # whichever mode was faster, trying the other one now and then (shapes change)
-        serial, parallel = self._times
+        # whichever mode was faster, trying the other one now and then (shapes change). A mode's
+        # time is the fastest of its last RECENT_RUNS: another process only ever slows a run
+        # down, so the fastest is what the mode can do. (Believing a faster run at once and a
+        # slower one only partly let a slow spell lift the serial estimate until one lucky probe
+        # flipped W5's step at 2 threads onto the schedule, ~13% slower: its products are split
+        # over the threads already.)
+        serial = min(self._times[0], default=0.0)
+        parallel = min(self._times[1], default=0.0)
         self._calls += 1
         if serial < PARALLEL_MIN_SECONDS:
             mode = 0
@@ -629,11 +635,10 @@ class ExecutionPlan:
                 mode = 1 - mode
         t0 = time.perf_counter()
         out = self.run_steps(feeds, None, parallel=True) if mode else self._run_serial(*feeds)
-        t = time.perf_counter() - t0
-        # a faster run is believed at once, a slower one only partly: one run slowed down by
-        # other processes (a loaded machine) neither flips the mode nor starts the schedule
-        old = self._times[mode]
-        self._times[mode] = t if t < old or old == 0.0 else old + SLOWER_WEIGHT * (t - old)
+        times = self._times[mode]
+        times.append(time.perf_counter() - t0)
+        if len(times) > RECENT_RUNS:
+            del times[0]
         return out
 
     def run_steps(self, feeds, trace=None, parallel: bool | None = None) -> list:
