@@ -287,12 +287,18 @@ class FusedKernel:
         Python (shape keys, the layout lookup, a pointer per operand) or numpy's evaluation
         cost more, several times more in the cold caches a large product leaves behind (the
         loss's mean: 35 us in the training step, 10 us run again at once)."""
-        n_in = len(inputs)
-        markers = [Operand(i) for i in self._ptr_inputs] + [Operand(n_in + j) for j in range(len(outputs))]
-        markers += [Scratch(shapes[s], self.ir.slot_dtype(s)) for s in self._scratch]
-        call = (self._fn, (0, layout.rows, 0, layout.cols, layout.dims_ptr, layout.strides_ptr, *markers))
+        scratch = [Scratch(shapes[s], self.ir.slot_dtype(s)) for s in self._scratch]
+        call = self._marked_call(layout.rows, layout.cols, layout, len(inputs), len(outputs), (), scratch)
         self._direct = bound = DirectCall.bind([*inputs, *outputs], [call], budget, layout)
         return bound
+
+    def _marked_call(self, rows: int, cols: int, layout, n_in: int, n_out: int, lib: tuple, scratch) -> tuple:
+        """(function, argument template) of this kernel over rows [0, rows), its operands as
+        direct.py markers: the loop's inputs, then `lib` (the library result's marker, if any),
+        the outputs and `scratch`."""
+        return (self._fn, (0, rows, 0, cols, layout.dims_ptr, layout.strides_ptr,
+                           *[Operand(i) for i in self._ptr_inputs], *lib,
+                           *[Operand(n_in + j) for j in range(n_out)], *scratch))
 
     def _new_layout(self, key, domain, arrays):
         """The call layout for these shapes and strides, with how to split it (cached);
@@ -446,9 +452,7 @@ class FusedKernel:
         ops = [*inputs, *outputs]
         calls = [lib(*[Operand(i) for i in self._lib_args], pc)]
         if not (self._lib_only and into is not None):
-            calls.append((self._fn, (0, domain[0] * unit, 0, cols, layout.dims_ptr, layout.strides_ptr,
-                                     *[Operand(i) for i in self._ptr_inputs], pc,
-                                     *[Operand(n_in + j) for j in range(len(outputs))])))
+            calls.append(self._marked_call(domain[0] * unit, cols, layout, n_in, len(outputs), (pc,), ()))
         self._direct = bound = DirectCall.bind(ops, calls, budget, layout)
         return bound
 
