@@ -1,5 +1,6 @@
 """The thread budget: how many threads and why, parallel_for's contract, one persistent
 pool per Session, nested use without deadlock, no busy-waiting, inter-op execution."""
+import contextlib
 import threading
 import time
 
@@ -233,16 +234,7 @@ def test_a_step_failing_on_the_inter_op_schedule_raises_and_the_plan_stays_usabl
 
 
 def test_long_runs_keep_whichever_mode_was_faster():
-    x = gf.placeholder(gf.float32, (None, 4), name="x")
-    y = gf.reduce_sum(gf.exp(x)) + gf.reduce_sum(gf.tanh(x))
-    with gf.Session(num_threads=2, opt_level=0) as sess:
-        run = sess.make_callable(y, [x])
-        data = np.ones((3, 4), np.float32)
-        run(data)
-        ex = sess._plans[next(iter(sess._plans))].execution
-        scheduled = []
-        real = ex.run_steps
-        ex.run_steps = lambda *a, **k: scheduled.append(1) or real(*a, **k)
+    with _counted_schedule() as (run, data, ex, scheduled):
         run(data)
         assert not scheduled  # a short run stays on the calling thread
         _measured(ex, [1.0], [5.0])  # long, and the schedule was measured slower
@@ -306,6 +298,18 @@ def _blas_spy(monkeypatch, target: str) -> list:
 def test_a_mode_is_judged_by_its_fastest_recent_run():
     """Slow runs of the chosen mode (another process on the machine) do not flip it, nor does
     one probe of the other mode that is not clearly faster than the chosen mode's best."""
+    with _counted_schedule() as (run, data, ex, scheduled):
+        _measured(ex, [1.0, 3.0, 3.0, 3.0], [0.95])   # a slow spell; the schedule once, barely faster
+        ex._calls = 1
+        run(data)
+        assert not scheduled
+        assert len(ex._times[0]) == 4   # the oldest run dropped for the newest
+
+
+@contextlib.contextmanager
+def _counted_schedule():
+    """(run, data, plan, list growing by one per run on the inter-op schedule) of a small plan
+    with two independent reductions, on a 2-thread session."""
     x = gf.placeholder(gf.float32, (None, 4), name="x")
     y = gf.reduce_sum(gf.exp(x)) + gf.reduce_sum(gf.tanh(x))
     with gf.Session(num_threads=2, opt_level=0) as sess:
@@ -316,11 +320,7 @@ def test_a_mode_is_judged_by_its_fastest_recent_run():
         scheduled = []
         real = ex.run_steps
         ex.run_steps = lambda *a, **k: scheduled.append(1) or real(*a, **k)
-        _measured(ex, [1.0, 3.0, 3.0, 3.0], [0.95])   # a slow spell; the schedule once, barely faster
-        ex._calls = 1
-        run(data)
-        assert not scheduled
-        assert len(ex._times[0]) == 4   # the oldest run dropped for the newest
+        yield run, data, ex, scheduled
 
 
 def _measured(ex, serial, parallel):
