@@ -135,6 +135,12 @@ def _tile_ir(t: str, w: int, mr: int, nv: int, masked: bool, name: str, store: s
     out += [f"  %kf = add i64 %k, {B_AHEAD}", "  %bfo = mul i64 %kf, %brs", f"  %pbf = getelementptr {t}, ptr %b, i64 %bfo"]
     for v in range(nv):   # past B's last row too: a prefetch never faults
         out += [f"  %pbf{v} = getelementptr {t}, ptr %pbf, i64 {v * w}", _prefetch(f"%pbf{v}", locality=3)]
+    # A's first and last rows as far ahead: a transposed A (a weight gradient's X^T) is one line
+    # per k, 3 KB apart, like B; W5's step at 1 thread 0.970-0.982x (three A/B runs), W4 at batch
+    # 256 0.993x, 2 threads unchanged
+    out += ["  %akf = mul i64 %kf, %acs"]
+    for r in sorted({0, mr - 1}):
+        out += [f"  %paf{r} = getelementptr {t}, ptr %pa{r}, i64 %akf", _prefetch(f"%paf{r}", locality=3)]
     for r in range(mr):
         out += [f"  %pak{r} = getelementptr {t}, ptr %pa{r}, i64 %ak", f"  %x{r} = load {t}, ptr %pak{r}, align 4",
                 *_splat(f"%xs{r}", t, w, f"%x{r}")]
