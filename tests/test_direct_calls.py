@@ -197,3 +197,87 @@ def test_chain_runs_its_calls_in_order():
     _close(y2, (a @ b1) @ b2)
     assert chain.address_of(lambda: None) is None
     assert chain.program([(gemv, (0,) * (chain.MAX_ARGS + 1))]) is None
+
+
+def _fused_product(build, feeds):
+    """The compiled kernel holding the product of `build(*placeholders)` and its inputs in
+    the kernel's order, picked from `feeds` (name -> array) by the placeholders' names."""
+    with gf.Graph().as_default():
+        phs = {name: gf.placeholder(gf.float32, (None,) * v.ndim, name=name) for name, v in feeds.items()}
+        compiled = gf.compile(build(**phs), feed_list=list(phs.values()), opt_level=2)
+    kernel = next(n.attrs["kernel"] for n in compiled.program.nodes if n.op == "Fused" and n.attrs["kernel"]._lib is not None)
+    return kernel, [feeds[op.name.split(":")[0]] for op in kernel.ir.inputs]
+
+
+@pytest.mark.parametrize("transpose_b,batch", [(True, 5), (True, 40), (True, 100), (True, 200), (False, 100)])
+@pytest.mark.parametrize("small_blocks", [False, True])
+def test_bound_products_pack_their_operand_on_every_run(transpose_b, batch, small_blocks, monkeypatch):
+    """x @ W^T takes the tiles with an operand packed (B, or op(A)^T when computed as C^T, the
+    smaller A at batch 100 against W's 128 rows): the copy is a compiled call of the kernel's
+    binding, made again on every run, so values written in place into an operand between
+    runs are seen with the binding kept. Split into chunks of rows over 2 threads (a small
+    TASK_NS) or into L2 blocks (a small BLOCK_BYTES, also on one thread), every element is
+    the bits of one thread's single call."""
+    from graphflow.compiler.fusion import fused_op
+    from graphflow.runtime.threads import SERIAL, ThreadBudget
+
+    monkeypatch.setattr(fused_op, "TASK_NS", 1)
+    if small_blocks:
+        monkeypatch.setattr(epilogue, "BLOCK_BYTES", 24 * 128 * 4)   # 24 rows per block
+    w0 = RNG.standard_normal((128, 48) if transpose_b else (48, 128)).astype(np.float32)
+    x0 = RNG.standard_normal((batch, 48)).astype(np.float32)
+    results = {}
+    for threads in (1, 2):
+        xv, wv = x0.copy(), w0.copy()
+        kernel, inputs = _fused_product(
+            lambda x, w: gf.nn.relu(gf.matmul(x, w, transpose_b=transpose_b) + 0.25), {"x": xv, "w": wv})
+        budget = SERIAL if threads == 1 else ThreadBudget(threads)
+        try:
+            runs = []
+            outs = [np.empty(shape, np.float32) for shape in kernel.output_shapes([a.shape for a in inputs])]
+            for step in range(3):
+                xv *= -0.75   # (in place, into the same output: the binding keeps its pointers)
+                wv[step] += 1.0
+                runs.append(kernel.run(inputs, outs, budget)[0].copy())
+                bound = kernel._direct
+                assert bound is not None and (step == 0 or bound is first), "the binding is made once and kept"
+                first = bound
+                want = np.maximum(xv.astype(np.float64) @ (wv.T if transpose_b else wv) + 0.25, 0)
+                np.testing.assert_allclose(runs[-1], want, rtol=1e-4, atol=1e-4)
+            results[threads] = runs
+        finally:
+            if threads > 1:
+                budget.close()
+    for a, b in zip(results[1], results[2]):
+        assert np.array_equal(a, b)
+
+
+def test_bound_update_with_a_packed_gradient_operand_matches_opt0_at_any_thread_count(monkeypatch):
+    """W - lr * (dZ @ X^T), the SGD update of z = W @ X applied in the product's stores, packs
+    X^T inside its binding: weights after a few steps have one thread's bits at 2 threads and
+    agree with opt_level 0."""
+    from graphflow.compiler.fusion import fused_op
+
+    monkeypatch.setattr(fused_op, "TASK_NS", 1)
+    w0 = RNG.standard_normal((64, 48)).astype(np.float32) / 8
+    xv = RNG.standard_normal((48, 100)).astype(np.float32)
+    yv = RNG.standard_normal((64, 100)).astype(np.float32)
+    got = {}
+    for opt, threads in ((0, 1), (2, 1), (2, 2)):
+        with gf.Graph().as_default():
+            x = gf.placeholder(gf.float32, (48, None), name="x")
+            y = gf.placeholder(gf.float32, (64, None), name="y")
+            w = gf.Variable(w0, name="w")
+            loss = gf.reduce_mean(gf.square(gf.matmul(w, x) - y))
+            train = gf.train.GradientDescentOptimizer(0.1).minimize(loss)
+            if opt == 2:
+                compiled = gf.compile([loss, train], feed_list=[x, y], opt_level=2)
+                assert any(n.attrs["kernel"]._absorbed for n in compiled.program.nodes
+                           if n.op == "Fused" and n.attrs["kernel"]._lib is not None), compiled.report()
+            with gf.Session(opt_level=opt, num_threads=threads) as s:
+                s.run(gf.global_variables_initializer())
+                for _ in range(3):
+                    s.run(train, {x: xv, y: yv})
+                got[opt, threads] = s.run(w)
+    assert np.array_equal(got[2, 1], got[2, 2])
+    np.testing.assert_allclose(got[2, 1], got[0, 1], rtol=1e-5, atol=1e-6)

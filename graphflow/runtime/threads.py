@@ -362,14 +362,15 @@ class ThreadBudget:
         finally:
             self._slot_lock.release()
 
-    def parallel_entry(self, fn: int, args, ps: int, pe: int, table) -> tuple:
-        """(pool.PARALLEL, arguments): a chain program entry (codegen/chain.py) running the
-        compiled function at address `fn` over the (start, end) pairs of `table`, put at
-        argument positions ps, pe of `args`, on this budget's threads. A program holding one
-        runs through `run_compiled`."""
+    def parallel_entry(self, calls) -> tuple | None:
+        """(pool.PARALLEL, arguments): a chain program entry (codegen/chain.py) running the job
+        of `calls` (pool.job_words: compiled functions' addresses, their arguments, the
+        positions of each chunk's start and end among them, and a (start, end) table per call,
+        one pair per chunk) on this budget's threads; None when a call has too many arguments.
+        A program holding one runs through `run_compiled`."""
         self._queue or self._start()
-        return pool.PARALLEL, pool.entry_arguments(self._slot.ctypes.data, self._spins, pool.nap_address() or 0,
-                                                   fn, args, ps, pe, table)
+        args = pool.entry_arguments(self._slot.ctypes.data, self._spins, pool.nap_address() or 0, calls)
+        return None if args is None else (pool.PARALLEL, args)
 
     def run_compiled(self, program) -> None:
         """program(): a compiled program with parallel entries, run holding the slot with the

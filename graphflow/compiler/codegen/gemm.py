@@ -454,6 +454,33 @@ def _pack_ir(t: str, name: str) -> str:
         "exit:", "  ret void", "}"])
 
 
+def _copy_ir(t: str, w: int, name: str, pack: str, packt: str) -> str:
+    """copy(rows, cols, src, srs, scs, dst, drs): dst = src (element strides srs, scs) as
+    `copy_into` makes it, in one call: a source contiguous along its rows (a transposed view)
+    by the vector transpose `packt` for all but its right and bottom edges, else by `pack`.
+    One call, so a binding (fusion/direct.py) packs an operand with its data pointer alone."""
+    head = [f"define void @{name}(i64 %rows, i64 %cols, ptr %src, i64 %srs, i64 %scs, ptr %dst, i64 %drs) nounwind {{",
+            "entry:"]
+    plain = [f"  call void @{pack}(i64 %rows, i64 %cols, ptr %src, i64 %srs, i64 %scs, ptr %dst, i64 %drs)",
+             "  ret void"]
+    if w == 1:
+        return "\n".join(head + plain + ["}"])
+    return "\n".join(head + [
+        "  %tr = icmp eq i64 %srs, 1", "  br i1 %tr, label %transposed, label %plain",
+        "transposed:",
+        f"  %rr = urem i64 %rows, {w}", "  %r = sub i64 %rows, %rr",
+        f"  %cr = urem i64 %cols, {w}", "  %c = sub i64 %cols, %cr",
+        f"  call void @{packt}(i64 %r, i64 %c, ptr %src, i64 %scs, ptr %dst, i64 %drs)",
+        "  %so = mul i64 %c, %scs", f"  %s1 = getelementptr {t}, ptr %src, i64 %so",
+        f"  %d1 = getelementptr {t}, ptr %dst, i64 %c",
+        f"  call void @{pack}(i64 %rows, i64 %cr, ptr %s1, i64 %srs, i64 %scs, ptr %d1, i64 %drs)",
+        f"  %s2 = getelementptr {t}, ptr %src, i64 %r",
+        "  %do = mul i64 %r, %drs", f"  %d2 = getelementptr {t}, ptr %dst, i64 %do",
+        f"  call void @{pack}(i64 %rr, i64 %c, ptr %s2, i64 %srs, i64 %scs, ptr %d2, i64 %drs)",
+        "  ret void",
+        "plain:", *plain, "}"])
+
+
 def _declarations(t: str, w: int) -> list:
     s, vt = _suffix(t), f"<{w} x {t}>"
     return [f"declare {vt} @llvm.fma.v{w}{s}({vt}, {vt}, {vt})",
@@ -478,6 +505,7 @@ def module_ir(dtype) -> str:
     parts = _declarations(t, shape.w) + _gemm_ir(t, shape, f"gf_gemm_{dtype.name}", None)
     parts.append(_pack_ir(t, f"gf_pack_{dtype.name}"))
     parts.append(_transpose_ir(t, shape.w, f"gf_packt_{dtype.name}"))
+    parts.append(_copy_ir(t, shape.w, f"gf_copy_{dtype.name}", f"gf_pack_{dtype.name}", f"gf_packt_{dtype.name}"))
     return "\n\n".join(parts) + "\n"
 
 
@@ -496,7 +524,7 @@ def _proto(nargs: int):
     return ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nargs))
 
 
-_PROTO, _PACK_PROTO, _PACKT_PROTO = _proto(12), _proto(7), _proto(6)
+_PROTO, _COPY_PROTO = _proto(12), _proto(7)
 
 
 @functools.lru_cache(maxsize=None)
@@ -504,8 +532,7 @@ def _compiled(dtype: np.dtype):
     from .jit import compile_module
 
     jit = compile_module(module_ir(dtype))
-    return (jit, _PROTO(jit.address(f"gf_gemm_{dtype.name}")), _PACK_PROTO(jit.address(f"gf_pack_{dtype.name}")),
-            _PACKT_PROTO(jit.address(f"gf_packt_{dtype.name}")))
+    return jit, _PROTO(jit.address(f"gf_gemm_{dtype.name}")), _COPY_PROTO(jit.address(f"gf_copy_{dtype.name}"))
 
 
 def transposed_module_ir(dtype) -> str:
@@ -581,18 +608,14 @@ def copy_into(out: np.ndarray, x: np.ndarray) -> None:
     if not x.size or any(s % item for s in x.strides) or out.strides[1] != item or out.strides[0] % item:
         np.copyto(out, x)
         return
-    _, _, pack, packt = _compiled(x.dtype)
-    rows, cols = x.shape
-    srs, scs, drs = x.strides[0] // item, x.strides[1] // item, out.strides[0] // item
-    src, dst = x.ctypes.data, out.ctypes.data
-    w = lanes(x.dtype)
-    if srs == 1 and w > 1:   # transposed: vector tiles, then the right and bottom edges
-        r, c = rows - rows % w, cols - cols % w
-        packt(r, c, src, scs, dst, drs)
-        pack(rows, cols - c, src + c * scs * item, srs, scs, dst + c * item, drs)
-        pack(rows - r, c, src + r * item, srs, scs, dst + r * drs * item, drs)
-    else:
-        pack(rows, cols, src, srs, scs, dst, drs)
+    copy_function(x.dtype)(*x.shape, x.ctypes.data, x.strides[0] // item, x.strides[1] // item, out.ctypes.data,
+                           out.strides[0] // item)
+
+
+def copy_function(dtype):
+    """fn(rows, cols, src_ptr, src_row_stride, src_col_stride, dst_ptr, dst_row_stride) (strides
+    in elements, any sign): the copy `copy_into` makes, as one compiled call."""
+    return _compiled(np.dtype(dtype))[2]
 
 
 def row_tile(dtype) -> int:

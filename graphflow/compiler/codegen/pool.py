@@ -20,9 +20,9 @@ compiled calls that every thread runs straight from machine code:
   pool of the process published work since: its threads get the cores).
 
 A job (int64 array): the number of calls, then per call its function address, argument
-count, the positions of the start and end arguments, the address of its table of
-(start, end) pairs (one per chunk, stored at the end of the same array: a copy of a job
-would point into the original) and its arguments. Chunk i calls every function with its
+count, the positions of the start and end arguments, the offset of its table of
+(start, end) pairs (one per chunk, stored at the end of the same array, found from the job's
+start: a copy of a job is a job) and its arguments. Chunk i calls every function with its
 table's i-th pair in place of the start and end arguments, and skips a call whose range is
 empty. Every parameter is 64-bit (i64 or ptr), as in chain.py.
 """
@@ -75,12 +75,10 @@ def _run_chunk_ir() -> list:
            "  %pn = getelementptr i64, ptr %p, i64 1", "  %nargs = load i64, ptr %pn, align 8",
            "  %pps = getelementptr i64, ptr %p, i64 2", "  %ps = load i64, ptr %pps, align 8",
            "  %ppe = getelementptr i64, ptr %p, i64 3", "  %pe = load i64, ptr %ppe, align 8",
-           "  %ptab = getelementptr i64, ptr %p, i64 4", "  %tab0 = load ptr, ptr %ptab, align 8",
+           "  %ptab = getelementptr i64, ptr %p, i64 4", "  %tab0 = load i64, ptr %ptab, align 8",
            "  %args = getelementptr i64, ptr %p, i64 5",
            "  %next = getelementptr i64, ptr %args, i64 %nargs",
-           # a null table address: the table follows the arguments (an entry of a chain program)
-           "  %inline = icmp eq ptr %tab0, null",
-           "  %tab = select i1 %inline, ptr %next, ptr %tab0",
+           "  %tab = getelementptr i64, ptr %job, i64 %tab0",   # (a table's offset from the job's start)
            "  %i2 = shl i64 %i, 1",
            "  %ts = getelementptr i64, ptr %tab, i64 %i2", "  %s = load i64, ptr %ts, align 8",
            "  %te = getelementptr i64, ptr %ts, i64 1", "  %e = load i64, ptr %te, align 8",
@@ -227,19 +225,19 @@ def functions():
 
 
 # In a chain program (codegen/chain.py), a call whose function address is PARALLEL runs a
-# one-call job on the pool: its arguments are (slot, chunks, spins, nap, gf_pool_run's address)
-# then the job itself, its table inline after the call's arguments (`entry_arguments`).
+# job on the pool: its arguments are (slot, chunks, spins, nap, gf_pool_run's address) then
+# the job itself (`entry_arguments`).
 PARALLEL = 1
 
 
-def entry_arguments(slot: int, spins: int, nap: int, fn: int, args, ps: int, pe: int, table) -> tuple:
-    """The arguments of a PARALLEL chain entry running fn(*args) over the (start, end) pairs of
-    `table` at argument positions ps, pe; no absolute pointer into the entry itself, so a
-    copy of the program (a rebinding) stays valid."""
-    _check_positions(ps, pe, args)
-    table = [int(t) for t in table]
+def entry_arguments(slot: int, spins: int, nap: int, calls) -> tuple | None:
+    """The arguments of a PARALLEL chain entry running the job of `calls` (`job_words`) on the
+    pool whose slot is at `slot`; None when a call has more than MAX_ARGS arguments."""
+    words = job_words(calls)
+    if words is None:
+        return None
     run = ctypes.cast(functions()[0], ctypes.c_void_p).value
-    return (slot, len(table) // 2, spins, nap, run, 1, fn, len(args), ps, pe, 0, *args, *table)
+    return (slot, len(calls[0][4]) // 2, spins, nap, run, *words)
 
 
 @functools.lru_cache(maxsize=None)
@@ -265,24 +263,30 @@ def _check_positions(ps: int, pe: int, args) -> None:
         raise ValueError(f"range positions {ps}, {pe} outside the call's {len(args)} arguments")
 
 
-def job(calls) -> np.ndarray | None:
-    """The job array of `calls`: (function address, arguments, start position, end position,
-    table) with the table a sequence of (start, end) pairs, one per chunk, flattened; None
-    when a call has more than MAX_ARGS arguments. The tables are copied into the job array
-    (after the calls), so the job holds everything it points to but its arguments' data."""
-    flat, tables = [len(calls)], []
+def job_words(calls) -> list | None:
+    """The words of the job of `calls`: (function address, arguments, start position, end
+    position, table) with the table a sequence of (start, end) pairs, one per chunk,
+    flattened, every table as long; None when a call has more than MAX_ARGS arguments. The
+    tables follow the calls, each found by its offset from the job's start: no absolute
+    pointer into the job, so a copy of it (a chain program's rebinding) holds everything it
+    points to but its arguments' data. The arguments are kept as given (a binding's markers)."""
+    flat, at = [len(calls)], []
     for fn, args, ps, pe, table in calls:
         if len(args) > MAX_ARGS:
             return None
         _check_positions(ps, pe, args)
-        tables.append(len(flat) + 4)   # where the call's table address goes
+        at.append(len(flat) + 4)   # where the call's table offset goes
         flat += [fn, len(args), ps, pe, 0, *args]
-    at = []
-    for table in (c[4] for c in calls):
-        at.append(len(flat))
-        flat += list(table)
-    out = np.array(flat, np.int64)
-    base = out.ctypes.data
-    for slot, start in zip(tables, at):
-        out[slot] = base + 8 * start
-    return out
+    sizes = {len(c[4]) for c in calls}
+    if len(sizes) != 1 or sizes.pop() % 2:
+        raise ValueError("every call of a job needs a table of the same number of (start, end) pairs")
+    for slot, table in zip(at, (c[4] for c in calls)):
+        flat[slot] = len(flat)
+        flat += [int(t) for t in table]
+    return flat
+
+
+def job(calls) -> np.ndarray | None:
+    """The job array of `calls` (see `job_words`), or None."""
+    words = job_words(calls)
+    return None if words is None else np.array(words, np.int64)

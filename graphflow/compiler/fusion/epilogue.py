@@ -5,13 +5,9 @@ in cache (no extra pass over the activations).
 Backends dispatch on op type here, outside the op definitions: each entry makes, once per
 kernel, a `prepare(*inputs)` that runs once per call (checks, packing) and returns
 fn(b0, b1, out) computing the result's block [b0, b1) along axis 0 into `out`. A matmul's
-`prepare.direct(a, b, budget)` instead gives the whole product as one compiled call's
-arguments from data pointers, which a kernel keeps bound between runs (direct.py). A block
-function whose blocks are compiled calls only also has `fn.compiled(out)`: (calls, keep)
-computing the whole result into the C-contiguous `out`, each call (function, arguments,
-positions of the block's first and end row), `keep` what their pointers need alive; or
-None. A kernel split over threads runs its blocks from one compiled job (fused_op,
-codegen/pool.py).
+`prepare.bound(a, b)` instead gives the whole product as compiled calls on data pointers
+(`Product`), which a kernel keeps bound between runs (direct.py), split into chunks of rows
+over threads as one compiled job (fused_op, codegen/pool.py), with no per-call Python.
 
 A float matmul runs on graphflow's own LLVM kernel (codegen/gemm.py) rather than numpy's
 BLAS, chosen by measurement on this project's machine (AMD EPYC Zen 4, one thread, median
@@ -41,6 +37,7 @@ from ...runtime.fpstate import IGNORE, quiet_fp, restore_fp
 from ...runtime.pointers import address
 from ...runtime.threads import limit_blas_threads
 from ..codegen import chain, gemm, gemv
+from .direct import Scratch
 from .kernel_ir import FULL
 
 
@@ -79,6 +76,7 @@ class Route(NamedTuple):
     align: int       # rows of C a chunk of rows starts on, wasting no work
     swapped: bool    # fn (gemm.transposed_function) computes C^T = op(B)^T @ op(A)^T (A, B above)
     one_row: bool    # fn is the one-row kernel (gemv's arguments)
+    dtype: np.dtype
 
 
 def _matmul_route(dtype, a_shape, a_strides, b_shape, b_strides, transpose_a: bool, transpose_b: bool,
@@ -112,9 +110,57 @@ def _matmul_route(dtype, a_shape, a_strides, b_shape, b_strides, transpose_a: bo
         pack_a = a_st[0] != item
         if not pack_a or m < n:
             return Route(pack_a, gemm.transposed_function(dtype), m, n, k, b_st[1] // item, b_st[0] // item,
-                         m if pack_a else a_st[1] // item, gemm.lanes(dtype), True, False)
+                         m if pack_a else a_st[1] // item, gemm.lanes(dtype), True, False, dtype)
     return Route(pack, fn, m, n, k, a_st[0] // item, a_st[1] // item, n if pack else b_st[0] // item,
-                 gemm.row_tile(dtype), False, one_row)
+                 gemm.row_tile(dtype), False, one_row, dtype)
+
+
+class Product(NamedTuple):
+    """A whole product C = op(A) @ op(B) as compiled calls on data pointers (a binding's
+    markers, direct.py), into a C-contiguous C."""
+
+    calls: Callable   # (*operand pointers, pc) -> [(function, arguments)]: copies of an operand the
+    #                   tiles read packed (into Scratch buffers), then the product, with C's rows at
+    #                   its arguments 0, 1 and its columns at 2, 3 (the one-row kernel: columns at 0, 1)
+    route: Route
+
+
+def _packing(x: np.ndarray) -> Callable | None:
+    """pack(ptr) -> (the call copying a 2-D array of x's shape and strides at `ptr` into a
+    Scratch buffer, that buffer's marker): a B the tiles read packed, per run, in compiled
+    code (gemm.copy_function); None for strides that are not whole elements."""
+    item = x.dtype.itemsize
+    if any(st % item for st in x.strides):
+        return None
+    (rows, cols), (srs, scs) = x.shape, (st // item for st in x.strides)
+    fn = gemm.copy_function(x.dtype)
+
+    def pack(ptr) -> tuple:
+        buf = Scratch((rows, cols), x.dtype)
+        return (fn, (rows, cols, ptr, srs, scs, buf, cols)), buf
+    return pack
+
+
+def _bound(route: Route, op_a: np.ndarray, op_b: np.ndarray, fn: Callable) -> Product | None:
+    """The `Product` of `route` for operands laid out as op_a and op_b, computed by `fn` (the
+    route's kernel, or a store variant of it taking more arguments after C's, passed to
+    `calls` after pc); None when the operand to pack cannot be."""
+    kernel_b = op_a.T if route.swapped else op_b   # (the swapped route's B is op(A)^T)
+    pack = _packing(kernel_b) if route.pack else None
+    if route.pack and pack is None:
+        return None
+    m, n, k, ars, acs, brs = route.m, route.n, route.k, route.ars, route.acs, route.brs
+
+    def calls(pa, pb, pc, *tail) -> list:
+        tile_a, tile_b = (pb, pa) if route.swapped else (pa, pb)   # (a view starts where its base does)
+        packs = []
+        if pack is not None:
+            copy, tile_b = pack(tile_b)
+            packs.append(copy)
+        if route.one_row:
+            return [*packs, (fn, (0, n, k, tile_a, acs, tile_b, brs, pc, *tail))]
+        return [*packs, (fn, (0, m, 0, n, k, tile_a, ars, acs, tile_b, brs, pc, n, *tail))]
+    return Product(calls, route)
 
 
 ROUTES_MAX = 64   # shapes/strides remembered per kernel
@@ -127,7 +173,7 @@ SMALL_B_COPY_BYTES = 64 << 10
 def _matmul_preparer(transpose_a: bool, transpose_b: bool, tiles: bool = False) -> Callable:
     """prepare(a, b) for one kernel's matmul: the route of each new shape/stride combination
     is worked out once (a dict hit afterwards), then bound to this call's data pointers.
-    `prepare.direct(a, b, budget)` gives the whole product as one call's arguments instead.
+    `prepare.bound(a, b)` gives the whole product as compiled calls on data pointers instead.
     `tiles`: as `_matmul_route`'s."""
     routes: dict = {}
 
@@ -151,7 +197,7 @@ def _matmul_preparer(transpose_a: bool, transpose_b: bool, tiles: bool = False) 
             return _numpy_rows(a.T if transpose_a else a, op_b)
         if route.swapped:
             return _swapped_rows(route, a.T if transpose_a else a, b.T if transpose_b else b)
-        fn, m, n, k, ars, acs, brs = route.fn, route.m, route.n, route.k, route.ars, route.acs, route.brs
+        fn, n, k, ars, acs, brs = route.fn, route.n, route.k, route.ars, route.acs, route.brs
         if route.pack:
             b = gemm.packed(b.T if transpose_b else b)
         pa, pb = address(a), address(b)   # a transposed view starts where its base does
@@ -166,39 +212,35 @@ def _matmul_preparer(transpose_a: bool, transpose_b: bool, tiles: bool = False) 
                 # the kernel indexes C by absolute row: shift the block's pointer back to "row 0"
                 fn(b0, b1, 0, n, k, pa, ars, acs, pb, brs, address(out) - b0 * crs * item, crs)
             rows.align = route.align   # blocks starting on a tile edge waste no rows
-            rows.compiled = lambda out: ([(fn, (0, m, 0, n, k, pa, ars, acs, pb, brs, address(out), n), 0, 1)], None)
         rows.keep = b   # a packed copy of B lives as long as the function
         return rows
 
-    def direct(a: np.ndarray, b: np.ndarray, budget) -> Callable | None:
-        """args(pa, pb, pc) -> (function, its arguments) computing the whole product from
-        these data pointers into a C-contiguous result, for operands of a's and b's shapes
-        and strides, its columns split over `budget`'s threads when that pays
-        (`column_parts`); None where a call needs more than pointers (numpy's route, a B
-        packed per call), so a caller may keep the arguments while the pointers hold."""
+    def bound(a: np.ndarray, b: np.ndarray) -> Product | None:
+        """The whole product for operands of a's and b's shapes and strides as compiled calls
+        on data pointers (`Product`), so a caller may keep them while the pointers hold; None
+        on numpy's route."""
         route = route_of(a, b)
-        if route is None or route.pack or route.swapped:
+        if route is None:
             return None
-        m, n, k, ars, acs, brs = route.m, route.n, route.k, route.ars, route.acs, route.brs
-        call = _columns_over(budget, route, route.fn, a.dtype)
-        if route.one_row:
-            return lambda pa, pb, pc: call((0, n, k, pa, acs, pb, brs, pc))
-        return lambda pa, pb, pc: call((0, m, 0, n, k, pa, ars, acs, pb, brs, pc, n))
+        return _bound(route, a.T if transpose_a else a, b.T if transpose_b else b, route.fn)
 
-    prepare.direct, prepare.route_of = direct, route_of
+    prepare.bound, prepare.route_of = bound, route_of
     return prepare
 
 
-def _columns_over(budget, route: Route, fn: Callable, dtype) -> Callable:
-    """call(args) -> (function, arguments) of `fn` (a kernel of `route`'s argument layout):
-    fn's own call, or, when a split pays (`column_parts`), one chain entry running fn over
-    column ranges on the budget's threads (budget.parallel_entry: no Python between them)."""
-    step = gemm.lanes(dtype) if route.one_row else gemm.panel_width(dtype)
+def split_columns(budget, route: Route, call: tuple) -> tuple:
+    """The product `call` (function, arguments) of `route`'s argument layout as it is, or,
+    when a split pays (`column_parts`), one chain entry running it over column ranges on the
+    budget's threads (budget.parallel_entry: no Python between them)."""
+    fn, args = call
+    dtype = route.dtype
+    step = gemm.lanes(dtype) if route.one_row else gemm.row_tile(dtype) if route.swapped else gemm.panel_width(dtype)
     parts = column_parts(budget, route.m, route.n, route.k, dtype.itemsize, step)
     if parts == 1:
-        return lambda args: (fn, args)
-    at, table, entry = 0 if route.one_row else 2, _column_table(route.n, step, parts), chain.address_of(fn)
-    return lambda args: budget.parallel_entry(entry, args, at, at + 1, table)
+        return call
+    at = 0 if route.one_row else 2
+    entry = budget.parallel_entry([(chain.address_of(fn), args, at, at + 1, _column_table(route.n, step, parts))])
+    return call if entry is None else entry
 
 
 def absorbed(ir) -> tuple | None:
@@ -285,7 +327,7 @@ def _store_preparer(store: str, transpose_a: bool, transpose_b: bool, s: np.ndar
         item = a.dtype.itemsize
         if route is None or d.dtype != a.dtype or not d_fits(route, d, item):
             return in_two_passes(a, b, d)
-        m, n, k, ars, acs, brs = route.m, route.n, route.k, route.ars, route.acs, route.brs
+        n, k, ars, acs, brs = route.n, route.k, route.ars, route.acs, route.brs
         fn = gemm.store_function(a.dtype, store)
         tiles_b = gemm.packed(b.T if transpose_b else b) if route.pack else b
         pa, pb, pd, ps = address(a), address(tiles_b), address(d), address(s)
@@ -301,28 +343,25 @@ def _store_preparer(store: str, transpose_a: bool, transpose_b: bool, s: np.ndar
             crs = out.strides[0] // item
             fn(b0, b1, 0, n, k, pa, ars, acs, pb, brs, address(out) - b0 * crs * item, crs, pd, drs, ps)
 
-        def compiled(out: np.ndarray):
-            if np.may_share_memory(out, d):
-                return None
-            return [(fn, (0, m, 0, n, k, pa, ars, acs, pb, brs, address(out), n, pd, drs, ps), 0, 1)], None
-        rows.align, rows.compiled = route.align, compiled
+        rows.align = route.align
         rows.keep = tiles_b, d
         return rows
 
-    def direct(a: np.ndarray, b: np.ndarray, d: np.ndarray, budget) -> Callable | None:
-        """args(pa, pb, pd, pc) -> (function, its arguments) computing the whole result from
-        these data pointers into a C-contiguous result that does not overlap D (a kernel's
-        outputs never alias its inputs), as the product's `direct`; None where a call needs
-        more than pointers."""
+    def bound(a: np.ndarray, b: np.ndarray, d: np.ndarray) -> Product | None:
+        """The whole result as the product's `bound` gives it, calls(pa, pb, pd, pc), into a
+        C-contiguous result that does not overlap D (a kernel's outputs never alias its
+        inputs); None where the stores cannot take it."""
         route = product.route_of(a, b)
-        if route is None or route.pack or d.dtype != a.dtype or not d_fits(route, d, a.dtype.itemsize):
+        if route is None or d.dtype != a.dtype or not d_fits(route, d, a.dtype.itemsize):
             return None
-        m, n, k, ars, acs, brs = route.m, route.n, route.k, route.ars, route.acs, route.brs
-        call = _columns_over(budget, route, gemm.store_function(a.dtype, store), a.dtype)
+        inner = _bound(route, a.T if transpose_a else a, b.T if transpose_b else b,
+                       gemm.store_function(a.dtype, store))
+        if inner is None:
+            return None
         drs, ps = d.strides[0] // a.dtype.itemsize, address(s)   # (s lives with `prepare`)
-        return lambda pa, pb, pd, pc: call((0, m, 0, n, k, pa, ars, acs, pb, brs, pc, n, pd, drs, ps))
+        return Product(lambda pa, pb, pd, pc: inner.calls(pa, pb, pc, pd, drs, ps), route)
 
-    prepare.direct, prepare.route_of = direct, product.route_of
+    prepare.bound, prepare.route_of = bound, product.route_of
     return prepare
 
 
@@ -339,7 +378,6 @@ def _swapped_rows(route: Route, op_a: np.ndarray, op_b: np.ndarray) -> Callable:
         crs = out.strides[0] // item   # (the kernel indexes C by absolute row, as the plain route's)
         fn(b0, b1, 0, n, *args, address(out) - b0 * crs * item, crs)
     rows.align = route.align   # (columns of C^T on whole vectors)
-    rows.compiled = lambda out: ([(fn, (0, out.shape[0], 0, n, *args, address(out), n), 0, 1)], None)
     rows.keep = kernel_b
     return rows
 

@@ -6,8 +6,9 @@ then runs the compiled function over ranges, as one compiled job over the budget
 elements (block boundaries are multiples of the vector step, so every element takes the
 same code path whatever the thread count: results are bitwise independent of it), row
 kernels over whole rows (a reduction is never split, so it is deterministic too), epilogues
-over blocks of rows of the library result, each block's product then its epilogue. The
-chunks depend on the sizes only, never on the thread count.
+over blocks of rows of the library result, each block's product then its epilogue (bound to
+their operands as one compiled program: `_bind_product`). The chunks depend on the sizes
+only, never on the thread count.
 """
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ def _balanced_rows(n: int, rows: int) -> int:
 
 
 def _epilogue_chunk_tables(n: int, grain: int, block: int, unit: int, align: int):
-    """(product rows, epilogue rows, chunks): the tables of `_run_epilogue_compiled`'s job:
+    """(product rows, epilogue rows, chunks): the tables of `_bind_product`'s calls:
     `chunk_bounds(n, grain)` with edges rounded up to multiples of the product's row tile
     `align` (as `_run_epilogue`'s tasks round them), each cut into blocks of at most `block`
     rows; the epilogue's ranges in its own rows (`unit` per row of the product)."""
@@ -256,7 +257,7 @@ class FusedKernel:
         addresses = [_address(a) for a in arrays]
         mode = layout.mode
         if mode == "epilogue":
-            self._run_epilogue(inputs, outputs, addresses, layout, domain, budget or SERIAL)
+            self._run_epilogue(inputs, outputs, addresses, shapes, layout, domain, budget or SERIAL)
             return outputs
         fn, dims, strides = self._fn, layout.dims_ptr, layout.strides_ptr
         rows, cols = layout.rows, layout.cols
@@ -347,10 +348,11 @@ class FusedKernel:
         self._layout_cache[key] = layout
         return layout
 
-    def _run_epilogue(self, inputs, outputs, addresses, layout, domain, budget) -> None:
+    def _run_epilogue(self, inputs, outputs, addresses, shapes, layout, domain, budget) -> None:
         """Blocks along axis 0 of the library result (matmul rows, conv images): compute a
         block (into the output it becomes, when the layout allows, else into a scratch
-        buffer), then run the fused kernel on its rows while in cache."""
+        buffer), then run the fused kernel on its rows while in cache. Bound to these
+        operands for the next runs where the library op is compiled calls (`_bind_product`)."""
         n = domain[0]
         if n == 0:
             return
@@ -362,17 +364,11 @@ class FusedKernel:
         fn, dims, strides = self._fn, layout.dims_ptr, layout.strides_ptr
         if budget.num_threads == 1:
             grain = n
-        if n <= block and n < 2 * grain and not self._scratch:   # one block: bind its calls for the next run
-            direct = getattr(self._lib_block, "direct", None)
-            lib = direct(*lib_args, budget) if direct is not None else None
-            bound = self._bind_direct(lib, inputs, outputs, layout, static, domain, budget) if lib is not None else None
-            if bound is not None:   # (the binding made here: a concurrent run may publish its own meanwhile)
-                bound()
-                return
-        compute = self._lib_block(*lib_args)   # (after the binding, which needs none of its per-call setup)
-        if n >= 2 * grain and self._run_epilogue_compiled(compute, outputs, addresses, layout, static, domain,
-                                                          budget):
+        bound = self._bind_product(inputs, outputs, shapes, layout, domain, grain, budget)
+        if bound is not None:   # (the binding made here: a concurrent run may publish its own meanwhile)
+            bound()
             return
+        compute = self._lib_block(*lib_args)
         if into is not None and n <= block and n < 2 * grain:   # one block, in the output it becomes
             compute(0, n, outputs[into])
             if not self._lib_only:
@@ -410,50 +406,42 @@ class FusedKernel:
         else:   # chunks claimed dynamically: a core slowed by another process takes fewer
             budget.parallel_for(task, n, grain)
 
-    def _run_epilogue_compiled(self, compute, outputs, addresses, layout, static, domain, budget) -> bool:
-        """The chunks of `_run_epilogue` as one compiled job (threads.parallel_calls): each
-        chunk computes its rows of the product into the output it becomes (else into a
-        scratch result of the whole call) and runs the epilogue on them while in cache.
-        False when the blocks of the block function `compute` are not compiled calls only
-        (`compiled`, see epilogue.py: numpy's route, a convolution)."""
-        compiled = getattr(compute, "compiled", None)
-        if compiled is None:
-            return False
-        cols, unit, block, k, into, grain = static
-        result = np.empty(domain, self._lib_dtype) if into is None else outputs[into]
-        made = compiled(result)
-        if made is None:
-            return False
-        product, keep = made   # (keep: held by name while the job runs)
-        chunks = layout.epilogue_chunks
-        if chunks is None:
-            chunks = layout.epilogue_chunks = _epilogue_chunk_tables(domain[0], grain, block, unit,
-                                                                     getattr(compute, "align", 1))
-        rows, scaled, count = chunks
-        calls = [(chain.address_of(f), list(args), at, end, rows) for f, args, at, end in product]
-        if any(c[0] is None for c in calls):
-            return False
-        if not (self._lib_only and into is not None):
-            calls.append((self._address, [0, 0, 0, cols, layout.dims_ptr, layout.strides_ptr, *addresses[:k],
-                                          _address(result), *addresses[k:]], 0, 1, scaled))
-        job = pool.job(calls)
-        if job is None:
-            return False
-        budget.parallel_calls(job, count)
-        return True
-
-    def _bind_direct(self, lib, inputs, outputs, layout, static, domain, budget) -> DirectCall | None:
-        """Keep the compiled calls of one block bound to these operands (see direct.py): the
-        library product `lib(*operand pointers, pc) -> (function, arguments)` into the output it becomes
-        (else into a scratch block of the binding's own), then the epilogue over its rows."""
-        cols, unit, _, _, into, _ = static
-        n_in = len(inputs)
+    def _bind_product(self, inputs, outputs, shapes, layout, domain, grain, budget) -> DirectCall | None:
+        """Keep the compiled calls of the library product and its epilogue bound to these
+        operands (see direct.py): the product (after a copy of an operand the tiles read
+        packed) into the output it becomes, else into a scratch result of the binding's own,
+        then the epilogue over its rows. Several chunks of rows (`chunk_bounds(n, grain)`, cut
+        into blocks of at most the layout's block) run their product rows and then their
+        epilogue rows while in cache: over the budget's threads as one compiled job, claimed
+        dynamically, or one after another on one thread; one block may split the product's
+        columns instead (epilogue.split_columns). None where the library op is not compiled
+        calls (numpy's route, a convolution) or a call has too many arguments."""
+        lib = getattr(self._lib_block, "bound", None)
+        product = lib(*[inputs[a] for a in self._lib_args]) if lib is not None else None
+        if product is None:
+            return None
+        cols, unit, block, _, into, _ = layout.epilogue
+        n, n_in, n_out = domain[0], len(inputs), len(outputs)
         pc = Operand(n_in + into) if into is not None else Scratch(domain, self._lib_dtype)
-        ops = [*inputs, *outputs]
-        calls = [lib(*[Operand(i) for i in self._lib_args], pc)]
-        if not (self._lib_only and into is not None):
-            calls.append(self._marked_call(domain[0] * unit, cols, layout, n_in, len(outputs), (pc,), ()))
-        self._direct = bound = DirectCall.bind(ops, calls, budget, layout)
+        *calls, product_call = product.calls(*[Operand(i) for i in self._lib_args], pc)
+        scratch = [Scratch(shapes[s], self.ir.slot_dtype(s)) for s in self._scratch]
+        rest = [] if self._lib_only and into is not None else \
+            [self._marked_call(n * unit, cols, layout, n_in, n_out, (pc,), scratch)]
+        rows, scaled, count = _epilogue_chunk_tables(n, grain, block, unit, product.route.align)
+        if budget.num_threads > 1 and n >= 2 * grain:
+            job = [(chain.address_of(f), args, 0, 1, table) for (f, args), table in zip([product_call, *rest],
+                                                                                        (rows, scaled))]
+            entry = budget.parallel_entry(job)
+            if entry is None:
+                return None
+            calls.append(entry)
+        elif count == 1:
+            calls += [epilogue.split_columns(budget, product.route, product_call), *rest]
+        else:
+            for i in range(0, 2 * count, 2):
+                for (f, args), table in zip([product_call, *rest], (rows, scaled)):
+                    calls.append((f, (int(table[i]), int(table[i + 1]), *args[2:])))
+        self._direct = bound = DirectCall.bind([*inputs, *outputs], calls, budget, layout)
         return bound
 
     def _epilogue_static(self, layout, domain, lib_args) -> tuple:
