@@ -91,9 +91,10 @@ class _Spy(ThreadBudget):
         super().__init__(n)
         self.jobs = []
 
-    def parallel_calls(self, job, chunks):
+    def parallel_entry(self, calls):
+        chunks = len(calls[0][4]) // 2
         self.jobs.append(chunks)
-        super().parallel_calls(job, chunks)
+        return super().parallel_entry(calls)
 
 
 def test_large_kernels_are_split_and_small_ones_run_inline():
@@ -111,6 +112,33 @@ def test_large_kernels_are_split_and_small_ones_run_inline():
         spy.close()
     (serial,) = kernel.run(list(feeds.values()), None, None)
     np.testing.assert_array_equal(_bits(big), _bits(serial))
+
+
+def test_a_split_kernel_stays_bound_to_its_operands_between_runs():
+    """A kernel split over threads keeps its chunks bound as one parallel chain entry: run
+    again on the same arrays it reuses the binding and reads what was written into them in
+    place meanwhile; new arrays of the same layout are patched in. Every result has the bits
+    of one thread's call."""
+    out, feeds = _w1(2 ** 20)
+    kernel, serial_kernel = (next(n for n in gf.compile(out, feed_list=list(feeds)).program.nodes
+                                  if n.op == "Fused").attrs["kernel"] for _ in range(2))
+    x, y = (v.copy() for v in feeds.values())
+    result = np.empty_like(x)
+    spy = _Spy(2)
+    try:
+        for step in range(4):
+            if step == 3:
+                x, result = x.copy(), np.empty_like(result)   # new arrays: pointers patched in
+            kernel.run([x, y], [result], spy)
+            bound = kernel._direct
+            assert bound.parallel and (step == 0 or bound is first or step == 3)
+            first = bound
+            (serial,) = serial_kernel.run([x, y], None, None)
+            np.testing.assert_array_equal(_bits(result), _bits(serial))
+            x *= -0.5   # (in place)
+        assert len(spy.jobs) == 1 and spy.jobs[0] > 1   # the entry was made once
+    finally:
+        spy.close()
 
 
 def test_streaming_stores_give_the_same_bits(monkeypatch):

@@ -2,9 +2,10 @@
 
 `FusedKernel.run(inputs, outputs, budget)` works out the rows x cols layout of the call,
 then runs the compiled function over ranges, as one compiled job over the budget's threads
-(`budget.parallel_calls`, codegen/pool.py): elementwise kernels over blocks of `FLAT_BLOCK`
-elements (block boundaries are multiples of the vector step, so every element takes the
-same code path whatever the thread count: results are bitwise independent of it), row
+(a parallel chain entry bound to the operands, codegen/pool.py): elementwise kernels over
+blocks of `FLAT_BLOCK` elements (block boundaries are multiples of the vector step, so every
+element takes the same code path whatever the thread count: results are bitwise
+independent of it), row
 kernels over whole rows (a reduction is never split, so it is deterministic too), epilogues
 over blocks of rows of the library result, each block's product then its epilogue (bound to
 their operands as one compiled program: `_bind_product`). The chunks depend on the sizes
@@ -21,7 +22,7 @@ from ...ops.registry import OpDef, OpKind, register
 from ...runtime.fpstate import IGNORE, quiet_fp, restore_fp
 from ...runtime.pointers import address as _address
 from ...runtime.threads import MAX_CHUNKS, SERIAL, chunk_bounds
-from ..codegen import chain, pool
+from ..codegen import chain
 from . import epilogue
 from .direct import DirectCall, Operand, Scratch
 from .evaluate import numpy_function
@@ -58,7 +59,7 @@ class _Strided:
 
 def _chunk_table(layout) -> tuple[np.ndarray, int]:
     """(table, chunks): the (start, end) arguments of each parallel chunk of a rows, columns
-    or flat layout (pool.job's table), from `chunk_bounds`: independent of the thread count."""
+    or flat layout (a parallel entry's table), from `chunk_bounds`: independent of the thread count."""
     bounds = chunk_bounds(layout.tasks, layout.grain)
     if layout.mode == "rows":
         pairs = [(s, e) for s, e in zip(bounds, bounds[1:])]
@@ -259,37 +260,41 @@ class FusedKernel:
         if mode == "epilogue":
             self._run_epilogue(inputs, outputs, addresses, shapes, layout, domain, budget or SERIAL)
             return outputs
-        fn, dims, strides = self._fn, layout.dims_ptr, layout.strides_ptr
-        rows, cols = layout.rows, layout.cols
-        if mode == "whole" or budget is None or budget.num_threads == 1:
-            if mode != "empty":
-                # one call over the whole range: every element takes the code path it takes in any
-                # split; bound to these operands for the next runs (see `_direct`)
-                self._bind_call(inputs, outputs, shapes, layout, budget or SERIAL)()
-        elif mode != "empty":
-            # rows: whole rows per chunk; columns (a column kernel): whole columns, so sums never
-            # split (deterministic); flat: blocks of FLAT_BLOCK elements
-            table, n = layout.chunks
-            args = [0, 1 if mode == "flat" else rows, 0, cols]
-            at = 0 if mode == "rows" else 2   # the chunk's range replaces arguments at, at + 1
-            job = pool.job([(self._address, [*args, dims, strides, *addresses], at, at + 1, table)])
-            if job is not None:
-                budget.parallel_calls(job, n)
-            elif mode == "rows":
-                budget.parallel_for(lambda s, e: fn(s, e, 0, cols, dims, strides, *addresses), rows, layout.grain)
-            else:
-                budget.parallel_for(lambda s, e: fn(*args[:2], s * FLAT_BLOCK, min(e * FLAT_BLOCK, cols), dims,
-                                                     strides, *addresses), layout.tasks, layout.grain)
+        if mode == "empty":
+            return outputs
+        split = mode != "whole" and budget is not None and budget.num_threads > 1 and layout.chunks[1] > 1
+        # one call over the whole range (every element takes the code path it takes in any
+        # split) or one compiled job of chunks: rows, whole rows per chunk; columns (a column
+        # kernel), whole columns, so sums never split (deterministic); flat, blocks of
+        # FLAT_BLOCK elements. Bound to these operands for the next runs (see `_direct`).
+        bound = self._bind_call(inputs, outputs, shapes, layout, budget or SERIAL, split)
+        if bound is not None:
+            bound()
+            return outputs
+        fn, dims, strides, cols = self._fn, layout.dims_ptr, layout.strides_ptr, layout.cols
+        if mode == "rows":
+            budget.parallel_for(lambda s, e: fn(s, e, 0, cols, dims, strides, *addresses), layout.rows, layout.grain)
+        else:
+            rows = layout.rows   # (1 in flat mode)
+            budget.parallel_for(lambda s, e: fn(0, rows, s * FLAT_BLOCK, min(e * FLAT_BLOCK, cols), dims, strides,
+                                                 *addresses), layout.tasks, layout.grain)
         return outputs
 
-    def _bind_call(self, inputs, outputs, shapes, layout, budget) -> DirectCall:
-        """Keep the one call over the whole range bound to these operands (direct.py): at W5's
-        batch the loss and bias-gradient kernels are 0.1-10 us of work, and their per-call
-        Python (shape keys, the layout lookup, a pointer per operand) or numpy's evaluation
-        cost more, several times more in the cold caches a large product leaves behind (the
-        loss's mean: 35 us in the training step, 10 us run again at once)."""
+    def _bind_call(self, inputs, outputs, shapes, layout, budget, split: bool) -> DirectCall | None:
+        """Keep the kernel's call bound to these operands (direct.py): one call over the whole
+        range, or with `split` the layout's chunks as one parallel chain entry; None when the
+        call has too many arguments for a job (the chunks then run from Python). At W5's batch
+        the loss and bias-gradient kernels are 0.1-10 us of work, and their per-call Python
+        (shape keys, the layout lookup, a pointer per operand) or numpy's evaluation cost
+        more, several times more in the cold caches a large product leaves behind (the loss's
+        mean: 35 us in the training step, 10 us run again at once)."""
         scratch = [Scratch(shapes[s], self.ir.slot_dtype(s)) for s in self._scratch]
         call = self._marked_call(layout.rows, layout.cols, layout, len(inputs), len(outputs), (), scratch)
+        if split:
+            at = 0 if layout.mode == "rows" else 2   # the chunk's range replaces arguments at, at + 1
+            call = budget.parallel_entry([(self._address, call[1], at, at + 1, layout.chunks[0])])
+            if call is None:
+                return None
         self._direct = bound = DirectCall.bind([*inputs, *outputs], [call], budget, layout)
         return bound
 
