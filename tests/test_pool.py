@@ -1,6 +1,7 @@
-"""The compiled hand-off of parallel jobs (codegen/pool.py, ThreadBudget.parallel_calls):
+"""The compiled hand-off of parallel jobs (codegen/pool.py, ThreadBudget.parallel_entry):
 every chunk runs exactly once whatever the thread count, concurrent jobs on one budget stay
 correct, workers stop polling when idle, and queued Python work still reaches them."""
+import ctypes
 import threading
 import time
 
@@ -51,6 +52,24 @@ def _table(edges):
     return np.array([(s, e) for s, e in zip(edges, edges[1:])], np.int64).reshape(-1)
 
 
+def _program(budget, calls):
+    """A chain program of one parallel entry running the job of `calls` on `budget`'s threads,
+    as a bound kernel holds it."""
+    return chain.program([budget.parallel_entry(calls)])
+
+
+def _run(budget, calls=None, program=None):
+    """Run the job of `calls` (or a `program` of `_program`) as kernels run theirs; on one
+    thread, its chunks one after another through the pool's own run (no workers)."""
+    if budget.num_threads == 1:
+        run, _ = pool.functions()
+        slot, job = pool.new_slot(), np.array(pool.job_words(calls), np.int64)
+        run(slot.ctypes.data, job.ctypes.data, len(calls[0][4]) // 2, 0, None)
+        return
+    program = program if program is not None else _program(budget, calls)
+    budget.run_compiled(lambda: chain.function()(ctypes.addressof(program)))
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_every_chunk_runs_once(add, threads):
     _, fn, _ = add
@@ -60,8 +79,7 @@ def test_every_chunk_runs_once(add, threads):
     budget = ThreadBudget(threads)
     try:
         for v in range(1, 200):
-            job = pool.job([(fn, [0, 0, buf.ctypes.data, v], 0, 1, table)])
-            budget.parallel_calls(job, len(edges) - 1)
+            _run(budget, [(fn, [0, 0, buf.ctypes.data, v], 0, 1, table)])
     finally:
         budget.close()
     assert (buf == sum(range(1, 200))).all()
@@ -71,11 +89,11 @@ def test_two_calls_per_chunk_and_empty_ranges_skipped(add):
     _, fn, fn_at = add
     a, b = np.zeros(100, np.int64), np.zeros(200, np.int64)
     rows = np.array([0, 50, 50, 50, 50, 100], np.int64)     # the middle chunk is empty
-    job = pool.job([(fn, [0, 0, a.ctypes.data, 1], 0, 1, rows),
-                    (fn_at, [b.ctypes.data, 7, 0, 0], 2, 3, rows * 2)])   # its range at arguments 2, 3
+    calls = [(fn, [0, 0, a.ctypes.data, 1], 0, 1, rows),
+             (fn_at, [b.ctypes.data, 7, 0, 0], 2, 3, rows * 2)]   # its range at arguments 2, 3
     budget = ThreadBudget(2)
     try:
-        budget.parallel_calls(job, 3)
+        _run(budget, calls)
     finally:
         budget.close()
     assert (a == 1).all() and (b == 7).all()
@@ -86,28 +104,28 @@ def test_a_job_holds_its_tables(add):
     the job runs."""
     _, fn, _ = add
     buf = np.zeros(64, np.int64)
-    job = pool.job([(fn, [0, 0, buf.ctypes.data, 1], 0, 1, np.array([0, 32, 32, 64], np.int64))])
-    junk = [np.full(4, 10 ** 9, np.int64) for _ in range(100)]   # reuse of the freed table's memory
     budget = ThreadBudget(2)
     try:
-        budget.parallel_calls(job, 2)
+        program = _program(budget, [(fn, [0, 0, buf.ctypes.data, 1], 0, 1, np.array([0, 32, 32, 64], np.int64))])
+        junk = [np.full(4, 10 ** 9, np.int64) for _ in range(100)]   # reuse of the freed table's memory
+        _run(budget, program=program)
     finally:
         budget.close()
     assert (buf == 1).all() and len(junk) == 100
 
 
 def test_a_copy_of_a_job_is_a_job(add):
-    """Tables are found by their offset from the job's start, so a copy made of a job (a chain
-    program rebinding its operands copies its entries) runs on its own, the original gone."""
+    """Tables are found by their offset from the job's start, so a copy made of a program (a
+    binding patching new operands in copies its program) runs on its own, the original gone."""
     _, fn, _ = add
     buf = np.zeros(64, np.int64)
-    job = pool.job([(fn, [0, 0, buf.ctypes.data, 1], 0, 1, np.array([0, 32, 32, 64], np.int64))])
-    copy = job.copy()
-    job[:] = 0
-    del job
     budget = ThreadBudget(2)
     try:
-        budget.parallel_calls(copy, 2)
+        program = _program(budget, [(fn, [0, 0, buf.ctypes.data, 1], 0, 1, np.array([0, 32, 32, 64], np.int64))])
+        copy = type(program).from_buffer_copy(program)
+        ctypes.memset(program, 0, ctypes.sizeof(program))
+        del program
+        _run(budget, program=copy)
     finally:
         budget.close()
     assert (buf == 1).all()
@@ -116,17 +134,21 @@ def test_a_copy_of_a_job_is_a_job(add):
 def test_tables_of_one_job_must_have_as_many_chunks(add):
     _, fn, _ = add
     with pytest.raises(ValueError, match="same number"):
-        pool.job([(fn, [0, 0, 0, 1], 0, 1, [0, 1, 1, 2]), (fn, [0, 0, 0, 1], 0, 1, [0, 1])])
+        pool.job_words([(fn, [0, 0, 0, 1], 0, 1, [0, 1, 1, 2]), (fn, [0, 0, 0, 1], 0, 1, [0, 1])])
 
 
 def test_a_call_with_too_many_arguments_has_no_job(add):
     _, fn, _ = add
-    assert pool.job([(fn, [0] * (pool.MAX_ARGS + 1), 0, 1, np.zeros(2, np.int64))]) is None
+    budget = ThreadBudget(2)
+    try:
+        assert budget.parallel_entry([(fn, [0] * (pool.MAX_ARGS + 1), 0, 1, np.zeros(2, np.int64))]) is None
+    finally:
+        budget.close()
 
 
 def test_concurrent_jobs_on_one_budget(add):
-    """Runs from several threads share one slot: the jobs that find it taken run their own
-    chunks, and every chunk of every job still runs once."""
+    """Runs from several threads share one slot, taking turns: every chunk of every job still
+    runs once."""
     _, fn, _ = add
     budget = ThreadBudget(2)
     bufs = [np.zeros(4096, np.int64) for _ in range(6)]
@@ -136,7 +158,7 @@ def test_concurrent_jobs_on_one_budget(add):
     def worker(buf):
         try:
             for _ in range(300):
-                budget.parallel_calls(pool.job([(fn, [0, 0, buf.ctypes.data, 1], 0, 1, table)]), 16)
+                _run(budget, [(fn, [0, 0, buf.ctypes.data, 1], 0, 1, table)])
         except BaseException as exc:  # reported below
             errors.append(exc)
 
@@ -157,7 +179,7 @@ def test_idle_workers_stop_polling_and_queued_work_reaches_them(add):
     budget = ThreadBudget(3)
     buf = np.zeros(1000, np.int64)
     try:
-        budget.parallel_calls(pool.job([(fn, [0, 0, buf.ctypes.data, 1], 0, 1, _table([0, 300, 600, 1000]))]), 3)
+        _run(budget, [(fn, [0, 0, buf.ctypes.data, 1], 0, 1, _table([0, 300, 600, 1000]))])
         done = threading.Event()
         budget.submit(done.set)          # a worker may be polling the slot: the poke sends it to the queue
         assert done.wait(10)
@@ -179,17 +201,17 @@ def test_a_budget_publishing_work_sends_another_budgets_idle_workers_to_sleep(ad
     monkeypatch.setattr(threads, "IDLE_US", 10_000_000)   # A's workers would poll for 10 s
     a, b = ThreadBudget(2), ThreadBudget(2)
     buf = np.zeros(1000, np.int64)
-    job = pool.job([(fn, [0, 0, buf.ctypes.data, 1], 0, 1, _table([0, 500, 1000]))])
+    calls = [(fn, [0, 0, buf.ctypes.data, 1], 0, 1, _table([0, 500, 1000]))]
     try:
-        a.parallel_calls(job, 2)
+        _run(a, calls)
         time.sleep(0.05)
         assert a._slot[pool.SPINNING] == 1   # still polling, well within its 10 s
-        b.parallel_calls(job, 2)
+        _run(b, calls)
         deadline = time.monotonic() + 5
         while a._slot[pool.SPINNING] and time.monotonic() < deadline:
             time.sleep(0.001)
         assert a._slot[pool.SPINNING] == 0
-        a.parallel_calls(job, 2)   # and the next job of A still gets its worker back
+        _run(a, calls)   # and the next job of A still gets its worker back
     finally:
         a.close()
         b.close()

@@ -5,12 +5,12 @@ calls `Session.run` is the last one). The same workers run independent plan step
 (inter-op) and the chunks of parallel kernels (intra-op), so a session never runs more
 than `num_threads` of its own threads at once.
 
-Compiled kernels are split through `parallel_calls`: the chunks are claimed and run in
-machine code (codegen/pool.py), by the calling thread and by workers that poll the
-budget's slot for IDLE_US after their last chunk, with the GIL released, before blocking on
-the queue. A run of several parallel kernels in a row (or a loop of runs) so never waits for
-a thread to wake up, and an idle session's workers sleep. Python callables go through
-`parallel_for` and `submit`, over the queue.
+Compiled kernels are split through `parallel_entry`: a chain program's entry whose chunks
+are claimed and run in machine code (codegen/pool.py), by the calling thread and by workers
+that poll the budget's slot for IDLE_US after their last chunk, with the GIL released,
+before blocking on the queue. A run of several parallel kernels in a row (or a loop of runs)
+so never waits for a thread to wake up, and an idle session's workers sleep. Python
+callables go through `parallel_for` and `submit`, over the queue.
 
 Every wait is "helping": a thread that waits for work it handed out first runs what is
 left of that work itself, so nested use (a step running on a worker that calls
@@ -345,22 +345,6 @@ class ThreadBudget:
         job.done.wait()
         if job.error is not None:
             raise job.error
-
-    def parallel_calls(self, job: np.ndarray, chunks: int) -> None:
-        """Run a compiled job (`pool.job`: calls with a table of `chunks` ranges each) on this
-        budget's threads, every chunk claimed and run in machine code. While another job holds
-        the slot (a kernel of a concurrent run or inter-op step), the chunks run one after
-        another on the calling thread: its caller is then one of several threads at work."""
-        run, _ = pool.functions()
-        if self._slot is None or chunks < 2 or not self._slot_lock.acquire(blocking=False):
-            own = pool.new_slot()   # (held by name: the call must not outlive it)
-            run(own.ctypes.data, job.ctypes.data, chunks, 0, None)
-            return
-        try:
-            self._wake_pollers(chunks - 1)
-            run(self._slot.ctypes.data, job.ctypes.data, chunks, self._spins, pool.nap_address())
-        finally:
-            self._slot_lock.release()
 
     def parallel_entry(self, calls) -> tuple | None:
         """(pool.PARALLEL, arguments): a chain program entry (codegen/chain.py) running the job

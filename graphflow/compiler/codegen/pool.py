@@ -19,12 +19,13 @@ compiled calls that every thread runs straight from machine code:
   work was queued for it), or once idle while the word at `owner` is not `me` (another
   pool of the process published work since: its threads get the cores).
 
-A job (int64 array): the number of calls, then per call its function address, argument
-count, the positions of the start and end arguments, the offset of its table of
-(start, end) pairs (one per chunk, stored at the end of the same array, found from the job's
-start: a copy of a job is a job) and its arguments. Chunk i calls every function with its
-table's i-th pair in place of the start and end arguments, and skips a call whose range is
-empty. Every parameter is 64-bit (i64 or ptr), as in chain.py.
+A job (int64 words, `job_words`, inline in a chain program's entry): the number of calls,
+then per call its function address, argument count, the positions of the start and end
+arguments, the offset of its table of (start, end) pairs (one per chunk, stored after the
+calls, found from the job's start: a copy of a job is a job) and its arguments. Chunk i
+calls every function with its table's i-th pair in place of the start and end arguments,
+and skips a call whose range is empty. Every parameter is 64-bit (i64 or ptr), as in
+chain.py.
 """
 from __future__ import annotations
 
@@ -284,9 +285,3 @@ def job_words(calls) -> list | None:
         flat[slot] = len(flat)
         flat += [int(t) for t in table]
     return flat
-
-
-def job(calls) -> np.ndarray | None:
-    """The job array of `calls` (see `job_words`), or None."""
-    words = job_words(calls)
-    return None if words is None else np.array(words, np.int64)

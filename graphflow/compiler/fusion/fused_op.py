@@ -5,11 +5,10 @@ then runs the compiled function over ranges, as one compiled job over the budget
 (a parallel chain entry bound to the operands, codegen/pool.py): elementwise kernels over
 blocks of `FLAT_BLOCK` elements (block boundaries are multiples of the vector step, so every
 element takes the same code path whatever the thread count: results are bitwise
-independent of it), row
-kernels over whole rows (a reduction is never split, so it is deterministic too), epilogues
-over blocks of rows of the library result, each block's product then its epilogue (bound to
-their operands as one compiled program: `_bind_product`). The chunks depend on the sizes
-only, never on the thread count.
+independent of it), row kernels over whole rows (a reduction is never split, so it is
+deterministic too), epilogues over blocks of rows of the library result, each block's
+product then its epilogue (`_bind_product`). The chunks depend on the sizes only, never on
+the thread count.
 """
 from __future__ import annotations
 

@@ -101,7 +101,6 @@ class CallLayout:
     tasks: int = 0
     grain: int = 1
     chunks: tuple | None = None            # (table, count) of a compiled parallel job: rows, columns, flat
-    epilogue_chunks: tuple | None = None   # (product rows, epilogue rows, count): an epilogue's job
 
     def __post_init__(self):
         self.dims_ptr = self.dims.ctypes.data          # the arrays live as long as the layout
