@@ -1,7 +1,8 @@
 """The SGD update applied in the gemm's stores (gemm.store_function, epilogue.absorbed):
 D - s * (A @ B) with the bits of the product followed by the unfused Mul and Sub, over odd
-shapes, K blocks, transposes, an output overlapping D and non-finite values; and a training
-step whose fused updates give the same weights as the two-pass kernels, at 1 and 2 threads."""
+shapes, K beyond one block, transposes, an output that is D itself or overlaps it and
+non-finite values; and a training step whose fused updates give the same weights as the
+two-pass kernels, at 1 and 2 threads."""
 import itertools
 
 import numpy as np
@@ -46,6 +47,10 @@ def test_update_kernel_gives_the_two_pass_bits(dtype):
             fn(i0, i1, 0, n, k, address(A), A.strides[0] // item, A.strides[1] // item, address(B), n,
                address(out), n, address(D), D.strides[0] // item, address(s))
         assert np.array_equal(_bits(out), _bits(expect)), (m, n, k, ta)
+        own = np.ascontiguousarray(D)   # D itself as C (an update in place): clamped rows, K > KC
+        fn(0, m, 0, n, k, address(A), A.strides[0] // item, A.strides[1] // item, address(B), n,
+           address(own), n, address(own), n, address(s))
+        assert np.array_equal(_bits(own), _bits(expect)), (m, n, k, ta, "in place")
 
 
 def test_update_kernel_propagates_non_finite_values():

@@ -34,7 +34,7 @@ from .memory import StepInfo, plan_memory
 from .pointers import remember
 from .state import RunState
 from .threads import SERIAL, library_threads, limit_blas_threads, restore_blas_threads
-from . import whole_run
+from . import in_place, whole_run
 from .whole_run import WholeRun
 
 _KERNEL_ERRORS = (ValueError, IndexError, TypeError, ZeroDivisionError, FloatingPointError)
@@ -116,35 +116,6 @@ def _fresh_output(pool: list, shape: tuple, dtype) -> np.ndarray:
                 return x
     x = np.empty(shape, dtype)
     pool.append(x)
-    return x
-
-
-def _recycled_value(pool: list, shape: tuple, dtype) -> np.ndarray:
-    """A new array for a variable's next value (a value the plan's Assign adopts), as
-    `_fresh_output` gives for a fetched result, from a pool of two: the variable holds its
-    value until the next update replaces it, so the array of two updates ago is the one free
-    again. Its first touch would cost a page fault per 4 KB where the allocator maps it fresh
-    (a 64 MB weight's SGD step, one thread: 41.4 -> 38.6 ms; W5's 1-1.6 MB weights came from
-    the heap already). A value is read-only while the variable holds it: writable again here,
-    once nothing else refers to it."""
-    for _ in range(len(pool)):
-        try:
-            x = pool.pop(0)
-        except IndexError:   # emptied by a concurrent run meanwhile
-            break
-        if getrefcount(x) > 2:   # held outside the pool (`x` and the argument are 2): kept for later
-            pool.append(x)
-        elif x.shape == shape and x.dtype == dtype:
-            x.flags.writeable = True
-            pool.append(x)
-            return x
-    x = np.empty(shape, dtype)
-    pool.append(x)
-    if len(pool) > 2:
-        try:
-            pool.pop(0)
-        except IndexError:
-            pass
     return x
 
 
@@ -340,6 +311,9 @@ class ExecutionPlan:
         adopted = self._adopted_values()
         self.adopted = frozenset(adopted)
         self.memory = plan_memory([s.info for s in steps], specs, external, self.output_values + adopted)
+        # step -> {output position: the variable's value it may be written over}: in_place.py
+        self.in_place = in_place.sections(self)
+        self._in_place_runs = in_place.InPlace(self.store) if self.in_place else None
         self.n_buffers = self.memory.n_buffers
         self.stateful = any(s.stateful for s in steps)
         self.uses_numpy = any(s.mode != "out" for s in steps)
@@ -403,9 +377,11 @@ class ExecutionPlan:
         return self.memory.peak_bytes(self.specs, [s.info for s in self.steps], self.external, dim)
 
     # ---------------------------------------------------------------- code generation
-    def _step_lines(self, st: Step, name, free: bool, blas_line: bool = True) -> list[str]:
+    def _step_lines(self, st: Step, name, free: bool, blas_line: bool = True, over: dict | None = None) -> list[str]:
         """Python source for one step; `name(v)` spells value v (a local or a list item);
-        `blas_line`: set numpy's BLAS threads for this step (a serial run skips repeats)."""
+        `blas_line`: set numpy's BLAS threads for this step (a serial run skips repeats);
+        `over`: output position -> the variable's value the output may be written over (the
+        serial runner's in-place updates, in_place.py)."""
         k = st.index
         mem = self.memory
         ins = ", ".join(name(v) for v in st.inputs)
@@ -442,7 +418,7 @@ class ExecutionPlan:
         else:
             bufs = [mem.buffer_of[v] for v in st.outputs]
             pooled = self._pooled_outputs()
-            if all(b is None and v not in pooled for v, b in zip(st.outputs, bufs)):
+            if all(b is None and v not in pooled for v, b in zip(st.outputs, bufs)) and not over:
                 outs = "None"
             else:
                 key = "(" + "".join(f"{name(v)}.shape, " for v in st.inputs) + ")"
@@ -450,6 +426,8 @@ class ExecutionPlan:
                 def alloc(j, v, b) -> str:
                     if b is not None:
                         return f"OUT(A, {b}, D{k}_{j}, _s[{j}])"
+                    if over and j in over:
+                        return f"IPOUT(_ip, {name(over[j])}, {f'P{v}' if v in pooled else None}, _s[{j}], D{k}_{j})"
                     if v in pooled:
                         return f"{'RECYCLED' if v in self.adopted else 'FRESH'}(P{v}, _s[{j}], D{k}_{j})"
                     return f"EMPTY(_s[{j}], D{k}_{j})"
@@ -511,7 +489,8 @@ class ExecutionPlan:
               "ERRORS": _KERNEL_ERRORS, "OpError": OpError, "STEP_ERROR": self._serial_error,
               "ARENAS": self._arenas, "LIMIT": limit_blas_threads, "NT": self.budget.num_threads,
               "OWN_THREADS": library_threads, "RESTORE": restore_blas_threads, "FRESH": _fresh_output,
-              "RECYCLED": _recycled_value, "SHAPES": _output_shapes}
+              "RECYCLED": in_place.recycled, "SHAPES": _output_shapes, "IP": self._in_place_runs,
+              "IPOUT": in_place.output}
         for v, pool in self._pooled_outputs().items():
             ns[f"P{v}"] = pool
         for v, x in self.constants.items():
@@ -545,18 +524,29 @@ class ExecutionPlan:
             src += ["    try:", "        A = ARENAS.pop()", "    except IndexError:",
                     f"        A = [None] * {self.n_buffers}"]
         src.append("    S = RunState(STORE)" if self.stateful else "    S = None")
+        if self.in_place:
+            src.append("    _ip = False")
         src += ["    tok = FPSET(IGNORE)" if self.uses_numpy else "    tok = None", "    try:"]
         first = len(src) + 1  # line numbers start at 1
         self._line_step: list = []  # body line -> step index (a failing line names its step)
         blas = None
+        section = min(self.in_place, default=None)
         for st in self.steps:
-            lines = self._step_lines(st, local, free=True, blas_line=st.blas == "own" or st.blas not in (None, blas))
+            lines = self._step_lines(st, local, free=True, blas_line=st.blas == "own" or st.blas not in (None, blas),
+                                     over=self.in_place.get(st.index))
+            if st.index == section:   # the in-place section's input shapes: in_place.py
+                made = {v for s in self.steps[section:] for v in s.outputs}
+                ins = dict.fromkeys(v for s in self.steps[section:] for v in s.inputs
+                                    if v not in made and v not in self.constants)
+                lines = [f"_ipk = ({''.join(f'v{v}.shape, ' for v in ins)})", "_ip = IP.begin(_ipk)"] + lines
             blas = st.blas or blas
             src += ["        " + line for line in lines]
             self._line_step += [st.index] * len(lines)
         self._first_body_line = first
         if not self.steps:
             src.append("        pass")
+        if self.in_place:   # committed before the section ends (IP.end lets readers in)
+            src += ["        S.commit()", "        if not _ip: IP.passed(_ipk)"]
         src += ["    except OpError:", "        raise",
                 "    except ERRORS as exc:", "        STEP_ERROR(exc, locals())",
                 "    finally:"]
@@ -565,7 +555,9 @@ class ExecutionPlan:
             src.append("        RESTORE()")
         if self.n_buffers:
             src.append("        ARENAS.append(A)")
-        if self.stateful:
+        if self.in_place:
+            src.append("        if _ip: IP.end()")
+        elif self.stateful:
             src.append("    S.commit()")
         outs = ", ".join(self._output_expr(v, local, call_results) for v in self.output_values)
         src += [f"    return [{outs}]", ""]
@@ -776,7 +768,8 @@ class _Schedule:
                     self.cond.wait()
                 if self.error is not None:
                     break
-                if not self.left:
+                if not self.left:   # (a helper may hold this schedule a while: not the run's values)
+                    self.v = self.A = self.S = None
                     return
                 k = self.ready.popleft()
                 self.started += 1

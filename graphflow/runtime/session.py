@@ -212,7 +212,7 @@ class Session:
         self._store.set(var.op.name, value.astype(var.dtype, copy=False))
 
     def _get_variable(self, var) -> np.ndarray:
-        v = self._store.values.get(var.op.name)
+        v = self._store.current(var.op.name)
         if v is None:
             raise FailedPreconditionError(f"variable '{var.name}' is not initialized", var.op.name)
         return np.array(v)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from _thread import get_ident
 
 import numpy as np
 
@@ -27,6 +28,9 @@ class VariableStore:
         self.entropy = secrets.randbits(63)  # for ops with neither a graph nor an op seed
         self.lock = threading.Lock()
         self.update_lock = threading.RLock()  # held by whole runs that write variables
+        # the thread of a run (holding update_lock) that rewrites values in their arrays, or 0:
+        # runtime/in_place.py
+        self.writer = 0
 
     def set(self, name: str, value: np.ndarray) -> None:
         value = np.array(value, copy=True)
@@ -34,6 +38,18 @@ class VariableStore:
         with self.lock:
             self.values[name] = value
             self.version += 1
+
+    def current(self, name: str) -> np.ndarray | None:
+        """The value of `name` (None when uninitialized), taken when no run of another thread is
+        rewriting values in place: such a run may be rewriting this one, so a value taken
+        during it is taken again after it (in_place.py: a value taken first, with the writer
+        checked after, is one whose array that run leaves alone)."""
+        v = self.values.get(name)
+        while self.writer and self.writer != get_ident():
+            with self.update_lock:   # (held by the writing run until it ends)
+                pass
+            v = self.values.get(name)
+        return v
 
 
 class RunState:
@@ -54,7 +70,10 @@ class RunState:
     def read_variable(self, name: str) -> np.ndarray:
         v = self.writes.get(name)
         if v is None:
-            v = self.store.values.get(name)
+            store = self.store
+            v = store.values.get(name)
+            if store.writer:
+                v = store.current(name)
             if v is None:
                 raise FailedPreconditionError(
                     f"attempting to use the uninitialized variable '{name}' ('{name}:0'); run "

@@ -155,8 +155,12 @@ def _tile_ir(t: str, w: int, mr: int, nv: int, masked: bool, name: str, store: s
     for r in range(mr):
         for v in range(nv):
             value = f"%n{r}_{v}"
-            if update:
-                out += [vload(f"%pd{r}_{v}", v, f"%d{r}_{v}"),
+            if update:   # a clamped row takes its row's D as loaded before that row's store
+                load = vload(f"%pd{r}_{v}", v, f"%d{r}_{v}" if r == 0 else f"%dl{r}_{v}")
+                out += [load] if r == 0 else [
+                    load, f"  %dup{r}_{v} = icmp eq i64 %rc{r}, %rc{r - 1}",
+                    f"  %d{r}_{v} = select i1 %dup{r}_{v}, {vt} %d{r - 1}_{v}, {vt} %dl{r}_{v}"]
+                out += [
                         *STORES[store](vt, f"%n{r}_{v}", f"%d{r}_{v}", f"%u{r}_{v}"),
                         f"  %o{r}_{v} = select i1 %fin, {vt} %u{r}_{v}, {vt} %n{r}_{v}"]
                 value = f"%o{r}_{v}"
@@ -237,7 +241,7 @@ def _driver_ir(t: str, shape: TileShape, name: str, store: str | None = None, tr
     """gemm(i0, i1, j0, j1, K, a, ars, acs, b, brs, c, crs): K blocks outermost, then blocks
     of MC rows, then column panels of NR (a KC x NR panel of B is reused by every row tile of
     the block), then row tiles of MR. With a `store`, three more arguments (d, drs, s_ptr):
-    the last K block's tiles store that epilogue (see `store_function`). `transposed`: the
+    K is then one block and the tiles store that epilogue (see `store_function`). `transposed`: the
     arguments start j0, j1, i0, i1, K is one block and C^T is stored (`transposed_function`)."""
     update = store is not None
     mr, nv, w, nr = shape.mr, shape.nv, shape.w, shape.nr
@@ -251,7 +255,8 @@ def _driver_ir(t: str, shape: TileShape, name: str, store: str | None = None, tr
            "  %empty = icmp sge i64 %i0, %i1", "  %empty2 = icmp sge i64 %j0, %j1", "  %empty3 = icmp sle i64 %K, 0",
            "  %e1 = or i1 %empty, %empty2", "  %e = or i1 %e1, %empty3",
            f"  %nkb0 = add i64 %K, {KC - 1}",
-           "  %nkb1 = add i64 1, 0" if transposed else f"  %nkb1 = udiv i64 %nkb0, {KC}",
+           # (a store epilogue reads D where it writes C: one K block, no partial sums in C)
+           "  %nkb1 = add i64 1, 0" if transposed or update else f"  %nkb1 = udiv i64 %nkb0, {KC}",
            "  %nkb = call i64 @llvm.smax.i64(i64 %nkb1, i64 1)",   # K <= 0 exits below: no division by 0
            "  %kcb0 = add i64 %K, %nkb", "  %kcb1 = sub i64 %kcb0, 1", "  %kcb = udiv i64 %kcb1, %nkb",
            *([f"  %sv = load {t}, ptr %sp, align 4"] if update else []),
@@ -579,10 +584,12 @@ def store_function(dtype, store: str):
     s_ptr): the block of C = the epilogue `store` (STORES) of A @ B applied in the tiles'
     stores: "update", D - s*(A @ B) with s the scalar at s_ptr (an SGD update fused into its
     weight gradient: no pass over the gradient, which W5 paid ~30-50 us per weight matrix
-    for). D must not overlap C (partial sums of K blocks and the clamped rows of edge tiles
-    are stored into C first). Each element is the product's own FMA chain and then the
-    epilogue's ops rounded one by one, so the bits are those of the product followed by
-    the unfused elementwise ops."""
+    for). D may be C itself, an update in place (a variable's value rewritten, no second
+    1-2 MB array to stream: W5's step 0.96x): K is one block (no partial sums stored in C),
+    each element of D is loaded before its C is stored, and the clamped rows of an edge tile
+    take the D their row loaded; D must not overlap C otherwise. Each element is the
+    product's own FMA chain and then the epilogue's ops rounded one by one, so the bits are
+    those of the product followed by the unfused elementwise ops."""
     return _compiled_store(np.dtype(dtype), store)[1]
 
 

@@ -335,13 +335,15 @@ def _store_preparer(store: str, transpose_a: bool, transpose_b: bool, s: np.ndar
         shared: list = []   # the two-pass function, made for an `out` overlapping D
 
         def rows(b0: int, b1: int, out: np.ndarray) -> None:
-            if np.may_share_memory(out, d):   # the kernel stores partial sums in C before reading D
+            crs = out.strides[0] // item
+            pc = address(out) - b0 * crs * item
+            # (the stores take D itself as C, an update in place, but no other overlap)
+            if (pc != pd or crs != drs) and np.may_share_memory(out, d):
                 if not shared:
                     shared.append(in_two_passes(a, b, d))
                 shared[0](b0, b1, out)
                 return
-            crs = out.strides[0] // item
-            fn(b0, b1, 0, n, k, pa, ars, acs, pb, brs, address(out) - b0 * crs * item, crs, pd, drs, ps)
+            fn(b0, b1, 0, n, k, pa, ars, acs, pb, brs, pc, crs, pd, drs, ps)
 
         rows.align = route.align
         rows.keep = tiles_b, d
@@ -349,8 +351,8 @@ def _store_preparer(store: str, transpose_a: bool, transpose_b: bool, s: np.ndar
 
     def bound(a: np.ndarray, b: np.ndarray, d: np.ndarray) -> Product | None:
         """The whole result as the product's `bound` gives it, calls(pa, pb, pd, pc), into a
-        C-contiguous result that does not overlap D (a kernel's outputs never alias its
-        inputs); None where the stores cannot take it."""
+        C-contiguous result that is D itself (an update in place) or does not overlap it;
+        None where the stores cannot take it."""
         route = product.route_of(a, b)
         if route is None or d.dtype != a.dtype or not d_fits(route, d, a.dtype.itemsize):
             return None

@@ -144,6 +144,8 @@ class FusedKernel:
             if absorbed is not None:
                 self._lib_block, self._lib_args = absorbed
                 self._lib_only = True
+                # the stores read each element of D before writing it (gemm.store_function)
+                self.inplace_ok += ((absorbed[1][2], 0),)
 
     # ---- binding to compiled code ----
     def bind(self, jit, vectorized: bool | None) -> None:
