@@ -45,11 +45,16 @@ class VariableStore:
         during it is taken again after it (in_place.py: a value taken first, with the writer
         checked after, is one whose array that run leaves alone)."""
         v = self.values.get(name)
-        while self.writer and self.writer != get_ident():
+        while self.rewritten_elsewhere():
             with self.update_lock:   # (held by the writing run until it ends)
                 pass
             v = self.values.get(name)
         return v
+
+    def rewritten_elsewhere(self) -> bool:
+        """Whether a run of another thread is rewriting values in their arrays now."""
+        writer = self.writer
+        return bool(writer) and writer != get_ident()
 
 
 class RunState:

@@ -19,7 +19,6 @@ alive (and is not recycled) until the call is done.
 from __future__ import annotations
 
 import threading
-from _thread import get_ident
 
 from ..compiler.fusion.direct import DirectCall, Operand, Scratch, matcher
 from ..runtime.pointers import address
@@ -79,8 +78,7 @@ class WholeRun:
             if v is None:
                 return None
             held.append(v)
-        writer = self.store.writer
-        if writer and writer != get_ident():   # (its values, taken again after it: state.py)
+        if self.store.rewritten_elsewhere():   # (its values, taken again after it: state.py)
             return None
         held += self.constants
         ops = [*feeds, *held, *outs]
