@@ -451,3 +451,19 @@ def test_keep_lifetimes_leaves_a_consumer_out_of_a_group_read_earlier_outside():
         group_of[keep] = next(n for n in names if h.op.name in n)
     assert mask.op.inputs[0].op.name in group_of[False]          # the Greater joins the ReLU by default
     assert mask.op.inputs[0].op.name not in group_of[True]       # but not when lifetimes are kept
+
+
+def test_a_per_row_value_expanded_before_an_elementwise_op_joins_the_row_reduction_after_it():
+    """expand_dims(labels) meets the logits in an elementwise (N, C) op, where an (N, 1) value
+    does not fit; the row sum after that op makes the kernel's domain rows, and the reshape
+    then joins it instead of running as a Python kernel between two compiled ones."""
+    x = gf.placeholder(gf.float32, (None, 10), name="x")
+    y = gf.placeholder(gf.int32, (None,), name="y")
+    e = gf.expand_dims(y, -1)
+    picked = gf.reduce_sum(gf.where(gf.equal(e, gf.range(10, dtype=gf.int32)), x, gf.zeros_like(x)), axis=-1)
+    c, ks = _kernels(picked, [x, y])
+    (k,) = [k for k in ks if picked.op.name in k["members"]]
+    assert e.op.name in k["members"] and e.op.name not in c.report_data.unfused
+    xv, yv = RNG.standard_normal((37, 10)).astype(np.float32), RNG.integers(0, 10, 37).astype(np.int32)
+    got = _agree(picked, {x: xv, y: yv})
+    np.testing.assert_array_equal(got, xv[np.arange(37), yv])

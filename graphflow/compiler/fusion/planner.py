@@ -198,6 +198,7 @@ class Planner:
             producers = [r[0] for r in n.inputs if r[0] in roles]
             for p in (dict.fromkeys(producers) if len(producers) > 1 else producers):
                 self._try_merge(group_of[p], group_of[n.id])
+        self._join_lone_reshapes()
         groups = list({id(g): g for g in self.group_of.values()}.values())
         kept = []
         for g in groups:
@@ -211,6 +212,22 @@ class Planner:
                 kept.append(g)
         kept.sort(key=lambda g: g.last)
         return kept
+
+    def _join_lone_reshapes(self) -> None:
+        """Merge each group of nothing but reshapes into its consumers' groups, now that
+        their domains are known. When its consumer was first visited, that consumer's group
+        was still elementwise (N, C), where a per-row (N, 1) value does not fit; the rows of
+        the reduction that joined it later take it. Left alone, the reshape runs as a Python
+        kernel between two compiled ones: W5's step had three (a label's expand_dims before
+        the pick of its logit, two in the loss's gradient)."""
+        group_of, roles = self.group_of, self.roles
+        for n in self.program.nodes:
+            g = group_of.get(n.id)
+            if g is None or not all(roles[m].kind == "reshape" for m in g.members):
+                continue
+            for c in self.succ[n.id]:
+                if c in group_of:
+                    self._try_merge(group_of[n.id], group_of[c])
 
     # ---- legality ----
     def _domain(self, a: Group, b: Group):
