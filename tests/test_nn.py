@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import graphflow as gf
+from graphflow.ops import nn_ops
 import naive_nn
 
 rng = np.random.default_rng(0)
@@ -152,15 +153,18 @@ def test_sparse_cross_entropy_gradient_is_softmax_minus_one_hot():
 
 @pytest.mark.parametrize("dtype", [gf.int32, gf.int64])
 @pytest.mark.parametrize("bad", [3, -1, -(2 ** 31)])
-def test_sparse_cross_entropy_rejects_labels_out_of_range(dtype, bad):
+@pytest.mark.parametrize("n", [2, nn_ops.LIST_MAX_LABELS + 1])   # (the check's two ways to the maximum)
+def test_sparse_cross_entropy_rejects_labels_out_of_range(dtype, bad, n):
     labels = gf.placeholder(dtype, (None,))
-    loss = gf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=gf.zeros((2, 3)))
+    loss = gf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=gf.zeros((n, 3)))
+    good, wrong = np.arange(n) % 3, np.zeros(n, np.int64)
+    wrong[n // 2] = bad
     for level in (0, 2):
         with gf.Session(opt_level=level) as sess:
             with pytest.raises(gf.errors.InvalidArgumentError,
                                match=rf"CheckLabels.*label value of {bad} .* \[0, 3\)"):
-                sess.run(loss, {labels: [0, bad]})
-            np.testing.assert_allclose(sess.run(loss, {labels: [0, 2]}), [np.log(3.0)] * 2, rtol=1e-6)
+                sess.run(loss, {labels: wrong})
+            np.testing.assert_allclose(sess.run(loss, {labels: good}), [np.log(3.0)] * n, rtol=1e-6)
 
 
 def test_sparse_cross_entropy_with_unknown_class_count():
