@@ -218,8 +218,9 @@ class Planner:
         their domains are known. When its consumer was first visited, that consumer's group
         was still elementwise (N, C), where a per-row (N, 1) value does not fit; the rows of
         the reduction that joined it later take it. Left alone, the reshape runs as a Python
-        kernel between two compiled ones: W5's step had three (a label's expand_dims before
-        the pick of its logit, two in the loss's gradient)."""
+        kernel between two compiled ones: W5's step had three. The label's expand_dims before
+        the pick of its logit now joins; the two in the loss's gradient feed the bias
+        gradient's column kernel, which has no form for a per-row value, and stay."""
         group_of, roles = self.group_of, self.roles
         for n in self.program.nodes:
             g = group_of.get(n.id)
