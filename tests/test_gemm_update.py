@@ -70,7 +70,7 @@ def test_update_kernel_propagates_non_finite_values():
 @pytest.mark.parametrize("ta,tb", list(itertools.product((False, True), repeat=2)))
 def test_update_preparer_all_routes(ta, tb):
     """The register tiles for every shape (B packed when transposed; one row, two rows and a
-    K below one vector too, which plain products leave to the gemv or numpy), D of another
+    K below one vector too; plain products leave the first two to the gemv or numpy), D of another
     layout, and an output that is D itself: the bits of the tiles' product then the update."""
     scale = np.array(0.03, np.float32)
     prepare = epilogue._store_preparer("update", ta, tb, scale.reshape(1))

@@ -263,8 +263,8 @@ def test_library_calls_get_the_session_threads_only_with_the_work_for_them():
 
 
 def test_a_fused_product_on_numpys_route_runs_blas_on_one_thread_per_block(monkeypatch):
-    """A fused matmul epilogue sets BLAS threads only when a block goes to numpy (a product with
-    K below one vector), not on every run, and the run gives numpy its setting back."""
+    """A fused matmul epilogue sets BLAS threads only when a block goes to numpy (a product
+    narrower than half a vector), not on every run, and the run gives numpy its setting back."""
     from graphflow.compiler.fusion import epilogue
     from graphflow.runtime import threads
 
@@ -272,10 +272,10 @@ def test_a_fused_product_on_numpys_route_runs_blas_on_one_thread_per_block(monke
         pytest.skip("numpy's BLAS is not an OpenBLAS this process can reach")
     default = threads.blas_threads()
     seen = _blas_spy(monkeypatch, epilogue.__name__ + ".limit_blas_threads")
-    x = gf.placeholder(gf.float32, (None, 4), name="x")
-    wv = np.arange(4 * 40, dtype=np.float32).reshape(4, 40) / 100
+    x = gf.placeholder(gf.float32, (None, 40), name="x")
+    wv = np.arange(40 * 4, dtype=np.float32).reshape(40, 4) / 100
     y = gf.nn.relu(gf.matmul(x, gf.constant(wv)) - 1.0)
-    xv = np.random.default_rng(0).standard_normal((3000, 4)).astype(np.float32)
+    xv = np.random.default_rng(0).standard_normal((3000, 40)).astype(np.float32)
     with gf.Session(num_threads=2) as sess:
         np.testing.assert_allclose(sess.run(y, {x: xv}), np.maximum(xv @ wv - 1.0, 0), rtol=1e-5, atol=1e-5)
     assert seen and set(seen) == {1}

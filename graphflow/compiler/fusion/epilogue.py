@@ -20,8 +20,10 @@ they are: see Route.swapped). A single row runs on codegen/gemv.py
 36.3 through gemm.py's gemv, which streamed B as BLAS does; 1x784 @ 784x512 22.4 us like
 numpy, the register tiles 34). Results narrower than one vector still gain (W4's softmax head,
 256x512 @ 512x10 with its epilogue: 66 us vs 99; W5's, 128 rows: 50 vs 54; A transposed,
-512x128 @ 128x10: 41 vs 41), down to half a vector; numpy wins when K is below one vector
-(128x10 @ 10x512 inside W5's backward: 53 us vs 74), so those stay on numpy. The LLVM
+512x128 @ 128x10: 41 vs 41), down to half a vector; narrower ones stay on numpy (128x512 @
+512x4 with a relu: 15.5 us vs 24.5). Any K takes the tiles, even K = 1, where OpenBLAS is at
+its slowest (128x1 @ 1x512 with a mask: 91 -> 14.6 us; 128x10 @ 10x512, W5's dh2 = dz3 @ W3^T:
+31 -> 23 us hot, 54 -> 30 us inside the training step). The LLVM
 kernel also never wakes BLAS's own threads, whose spinning steals the cores the Session's
 pool splits blocks over.
 """
@@ -91,7 +93,7 @@ def _matmul_route(dtype, a_shape, a_strides, b_shape, b_strides, transpose_a: bo
     (_, n), b_st = (b_shape[::-1], b_strides[::-1]) if transpose_b else (b_shape, b_strides)
     if any(s % item for s in a_st) or k == 0:   # (the tiles store nothing for k == 0: numpy's zeros)
         return None
-    if not tiles and (k < gemm.lanes(dtype) or 2 * n < gemm.lanes(dtype)):
+    if not tiles and 2 * n < gemm.lanes(dtype):
         return None
     if m == 2 and not tiles:
         # Two rows fill a quarter of a register tile and numpy's BLAS streams B once for both:
@@ -164,9 +166,9 @@ def _bound(route: Route, op_a: np.ndarray, op_b: np.ndarray, fn: Callable) -> Pr
 
 
 ROUTES_MAX = 64   # shapes/strides remembered per kernel
-# numpy's route copies a small transposed B first: OpenBLAS's sgemm with a transposed B and K
-# below one vector runs ~1.7x slower (W5's dh2 = dz3 @ W3^T, 128x10 @ 10x512 on one Zen 4 core:
-# 26 vs 15 us, the whole kernel 37 -> 28 us hot and 51 -> 45 us inside the training step)
+# numpy's route copies a small transposed B first. It was measured for K below one vector, which
+# now takes the tiles; on the narrow results left to numpy it is mixed (one Zen 4 core, with a
+# relu: 256x64 @ (7x64)^T 21.0 -> 15.0 us, 128x512 @ (4x512)^T 15.2 -> 18.3 us), so it stays.
 SMALL_B_COPY_BYTES = 64 << 10
 
 
